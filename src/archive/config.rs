@@ -1,0 +1,135 @@
+//! The archive's `config` file: format version and the parameters fixed at init
+//! (chunking, compression level, append-only). Plain `key = value` text, written once.
+
+use std::fmt::Write as _;
+
+pub const ARCHIVE_VERSION: u32 = 1;
+pub const CONFIG_MAGIC: &str = "strata archive";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub version: u32,
+    pub chunk_min: u32,
+    pub chunk_avg: u32,
+    pub chunk_max: u32,
+    pub compression_level: i32,
+    pub append_only: bool,
+    pub pack_size: u64,
+}
+
+impl Config {
+    /// Chunking parameters from an average size: min = avg/4, max = avg*4, within what
+    /// FastCDC accepts.
+    pub fn new(chunk_avg: u32, compression_level: i32, append_only: bool) -> Config {
+        Config {
+            version: ARCHIVE_VERSION,
+            chunk_min: (chunk_avg / 4).max(64),
+            chunk_avg,
+            chunk_max: chunk_avg.saturating_mul(4).min(16 << 20),
+            compression_level,
+            append_only,
+            pack_size: 64 << 20,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# {CONFIG_MAGIC}: do not edit; see docs/FORMAT.md");
+        let _ = writeln!(s, "format = {}", self.version);
+        let _ = writeln!(s, "chunk_min = {}", self.chunk_min);
+        let _ = writeln!(s, "chunk_avg = {}", self.chunk_avg);
+        let _ = writeln!(s, "chunk_max = {}", self.chunk_max);
+        let _ = writeln!(s, "compression_level = {}", self.compression_level);
+        let _ = writeln!(s, "append_only = {}", self.append_only);
+        let _ = writeln!(s, "pack_size = {}", self.pack_size);
+        s
+    }
+
+    /// Parses a config file. `Err` carries a short reason.
+    pub fn decode(text: &str) -> Result<Config, String> {
+        if !text.starts_with(&format!("# {CONFIG_MAGIC}")) {
+            return Err("not a strata config file".into());
+        }
+        let mut c = Config::new(1 << 20, 3, false);
+        let mut seen_version = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or_else(|| format!("bad line {line:?}"))?;
+            let (k, v) = (k.trim(), v.trim());
+            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad value for {k}: {v:?}"));
+            match k {
+                "format" => {
+                    c.version = num(v)? as u32;
+                    seen_version = true;
+                }
+                "chunk_min" => c.chunk_min = num(v)? as u32,
+                "chunk_avg" => c.chunk_avg = num(v)? as u32,
+                "chunk_max" => c.chunk_max = num(v)? as u32,
+                "compression_level" => {
+                    c.compression_level = v.parse().map_err(|_| format!("bad compression_level {v:?}"))?
+                }
+                "append_only" => c.append_only = v == "true",
+                "pack_size" => c.pack_size = num(v)?,
+                _ => return Err(format!("unknown key {k:?}")),
+            }
+        }
+        if !seen_version {
+            return Err("no format version".into());
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        use fastcdc::v2020 as f;
+        let (min, avg, max) = (self.chunk_min as usize, self.chunk_avg as usize, self.chunk_max as usize);
+        if !(f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&min)
+            || !(f::AVERAGE_MIN..=f::AVERAGE_MAX).contains(&avg)
+            || !(f::MAXIMUM_MIN..=f::MAXIMUM_MAX).contains(&max)
+            || min > avg
+            || avg > max
+            || min % 2 != 0
+            || avg % 2 != 0
+            || max % 2 != 0
+        {
+            return Err(format!(
+                "chunk sizes min {min} avg {avg} max {max} are outside FastCDC's limits (avg 256 B..4 MiB)"
+            ));
+        }
+        if !(1..=22).contains(&self.compression_level) {
+            return Err(format!("compression level {} is not in 1..=22", self.compression_level));
+        }
+        if self.pack_size < 1 << 20 {
+            return Err("pack size below 1 MiB".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_has_stable_text() {
+        let c = Config::new(1 << 20, 3, true);
+        assert_eq!(
+            c.encode(),
+            "# strata archive: do not edit; see docs/FORMAT.md\nformat = 1\nchunk_min = 262144\n\
+             chunk_avg = 1048576\nchunk_max = 4194304\ncompression_level = 3\nappend_only = true\n\
+             pack_size = 67108864\n"
+        );
+        assert_eq!(Config::decode(&c.encode()), Ok(c));
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        assert!(Config::decode("hello").is_err());
+        let c = Config::new(1 << 20, 3, false).encode();
+        assert!(Config::decode(&c.replace("chunk_avg = 1048576", "chunk_avg = 3")).is_err());
+        assert!(Config::decode(&c.replace("format = 1\n", "")).is_err());
+    }
+}

@@ -1,0 +1,448 @@
+//! The archive: one directory tying packs and index together. Owns init, open, the
+//! single-writer lock and the commit protocol (blobs → pack fsync → dir fsync → one
+//! SQLite transaction), and is the one API the layers above use to read and write blobs.
+//!
+//! ```text
+//! ARCHIVE/            mode 0700
+//!   config            format version, chunking, compression, append-only (0600)
+//!   index.sqlite      blob locations + snapshot catalogue (rebuildable from packs)
+//!   lock              flock'ed by the writer; holds its pid
+//!   packs/            <16 hex digits>.pack, append-only, the source of truth
+//! ```
+
+pub mod config;
+mod lock;
+
+pub use config::Config;
+
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, decode_tree, encode_tree};
+use crate::format::{BlobId, FormatError, PackId};
+use crate::index::{Index, IndexError, SnapshotRow};
+use crate::packs::{Location, PackError, PackReader, PackWriter, StoredBlob};
+use lock::{LockError, WriterLock};
+use std::collections::HashSet;
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub const CONFIG_FILE: &str = "config";
+pub const INDEX_FILE: &str = "index.sqlite";
+pub const LOCK_FILE: &str = "lock";
+pub const PACKS_DIR: &str = "packs";
+
+#[derive(Debug, Error)]
+pub enum ArchiveError {
+    #[error("{path}: not a strata archive ({why})")]
+    NotAnArchive { path: PathBuf, why: String },
+    #[error("{path}: directory is not empty and is not a strata archive")]
+    NotEmpty { path: PathBuf },
+    #[error("{path}: archive format {found} is newer than this strata supports ({supported}); upgrade strata")]
+    NewerFormat { path: PathBuf, found: u32, supported: u32 },
+    #[error("archive is locked by {}", match .pid { Some(p) => format!("pid {p}"), None => "another process".to_string() })]
+    Locked { pid: Option<u32> },
+    #[error("{path}: index is missing")]
+    IndexMissing { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    #[error("{what} {id}: {source}")]
+    Format {
+        what: &'static str,
+        id: BlobId,
+        #[source]
+        source: FormatError,
+    },
+    #[error("blob {id} is referenced but not in the index")]
+    BlobMissing { id: BlobId },
+    #[error("no snapshot matches {spec:?}")]
+    SnapshotNotFound { spec: String },
+    #[error("snapshot prefix {spec:?} is ambiguous: {}", .candidates.join(", "))]
+    Ambiguous { spec: String, candidates: Vec<String> },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("archive is append-only: {0} is refused")]
+    AppendOnly(&'static str),
+}
+
+impl ArchiveError {
+    /// A short "what to do" line for the CLI.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ArchiveError::NotAnArchive { .. } => Some("create one with `strata init ARCHIVE`".into()),
+            ArchiveError::Locked { .. } => {
+                Some("wait for the other ingest to finish; the lock is released when it exits".into())
+            }
+            ArchiveError::IndexMissing { .. } | ArchiveError::Index(_) => {
+                Some("rebuild the index from the packs with `strata repair ARCHIVE`".into())
+            }
+            ArchiveError::Pack(e) if e.is_corruption() => {
+                Some("run `strata check --read-data ARCHIVE` to see what is damaged".into())
+            }
+            ArchiveError::Ambiguous { .. } => Some("give more digits of the id".into()),
+            ArchiveError::SnapshotNotFound { .. } => Some("list snapshots with `strata snapshots ARCHIVE`".into()),
+            _ => None,
+        }
+    }
+
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            ArchiveError::Pack(e) => e.is_corruption(),
+            ArchiveError::Format { .. } | ArchiveError::BlobMissing { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub struct Archive {
+    root: PathBuf,
+    config: Config,
+    index: Index,
+    packs: PackReader,
+}
+
+impl Archive {
+    /// Creates a new archive at `path`: an empty or missing directory becomes one.
+    pub fn init(path: &Path, config: &Config) -> Result<(), ArchiveError> {
+        config.validate().map_err(ArchiveError::Invalid)?;
+        match fs::read_dir(path) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    if path.join(CONFIG_FILE).exists() {
+                        return Err(ArchiveError::Invalid(format!(
+                            "{}: already a strata archive",
+                            path.display()
+                        )));
+                    }
+                    return Err(ArchiveError::NotEmpty {
+                        path: path.to_path_buf(),
+                    });
+                }
+                fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .map_err(io(path))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                DirBuilder::new().mode(0o700).create(path).map_err(io(path))?;
+            }
+            Err(e) => return Err(io(path)(e)),
+        }
+        let packs = path.join(PACKS_DIR);
+        DirBuilder::new().mode(0o700).create(&packs).map_err(io(&packs))?;
+        let idx_path = path.join(INDEX_FILE);
+        {
+            // Create the file 0600 first so SQLite keeps that mode.
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&idx_path)
+                .map_err(io(&idx_path))?;
+            Index::create(&idx_path)?;
+        }
+        // The config is written last: a directory without it is not an archive yet.
+        let cfg_path = path.join(CONFIG_FILE);
+        let tmp = path.join("config.tmp");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(config.encode().as_bytes()).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &cfg_path).map_err(io(&cfg_path))?;
+        fs::File::open(path).and_then(|d| d.sync_all()).map_err(io(path))?;
+        Ok(())
+    }
+
+    /// Reads only the config: tells whether `path` is an archive, and of which version.
+    pub fn read_config(path: &Path) -> Result<Config, ArchiveError> {
+        let cfg_path = path.join(CONFIG_FILE);
+        let text = match fs::read(&cfg_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let why = if path.is_dir() {
+                    "no config file".to_string()
+                } else if path.exists() {
+                    "not a directory".to_string()
+                } else {
+                    "does not exist".to_string()
+                };
+                return Err(ArchiveError::NotAnArchive {
+                    path: path.to_path_buf(),
+                    why,
+                });
+            }
+            Err(e) => return Err(io(&cfg_path)(e)),
+        };
+        let text = String::from_utf8_lossy(&text);
+        // Check the version before anything else, so a newer archive gets the right error.
+        for line in text.lines() {
+            if let Some(v) = line.trim().strip_prefix("format")
+                && let Some(v) = v.trim().strip_prefix('=')
+                && let Ok(found) = v.trim().parse::<u32>()
+                && found > config::ARCHIVE_VERSION
+            {
+                return Err(ArchiveError::NewerFormat {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: config::ARCHIVE_VERSION,
+                });
+            }
+        }
+        Config::decode(&text).map_err(|why| ArchiveError::NotAnArchive {
+            path: path.to_path_buf(),
+            why: format!("config: {why}"),
+        })
+    }
+
+    pub fn open(path: &Path) -> Result<Archive, ArchiveError> {
+        let config = Self::read_config(path)?;
+        let idx_path = path.join(INDEX_FILE);
+        if !idx_path.exists() {
+            return Err(ArchiveError::IndexMissing { path: idx_path });
+        }
+        let index = Index::open(&idx_path)?;
+        Ok(Archive {
+            root: path.to_path_buf(),
+            config,
+            index,
+            packs: PackReader::new(&path.join(PACKS_DIR)),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+    pub fn packs(&self) -> &PackReader {
+        &self.packs
+    }
+
+    pub fn location(&self, id: &BlobId) -> Result<Location, ArchiveError> {
+        self.index
+            .location(id)?
+            .ok_or(ArchiveError::BlobMissing { id: *id })
+    }
+
+    /// A blob's plain bytes, crc32-checked.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
+        let loc = self.location(id)?;
+        Ok(self.packs.read(id, &loc, false)?)
+    }
+
+    /// A tree's nodes. Trees are small and decoded on each call; callers cache.
+    pub fn read_tree(&self, id: &BlobId) -> Result<Vec<Node>, ArchiveError> {
+        let loc = self.location(id)?;
+        if loc.kind != BlobKind::Tree {
+            return Err(ArchiveError::Format {
+                what: "tree",
+                id: *id,
+                source: FormatError::Invalid {
+                    what: "blob kind",
+                    value: loc.kind.name().into(),
+                },
+            });
+        }
+        // Trees are verified by hash too: a tree feeds every path beneath it.
+        let bytes = self.packs.read(id, &loc, true)?;
+        decode_tree(&bytes).map_err(|source| ArchiveError::Format {
+            what: "tree",
+            id: *id,
+            source,
+        })
+    }
+
+    pub fn load_snapshot(&self, id: &BlobId) -> Result<Snapshot, ArchiveError> {
+        let loc = self.location(id)?;
+        let bytes = self.packs.read(id, &loc, true)?;
+        Snapshot::decode(&bytes).map_err(|source| ArchiveError::Format {
+            what: "snapshot",
+            id: *id,
+            source,
+        })
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, ArchiveError> {
+        Ok(self.index.snapshots()?)
+    }
+
+    /// Resolves `latest`, a full id, or a unique id prefix. `label` narrows `latest`.
+    pub fn resolve(&self, spec: &str, label: Option<&str>) -> Result<SnapshotRow, ArchiveError> {
+        let all = self.snapshots()?;
+        if spec == "latest" {
+            return all
+                .into_iter()
+                .rev()
+                .find(|s| label.is_none_or(|l| s.label == l))
+                .ok_or_else(|| ArchiveError::SnapshotNotFound {
+                    spec: match label {
+                        Some(l) => format!("latest (label {l})"),
+                        None => "latest (the archive has no snapshots)".into(),
+                    },
+                });
+        }
+        let lower = spec.to_ascii_lowercase();
+        if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ArchiveError::SnapshotNotFound { spec: spec.into() });
+        }
+        let mut matches: Vec<SnapshotRow> = all.into_iter().filter(|s| s.id.hex().starts_with(&lower)).collect();
+        match matches.len() {
+            0 => Err(ArchiveError::SnapshotNotFound { spec: spec.into() }),
+            1 => Ok(matches.remove(0)),
+            _ => Err(ArchiveError::Ambiguous {
+                spec: spec.into(),
+                candidates: matches.iter().map(|s| s.id.hex()[..16].to_string()).collect(),
+            }),
+        }
+    }
+
+    /// Takes the writer lock and starts a write session.
+    pub fn begin_write(&self) -> Result<WriteSession<'_>, ArchiveError> {
+        let lock_path = self.root.join(LOCK_FILE);
+        let lock = WriterLock::acquire(&lock_path).map_err(|e| match e {
+            LockError::Held { pid } => ArchiveError::Locked { pid },
+            LockError::Io(source) => ArchiveError::Io {
+                path: lock_path.clone(),
+                source,
+            },
+        })?;
+        // Packs left by a crashed writer keep their numbers; start after all of them.
+        let packs_dir = self.root.join(PACKS_DIR);
+        let mut next = self.index.max_pack_id()? + 1;
+        for e in fs::read_dir(&packs_dir).map_err(io(&packs_dir))? {
+            let e = e.map_err(io(&packs_dir))?;
+            if let Some(p) = e.file_name().to_str().and_then(PackId::from_file_name) {
+                next = next.max(p.0 + 1);
+            }
+        }
+        Ok(WriteSession {
+            archive: self,
+            _lock: lock,
+            writer: PackWriter::new(&packs_dir, next, self.config.pack_size),
+            added: Vec::new(),
+            seen: HashSet::new(),
+            bytes_added: 0,
+        })
+    }
+}
+
+/// One writer's session: blobs go into new packs; nothing is visible to readers until
+/// [`WriteSession::commit`]. Dropping a session without committing leaves only
+/// unreferenced pack bytes, which repair or prune clean up.
+pub struct WriteSession<'a> {
+    archive: &'a Archive,
+    _lock: WriterLock,
+    writer: PackWriter,
+    added: Vec<(BlobId, Location)>,
+    seen: HashSet<BlobId>,
+    bytes_added: u64,
+}
+
+impl<'a> WriteSession<'a> {
+    pub fn archive(&self) -> &'a Archive {
+        self.archive
+    }
+
+    /// True when the blob is already stored (committed, or written in this session).
+    pub fn has(&self, id: &BlobId) -> Result<bool, ArchiveError> {
+        Ok(self.seen.contains(id) || self.archive.index.contains(id)?)
+    }
+
+    /// Marks `id` as about to be written (by [`WriteSession::put_stored`] later), so
+    /// dedup within this session sees it. Returns false if it was already known.
+    pub fn claim(&mut self, id: &BlobId) -> Result<bool, ArchiveError> {
+        if self.has(id)? {
+            return Ok(false);
+        }
+        self.seen.insert(*id);
+        Ok(true)
+    }
+
+    /// Appends an already-compressed blob.
+    pub fn put_stored(&mut self, blob: &StoredBlob) -> Result<(), ArchiveError> {
+        let loc = self.writer.add(blob)?;
+        self.seen.insert(blob.id);
+        self.bytes_added += crate::format::pack::BLOB_HEADER_LEN as u64 + loc.stored_len;
+        self.added.push((blob.id, loc));
+        Ok(())
+    }
+
+    /// Compresses and appends `raw` unless an identical blob exists. Returns its id.
+    pub fn put(
+        &mut self,
+        compressor: &mut zstd::bulk::Compressor<'_>,
+        kind: BlobKind,
+        raw: &[u8],
+    ) -> Result<BlobId, ArchiveError> {
+        let id = BlobId::of(raw);
+        if !self.has(&id)? {
+            self.put_stored(&StoredBlob::new(compressor, kind, id, raw))?;
+        }
+        Ok(id)
+    }
+
+    pub fn put_tree(
+        &mut self,
+        compressor: &mut zstd::bulk::Compressor<'_>,
+        nodes: &[Node],
+    ) -> Result<BlobId, ArchiveError> {
+        let bytes = encode_tree(nodes).map_err(|e| ArchiveError::Invalid(format!("encoding tree: {e}")))?;
+        self.put(compressor, BlobKind::Tree, &bytes)
+    }
+
+    /// Bytes appended to packs so far (record headers included).
+    pub fn bytes_added(&self) -> u64 {
+        self.bytes_added
+    }
+
+    /// The commit protocol: the snapshot record goes into the pack after every blob it
+    /// references; the pack and the packs directory are fsynced; then one SQLite
+    /// transaction makes blobs and snapshot visible together.
+    pub fn commit(mut self, snapshot: &mut Snapshot) -> Result<BlobId, ArchiveError> {
+        snapshot.stats.bytes_added = self.bytes_added;
+        let mut c = zstd::bulk::Compressor::new(self.archive.config.compression_level)
+            .map_err(|e| ArchiveError::Invalid(format!("zstd: {e}")))?;
+        let bytes = snapshot.encode();
+        let id = BlobId::of(&bytes);
+        self.put_stored(&StoredBlob::new(&mut c, BlobKind::Snapshot, id, &bytes))?;
+        self.finish_packs(Some((id, snapshot)))?;
+        Ok(id)
+    }
+
+    fn finish_packs(&mut self, snapshot: Option<(BlobId, &Snapshot)>) -> Result<(), ArchiveError> {
+        let sealed = self.writer.finish()?;
+        let mut packs = Vec::new();
+        for p in sealed {
+            let n = self.added.iter().filter(|(_, l)| l.pack == p).count() as u64;
+            let path = self.archive.packs.path_of(p);
+            let size = fs::metadata(&path).map_err(io(&path))?.len();
+            packs.push((p, size, n));
+        }
+        self.archive.index.commit(&packs, &self.added, snapshot)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! `strata ingest`: one snapshot from one or more sources.
+
+use super::{CmdResult, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, Failure};
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use strata::archive::ArchiveError;
+use strata::ingest::{IngestError, IngestOptions, Progress, SourceSpec, ingest};
+use strata::util::{Json, human_bytes};
+
+/// Store sources as one new snapshot
+///
+/// All sources of one invocation go into one snapshot: a Structr tree and its database
+/// dump belong together. A directory appears under its base name (`SRC:NAME` renames
+/// it). Files unchanged since the parent snapshot (same size, mtime, ctime, inode and
+/// device) are not read again. If a --cmd fails or standard input breaks off, no snapshot
+/// is committed.
+///
+/// Examples:
+///   strata ingest /backups/jira.strata /var/jira/export --label jira
+///   pg_dump jira | strata ingest A --stdin-as db/jira.sql --label jira-db
+///   strata ingest A /usr/lib/structr:structr --cmd 'neo4j-admin database dump --to-stdout neo4j' --as db/neo4j.dump
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Archive directory
+    archive: PathBuf,
+    /// Directories or files to store; `SRC:NAME` stores SRC as NAME (may contain '/')
+    sources: Vec<String>,
+    /// Label of the snapshot (e.g. jira); the parent is the latest snapshot with it
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Tag to attach (repeatable)
+    #[arg(long = "tag", value_name = "T")]
+    tags: Vec<String>,
+    /// Leave out matching paths (repeatable). Without '/': matches a name at any depth
+    /// (`*.tmp`); with '/': matches the path inside the snapshot (`confluence/temp/**`)
+    #[arg(long = "exclude", value_name = "GLOB")]
+    excludes: Vec<String>,
+    /// Do not descend into directories on other filesystems
+    #[arg(long)]
+    one_file_system: bool,
+    /// Store standard input as this file in the snapshot
+    #[arg(long, value_name = "PATH")]
+    stdin_as: Option<String>,
+    /// Run this shell command and store its standard output (pair each with --as)
+    #[arg(long = "cmd", value_name = "SHELL COMMAND")]
+    cmds: Vec<String>,
+    /// Path in the snapshot for the output of the matching --cmd
+    #[arg(long = "as", value_name = "PATH")]
+    cmd_as: Vec<String>,
+    /// Compare against this snapshot instead of the latest with the same label
+    #[arg(long, value_name = "SNAP")]
+    parent: Option<String>,
+    /// Fail (committing nothing) if any path cannot be read
+    #[arg(long)]
+    strict: bool,
+    /// Print the summary as one JSON object on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_source(s: &str) -> SourceSpec {
+    let as_path = PathBuf::from(s);
+    if !as_path.exists()
+        && let Some((src, name)) = s.rsplit_once(':')
+        && !src.is_empty()
+        && !name.is_empty()
+    {
+        return SourceSpec::Path {
+            path: PathBuf::from(src),
+            name: name.as_bytes().to_vec(),
+        };
+    }
+    let name = std::path::absolute(&as_path)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.as_bytes().to_vec()))
+        .unwrap_or_else(|| b"root".to_vec());
+    SourceSpec::Path { path: as_path, name }
+}
+
+pub fn run(a: Args) -> CmdResult {
+    if a.cmds.len() != a.cmd_as.len() {
+        return Err(Failure::new(format!(
+            "{} --cmd but {} --as: give each --cmd its --as PATH",
+            a.cmds.len(),
+            a.cmd_as.len()
+        )));
+    }
+    let mut sources: Vec<SourceSpec> = a.sources.iter().map(|s| parse_source(s)).collect();
+    if let Some(p) = &a.stdin_as {
+        sources.push(SourceSpec::Stdin { name: p.as_bytes().to_vec() });
+    }
+    for (c, p) in a.cmds.iter().zip(&a.cmd_as) {
+        sources.push(SourceSpec::Command {
+            command: c.clone(),
+            name: p.as_bytes().to_vec(),
+        });
+    }
+    if sources.is_empty() {
+        return Err(Failure::new("nothing to ingest: give a SOURCE, --stdin-as PATH or --cmd CMD --as PATH"));
+    }
+    let archive = super::open(&a.archive)?;
+    let parent = match &a.parent {
+        Some(p) => Some(archive.resolve(p, None)?.id),
+        None => match archive.resolve("latest", Some(&a.label)) {
+            Ok(r) => Some(r.id),
+            Err(ArchiveError::SnapshotNotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let opts = IngestOptions {
+        sources,
+        label: a.label.clone(),
+        tags: a.tags.clone(),
+        excludes: a.excludes.iter().map(|e| e.as_bytes().to_vec()).collect(),
+        one_file_system: a.one_file_system,
+        parent,
+        strict: a.strict,
+        argv: std::env::args().collect(),
+    };
+    let progress = Progress::default();
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        if std::io::stderr().is_terminal() {
+            s.spawn(|| draw_progress(&progress, &done));
+        }
+        let r = ingest(&archive, &opts, &progress);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    let res = result.map_err(|e| {
+        let code = match &e {
+            IngestError::Archive(ArchiveError::Locked { .. }) => EXIT_LOCKED,
+            _ => super::EXIT_ERROR,
+        };
+        Failure {
+            code,
+            hint: e.hint(),
+            message: e.to_string(),
+        }
+    })?;
+    let s = &res.snapshot;
+    let st = &s.stats;
+    let secs = st.duration_ms as f64 / 1000.0;
+    let mbps = if secs > 0.0 { st.bytes_read as f64 / 1e6 / secs } else { 0.0 };
+    eprintln!(
+        "snapshot {} saved{}",
+        res.id.short(),
+        if s.label.is_empty() { String::new() } else { format!(" (label {})", s.label) }
+    );
+    eprintln!(
+        "  files: {} new, {} changed, {} unchanged; {} dirs; {} in all",
+        st.files_new,
+        st.files_changed,
+        st.files_unchanged,
+        st.dirs,
+        human_bytes(st.total_size)
+    );
+    eprintln!(
+        "  read {} in {:.1} s ({:.0} MB/s); added {} after dedup and compression",
+        human_bytes(st.bytes_read),
+        secs,
+        mbps,
+        human_bytes(st.bytes_added)
+    );
+    if !s.errors.is_empty() {
+        eprintln!("  {} path(s) could not be read (recorded in the snapshot):", s.errors.len());
+        for e in &s.errors {
+            eprintln!("    {}: {}", String::from_utf8_lossy(&e.path), e.message);
+        }
+    }
+    if a.json {
+        let j = Json::obj([
+            ("snapshot", Json::str(res.id.hex())),
+            ("short_id", Json::str(res.id.short())),
+            ("files", Json::int(st.files)),
+            ("dirs", Json::int(st.dirs)),
+            ("files_new", Json::int(st.files_new)),
+            ("files_changed", Json::int(st.files_changed)),
+            ("files_unchanged", Json::int(st.files_unchanged)),
+            ("bytes_read", Json::int(st.bytes_read)),
+            ("bytes_added", Json::int(st.bytes_added)),
+            ("total_size", Json::int(st.total_size)),
+            ("duration_s", Json::Float(secs)),
+            ("mb_per_s", Json::Float(mbps)),
+            (
+                "errors",
+                Json::Arr(
+                    s.errors
+                        .iter()
+                        .map(|e| {
+                            Json::obj([
+                                ("path", Json::str(String::from_utf8_lossy(&e.path))),
+                                ("error", Json::str(e.message.clone())),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ]);
+        println!("{}", j.render());
+    }
+    Ok(if s.errors.is_empty() { EXIT_OK } else { EXIT_PARTIAL })
+}
+
+fn draw_progress(p: &Progress, done: &AtomicBool) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    while !done.load(Ordering::Relaxed) {
+        let read = p.bytes_read.load(Ordering::Relaxed);
+        let secs = bar.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{} files, {} seen, {} read ({:.0} MB/s)",
+            p.files.load(Ordering::Relaxed),
+            human_bytes(p.bytes_seen.load(Ordering::Relaxed)),
+            human_bytes(read),
+            read as f64 / 1e6 / secs
+        ));
+        bar.tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}

@@ -1,0 +1,140 @@
+//! Command-line front end (clap derive): parses arguments, calls the library, renders
+//! results, and maps typed errors to one line, a hint and a documented exit code.
+//! No archive logic lives here.
+
+mod init;
+mod ingest;
+mod ls;
+mod restore;
+mod snapshots;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use strata::archive::{Archive, ArchiveError};
+use strata::format::tree::Node;
+use strata::index::SnapshotRow;
+
+/// Exit codes, documented in the README.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_PARTIAL: u8 = 3;
+pub const EXIT_LOCKED: u8 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Append-only, deduplicated backups of application data, mountable read-only",
+    long_about = "strata keeps backups of export directories, installation trees and database \
+dumps in an append-only, deduplicated archive (zstd-compressed chunks in crc32-checked pack \
+files, indexed in SQLite), and restores any snapshot exactly.\n\n\
+Typical night:  strata ingest /backups/jira.strata /var/jira/export --label jira\n\
+Typical restore: strata cat /backups/jira.strata latest:export/2026-11-21--0200.zip > /var/jira/import/x.zip",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked.\n\
+SNAP is a snapshot id, a unique id prefix, or `latest`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Init(init::Args),
+    Ingest(ingest::Args),
+    Snapshots(snapshots::Args),
+    Ls(ls::LsArgs),
+    Cat(ls::CatArgs),
+    Restore(restore::Args),
+}
+
+/// A command's failure: the error, an optional hint, and the exit code.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: EXIT_ERROR,
+            message: message.to_string(),
+            hint: None,
+        }
+    }
+    pub fn hint(mut self, hint: Option<String>) -> Failure {
+        self.hint = hint;
+        self
+    }
+}
+
+impl From<ArchiveError> for Failure {
+    fn from(e: ArchiveError) -> Failure {
+        let code = if matches!(e, ArchiveError::Locked { .. }) {
+            EXIT_LOCKED
+        } else {
+            EXIT_ERROR
+        };
+        Failure {
+            code,
+            hint: e.hint(),
+            message: e.to_string(),
+        }
+    }
+}
+
+pub type CmdResult = Result<u8, Failure>;
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Ingest(a) => ingest::run(a),
+        Command::Snapshots(a) => snapshots::run(a),
+        Command::Ls(a) => ls::run_ls(a),
+        Command::Cat(a) => ls::run_cat(a),
+        Command::Restore(a) => restore::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("strata: error: {}", f.message);
+            if let Some(h) = f.hint {
+                eprintln!("hint: {h}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Opens an archive for reading.
+pub fn open(path: &std::path::Path) -> Result<Archive, Failure> {
+    Ok(Archive::open(path)?)
+}
+
+/// Splits `SNAP[:PATH]`.
+pub fn split_spec(spec: &str) -> (&str, &str) {
+    match spec.split_once(':') {
+        Some((s, p)) => (s, p),
+        None => (spec, ""),
+    }
+}
+
+/// Resolves `SNAP[:PATH]` to the snapshot and the node at PATH.
+pub fn resolve_node(archive: &Archive, spec: &str, label: Option<&str>) -> Result<(SnapshotRow, Node), Failure> {
+    let (snap, path) = split_spec(spec);
+    let row = archive.resolve(snap, label)?;
+    let root = strata::tree::root_node(row.root, row.time);
+    let node = strata::tree::lookup(archive, &root, path.as_bytes())?;
+    match node {
+        Some(n) => Ok((row, n)),
+        None => Err(Failure::new(format!("{}:{path}: no such path in snapshot", row.id.short()))
+            .hint(Some(format!("list it with `strata ls ARCHIVE {}` ", row.id.short())))),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the command quietly with success.
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}

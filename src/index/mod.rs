@@ -1,0 +1,313 @@
+//! `index.sqlite`: where each blob lives (pack, offset, lengths) and the snapshot
+//! catalogue. Never the source of truth: every row can be rebuilt from the packs.
+//!
+//! Schema version 1 (see `docs/FORMAT.md`):
+//! `meta(key, value)`, `packs(id, size, blobs)`, `blobs(id, kind, pack, offset, raw_len,
+//! stored_len)`, `snapshots(id, time_sec, time_nsec, host, label, tags, sources, root,
+//! files, size, added, errors)`.
+
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::{BlobId, PackId};
+use crate::packs::Location;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use thiserror::Error;
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE packs(id INTEGER PRIMARY KEY, size INTEGER NOT NULL, blobs INTEGER NOT NULL);
+CREATE TABLE blobs(
+    id BLOB PRIMARY KEY, kind INTEGER NOT NULL, pack INTEGER NOT NULL,
+    offset INTEGER NOT NULL, raw_len INTEGER NOT NULL, stored_len INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE snapshots(
+    id BLOB PRIMARY KEY, time_sec INTEGER NOT NULL, time_nsec INTEGER NOT NULL,
+    host TEXT NOT NULL, label TEXT NOT NULL, tags TEXT NOT NULL, sources TEXT NOT NULL,
+    root BLOB NOT NULL, files INTEGER NOT NULL, size INTEGER NOT NULL,
+    added INTEGER NOT NULL, errors INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX snapshots_by_time ON snapshots(time_sec, time_nsec);
+";
+
+#[derive(Debug, Error)]
+pub enum IndexError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: index schema version {found} is not supported (expected {SCHEMA_VERSION})")]
+    Schema { path: PathBuf, found: String },
+    #[error("{path}: index row is invalid: {what}")]
+    BadRow { path: PathBuf, what: String },
+}
+
+/// One row of the snapshot catalogue: enough to list and resolve snapshots without
+/// reading packs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub id: BlobId,
+    pub time: (i64, u32),
+    pub host: String,
+    pub label: String,
+    pub tags: Vec<String>,
+    pub sources: Vec<String>,
+    pub root: BlobId,
+    pub files: u64,
+    pub size: u64,
+    pub added: u64,
+    pub errors: u64,
+}
+
+pub struct Index {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn blob_id(v: Vec<u8>) -> Option<BlobId> {
+    <[u8; 32]>::try_from(v.as_slice()).ok().map(BlobId)
+}
+
+impl Index {
+    /// Creates a new, empty index at `path` (which must not exist).
+    pub fn create(path: &Path) -> Result<Index, IndexError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(|source| IndexError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let idx = Index {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        };
+        idx.setup()?;
+        idx.with(|c| {
+            c.execute_batch(SCHEMA)?;
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)",
+                params![SCHEMA_VERSION.to_string()],
+            )?;
+            Ok(())
+        })?;
+        Ok(idx)
+    }
+
+    /// Opens an existing index and checks its schema version.
+    pub fn open(path: &Path) -> Result<Index, IndexError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(
+            |source| IndexError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+        let idx = Index {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        };
+        idx.setup()?;
+        let v: Option<String> = idx.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+                .optional()
+        })?;
+        match v {
+            Some(v) if v == SCHEMA_VERSION.to_string() => Ok(idx),
+            other => Err(IndexError::Schema {
+                path: path.to_path_buf(),
+                found: other.unwrap_or_else(|| "(none)".into()),
+            }),
+        }
+    }
+
+    fn setup(&self) -> Result<(), IndexError> {
+        self.with(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(30))?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            Ok(())
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, IndexError> {
+        let mut c = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut c).map_err(|source| IndexError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn contains(&self, id: &BlobId) -> Result<bool, IndexError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
+            st.exists(params![&id.0[..]])
+        })
+    }
+
+    pub fn location(&self, id: &BlobId) -> Result<Option<Location>, IndexError> {
+        let row = self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT kind, pack, offset, raw_len, stored_len FROM blobs WHERE id = ?1",
+            )?;
+            st.query_row(params![&id.0[..]], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()
+        })?;
+        let Some((kind, pack, offset, raw_len, stored_len)) = row else {
+            return Ok(None);
+        };
+        let kind = u8::try_from(kind)
+            .ok()
+            .and_then(|k| BlobKind::from_u8(k).ok())
+            .ok_or_else(|| IndexError::BadRow {
+                path: self.path.clone(),
+                what: format!("blob {} has kind {kind}", id.short()),
+            })?;
+        Ok(Some(Location {
+            pack: PackId(pack as u64),
+            offset: offset as u64,
+            kind,
+            raw_len: raw_len as u64,
+            stored_len: stored_len as u64,
+        }))
+    }
+
+    pub fn max_pack_id(&self) -> Result<u64, IndexError> {
+        self.with(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM packs", [], |r| r.get::<_, i64>(0)))
+            .map(|v| v as u64)
+    }
+
+    /// Makes new blobs, packs and (optionally) a snapshot visible in one transaction.
+    pub fn commit(
+        &self,
+        packs: &[(PackId, u64, u64)],
+        blobs: &[(BlobId, Location)],
+        snapshot: Option<(BlobId, &Snapshot)>,
+    ) -> Result<(), IndexError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO packs(id, size, blobs) VALUES (?1, ?2, ?3)",
+                )?;
+                for (p, size, n) in packs {
+                    st.execute(params![p.0 as i64, *size as i64, *n as i64])?;
+                }
+                let mut st = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO blobs(id, kind, pack, offset, raw_len, stored_len)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (id, l) in blobs {
+                    st.execute(params![
+                        &id.0[..],
+                        l.kind as i64,
+                        l.pack.0 as i64,
+                        l.offset as i64,
+                        l.raw_len as i64,
+                        l.stored_len as i64
+                    ])?;
+                }
+                if let Some((id, s)) = snapshot {
+                    insert_snapshot(&tx, id, s)?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, IndexError> {
+        let rows = self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, time_sec, time_nsec, host, label, tags, sources, root, files, size,
+                        added, errors
+                 FROM snapshots ORDER BY time_sec, time_nsec, id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Vec<u8>>(7)?,
+                    (r.get::<_, i64>(8)?, r.get::<_, i64>(9)?, r.get::<_, i64>(10)?, r.get::<_, i64>(11)?),
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, ts, tn, host, label, tags, sources, root, (files, size, added, errors)) in rows {
+            let (Some(id), Some(root)) = (blob_id(id), blob_id(root)) else {
+                return Err(IndexError::BadRow {
+                    path: self.path.clone(),
+                    what: "snapshot id or root is not 32 bytes".into(),
+                });
+            };
+            out.push(SnapshotRow {
+                id,
+                time: (ts, tn as u32),
+                host,
+                label,
+                tags: split_list(&tags),
+                sources: split_list(&sources),
+                root,
+                files: files as u64,
+                size: size as u64,
+                added: added as u64,
+                errors: errors as u64,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split('\n').map(str::to_owned).collect()
+    }
+}
+
+fn insert_snapshot(tx: &rusqlite::Transaction<'_>, id: BlobId, s: &Snapshot) -> rusqlite::Result<()> {
+    let sources: Vec<&str> = s.sources.iter().map(|x| x.name.as_str()).collect();
+    tx.execute(
+        "INSERT OR REPLACE INTO snapshots(id, time_sec, time_nsec, host, label, tags, sources, root,
+                                          files, size, added, errors)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            &id.0[..],
+            s.time.0,
+            s.time.1 as i64,
+            s.host,
+            s.label,
+            s.tags.join("\n"),
+            sources.join("\n"),
+            &s.root.0[..],
+            s.stats.files as i64,
+            s.stats.total_size as i64,
+            s.stats.bytes_added as i64,
+            s.errors.len() as i64
+        ],
+    )?;
+    Ok(())
+}

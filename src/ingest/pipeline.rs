@@ -1,0 +1,158 @@
+//! The ingest pipeline's threads: the walker (reading, chunking, hashing, dedup) runs on
+//! one thread, zstd compression on one worker per core, and the pack writer on its own
+//! thread. Bounded channels between them keep memory bounded and both cores busy.
+
+use super::walk::Walker;
+use super::{IngestError, IngestOptions, Progress};
+use crate::archive::{Archive, ArchiveError, WriteSession};
+use crate::format::BlobId;
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::{CommandRun, PathError, Stats};
+use crate::packs::StoredBlob;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+pub struct Job {
+    kind: BlobKind,
+    id: BlobId,
+    data: Vec<u8>,
+}
+
+pub struct Outcome<'a> {
+    pub session: WriteSession<'a>,
+    pub root: BlobId,
+    pub stats: Stats,
+    pub errors: Vec<PathError>,
+    pub commands: Vec<CommandRun>,
+}
+
+/// The walker's handle on the pipeline: dedups and hands new blobs to the compressors.
+pub struct Sink<'a> {
+    archive: &'a Archive,
+    tx: SyncSender<Job>,
+    sent: HashSet<BlobId>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Sink<'_> {
+    /// Stores `data` unless an identical blob is already stored; returns its id.
+    pub fn store(&mut self, kind: BlobKind, data: Vec<u8>) -> Result<BlobId, IngestError> {
+        let id = BlobId::of(&data);
+        if self.sent.contains(&id) || self.archive.index().contains(&id).map_err(ArchiveError::from)? {
+            return Ok(id);
+        }
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(IngestError::Write(ArchiveError::Invalid("the pack writer stopped".into())));
+        }
+        self.sent.insert(id);
+        self.tx
+            .send(Job { kind, id, data })
+            .map_err(|_| IngestError::Write(ArchiveError::Invalid("the pack writer stopped".into())))?;
+        Ok(id)
+    }
+}
+
+pub fn run<'a>(
+    archive: &'a Archive,
+    session: WriteSession<'a>,
+    opts: &IngestOptions,
+    parent_root: Option<BlobId>,
+    progress: &Progress,
+) -> Result<Outcome<'a>, IngestError> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+    let level = archive.config().compression_level;
+    let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
+    let (blob_tx, blob_rx) = sync_channel::<StoredBlob>(workers * 2);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let failed = Arc::new(AtomicBool::new(false));
+
+    std::thread::scope(|s| {
+        let mut compressors = Vec::new();
+        for _ in 0..workers {
+            let rx = job_rx.clone();
+            let tx = blob_tx.clone();
+            compressors.push(s.spawn(move || compress_loop(level, &rx, &tx)));
+        }
+        drop(blob_tx);
+        let writer_failed = failed.clone();
+        let writer = s.spawn(move || write_loop(session, blob_rx, &writer_failed));
+
+        let sink = Sink {
+            archive,
+            tx: job_tx,
+            sent: HashSet::new(),
+            failed: failed.clone(),
+        };
+        // The walker recurses once per directory level: give it a deep stack.
+        let walked = std::thread::Builder::new()
+            .name("strata-walk".into())
+            .stack_size(256 << 20)
+            .spawn_scoped(s, move || {
+                let mut w = Walker::new(archive, opts, sink, progress);
+                let r = w.run(parent_root);
+                let Walker { stats, errors, commands, .. } = w;
+                r.map(|root| (root, stats, errors, commands))
+            })
+            .map_err(|e| IngestError::Write(ArchiveError::Invalid(format!("spawning walker: {e}"))))
+            .and_then(|h| h.join().unwrap_or_else(|_| Err(panicked("walker"))));
+        // The walker dropped its sender: compressors drain and exit, then the writer.
+        for c in compressors {
+            if c.join().is_err() {
+                return Err(panicked("compressor"));
+            }
+        }
+        let (session, write_err) = writer.join().map_err(|_| panicked("pack writer"))?;
+        let (root, stats, errors, commands) = walked?;
+        if let Some(e) = write_err {
+            return Err(IngestError::Write(e));
+        }
+        Ok(Outcome {
+            session,
+            root,
+            stats,
+            errors,
+            commands,
+        })
+    })
+}
+
+fn panicked(what: &str) -> IngestError {
+    IngestError::Write(ArchiveError::Invalid(format!("internal error: the {what} thread panicked")))
+}
+
+fn compress_loop(level: i32, rx: &Mutex<Receiver<Job>>, tx: &SyncSender<StoredBlob>) {
+    let Ok(mut c) = zstd::bulk::Compressor::new(level) else {
+        return;
+    };
+    loop {
+        let job = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let blob = StoredBlob::new(&mut c, job.kind, job.id, &job.data);
+        if tx.send(blob).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_loop<'a>(
+    mut session: WriteSession<'a>,
+    rx: Receiver<StoredBlob>,
+    failed: &AtomicBool,
+) -> (WriteSession<'a>, Option<ArchiveError>) {
+    let mut err = None;
+    for blob in rx {
+        if err.is_some() {
+            continue; // keep draining so the producers never block
+        }
+        if let Err(e) = session.put_stored(&blob) {
+            failed.store(true, Ordering::Relaxed);
+            err = Some(e);
+        }
+    }
+    (session, err)
+}

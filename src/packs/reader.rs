@@ -1,0 +1,299 @@
+//! Pack reader: maps sealed packs with memmap2 (a bounded set of maps), slices one blob,
+//! verifies its header against the index, its crc32, and decompresses it. Also the
+//! record-by-record scanner used by check and repair.
+
+use super::{Location, PackError};
+use crate::format::pack::{
+    BLOB_HEADER_LEN, BlobHeader, Compression, PACK_HEADER_LEN, decode_pack_header,
+};
+use crate::format::{BlobId, PackId};
+use memmap2::Mmap;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Most packs kept mapped at once; a map costs address space, not memory.
+const MAX_MAPS: usize = 1024;
+
+pub struct PackReader {
+    dir: PathBuf,
+    maps: Mutex<HashMap<PackId, Arc<Mmap>>>,
+}
+
+impl PackReader {
+    pub fn new(dir: &Path) -> PackReader {
+        PackReader {
+            dir: dir.to_path_buf(),
+            maps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn path_of(&self, pack: PackId) -> PathBuf {
+        self.dir.join(pack.file_name())
+    }
+
+    pub fn map(&self, pack: PackId) -> Result<Arc<Mmap>, PackError> {
+        if let Some(m) = self.maps.lock().unwrap_or_else(|e| e.into_inner()).get(&pack) {
+            return Ok(m.clone());
+        }
+        let path = self.path_of(pack);
+        let file = File::open(&path).map_err(|source| PackError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        // SAFETY: packs are append-only and sealed before the index references them; no
+        // process modifies or truncates a sealed pack (prune deletes whole files, which
+        // leaves existing maps valid), so the mapped bytes cannot change under us.
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| PackError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let map = Arc::new(map);
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        if maps.len() >= MAX_MAPS {
+            maps.clear();
+        }
+        maps.insert(pack, map.clone());
+        Ok(map)
+    }
+
+    /// Reads one blob's plain bytes, verifying the record header against `loc` and `id`
+    /// and the crc32 of the stored bytes. With `verify_hash`, also checks BLAKE3.
+    pub fn read(&self, id: &BlobId, loc: &Location, verify_hash: bool) -> Result<Vec<u8>, PackError> {
+        let map = self.map(loc.pack)?;
+        let (header, stored) = slice_record(&map, loc.pack, loc.offset)?;
+        if header.id != *id || header.raw_len != loc.raw_len || header.kind != loc.kind {
+            return Err(PackError::Mismatch {
+                pack: loc.pack,
+                offset: loc.offset,
+                what: format!(
+                    "expected {} {} of {} bytes, found {} {} of {} bytes",
+                    loc.kind.name(),
+                    id.short(),
+                    loc.raw_len,
+                    header.kind.name(),
+                    header.id.short(),
+                    header.raw_len
+                ),
+            });
+        }
+        let plain = decode_stored(&header, stored, loc.pack, loc.offset)?;
+        if verify_hash && BlobId::of(&plain) != *id {
+            return Err(PackError::HashMismatch {
+                pack: loc.pack,
+                offset: loc.offset,
+                id: *id,
+            });
+        }
+        Ok(plain)
+    }
+}
+
+/// Decodes the header at `offset` and returns it with its stored bytes, after checking
+/// that the record fits in the pack and its crc32 matches.
+pub fn slice_record(map: &[u8], pack: PackId, offset: u64) -> Result<(BlobHeader, &[u8]), PackError> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let hdr_end = start.checked_add(BLOB_HEADER_LEN).filter(|&e| e <= map.len());
+    let Some(hdr_end) = hdr_end else {
+        return Err(PackError::PastEnd {
+            pack,
+            offset,
+            len: BLOB_HEADER_LEN as u64,
+        });
+    };
+    let header = BlobHeader::decode(&map[start..hdr_end]).map_err(|source| PackError::Format {
+        pack,
+        offset,
+        source,
+    })?;
+    let end = hdr_end
+        .checked_add(header.stored_len as usize)
+        .filter(|&e| e <= map.len());
+    let Some(end) = end else {
+        return Err(PackError::PastEnd {
+            pack,
+            offset,
+            len: header.stored_len,
+        });
+    };
+    let stored = &map[hdr_end..end];
+    if crc32fast::hash(stored) != header.data_crc {
+        return Err(PackError::CrcMismatch {
+            pack,
+            offset,
+            id: header.id,
+        });
+    }
+    Ok((header, stored))
+}
+
+/// Turns stored bytes into plain bytes, checking the plain length.
+pub fn decode_stored(header: &BlobHeader, stored: &[u8], pack: PackId, offset: u64) -> Result<Vec<u8>, PackError> {
+    let plain = match header.compression {
+        Compression::None => stored.to_vec(),
+        Compression::Zstd => {
+            let mut out = Vec::with_capacity(header.raw_len as usize);
+            let mut dec = zstd::bulk::Decompressor::new().map_err(|e| PackError::Decompress {
+                pack,
+                offset,
+                message: e.to_string(),
+            })?;
+            dec.decompress_to_buffer(stored, &mut out)
+                .map_err(|e| PackError::Decompress {
+                    pack,
+                    offset,
+                    message: e.to_string(),
+                })?;
+            out
+        }
+    };
+    if plain.len() as u64 != header.raw_len {
+        return Err(PackError::Mismatch {
+            pack,
+            offset,
+            what: format!("plain length {} != {}", plain.len(), header.raw_len),
+        });
+    }
+    Ok(plain)
+}
+
+#[derive(Debug)]
+pub struct ScanEntry {
+    pub offset: u64,
+    pub header: BlobHeader,
+}
+
+/// The records of one pack, in order, up to the first one that is not whole and sound.
+#[derive(Debug)]
+pub struct ScanResult {
+    pub pack: PackId,
+    pub entries: Vec<ScanEntry>,
+    /// End of the last sound record: everything from here on is a torn or damaged tail.
+    pub valid_end: u64,
+    pub file_len: u64,
+    /// Why scanning stopped before the end of the file, if it did.
+    pub stop: Option<PackError>,
+}
+
+/// Walks a pack's records. Never panics: a bad header, a record past the end or a crc
+/// mismatch ends the scan and is reported in `stop`.
+pub fn scan_pack(map: &[u8], expected: PackId) -> Result<ScanResult, PackError> {
+    if map.len() < PACK_HEADER_LEN {
+        return Err(PackError::PastEnd {
+            pack: expected,
+            offset: 0,
+            len: PACK_HEADER_LEN as u64,
+        });
+    }
+    let id = decode_pack_header(&map[..PACK_HEADER_LEN]).map_err(|source| PackError::Format {
+        pack: expected,
+        offset: 0,
+        source,
+    })?;
+    if id != expected {
+        return Err(PackError::Mismatch {
+            pack: expected,
+            offset: 0,
+            what: format!("header names pack {id}"),
+        });
+    }
+    let mut entries = Vec::new();
+    let mut pos = PACK_HEADER_LEN as u64;
+    let mut stop = None;
+    while (pos as usize) < map.len() {
+        match slice_record(map, id, pos) {
+            Ok((header, stored)) => {
+                entries.push(ScanEntry { offset: pos, header });
+                pos += (BLOB_HEADER_LEN + stored.len()) as u64;
+            }
+            Err(e) => {
+                stop = Some(e);
+                break;
+            }
+        }
+    }
+    Ok(ScanResult {
+        pack: id,
+        entries,
+        valid_end: pos,
+        file_len: map.len() as u64,
+        stop,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::BlobKind;
+    use crate::packs::{PackWriter, StoredBlob};
+
+    fn write_pack(dir: &Path) -> Vec<(BlobId, Location, Vec<u8>)> {
+        let mut w = PackWriter::new(dir, 1, 1 << 30);
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        let mut out = Vec::new();
+        for i in 0..5u8 {
+            let raw: Vec<u8> = if i % 2 == 0 {
+                vec![i; 10_000]
+            } else {
+                (0..5000u32).map(|x| (x.wrapping_mul(2654435761) >> 13) as u8 ^ i).collect()
+            };
+            let id = BlobId::of(&raw);
+            let loc = w.add(&StoredBlob::new(&mut c, BlobKind::Chunk, id, &raw)).unwrap();
+            out.push((id, loc, raw));
+        }
+        w.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn written_blobs_read_back_and_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = write_pack(dir.path());
+        let r = PackReader::new(dir.path());
+        for (id, loc, raw) in &blobs {
+            assert_eq!(&r.read(id, loc, true).unwrap(), raw);
+        }
+        let map = std::fs::read(dir.path().join(PackId(1).file_name())).unwrap();
+        let scan = scan_pack(&map, PackId(1)).unwrap();
+        assert_eq!(scan.entries.len(), 5);
+        assert!(scan.stop.is_none());
+        assert_eq!(scan.valid_end, map.len() as u64);
+    }
+
+    #[test]
+    fn a_flipped_stored_byte_is_a_crc_error_never_wrong_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = write_pack(dir.path());
+        let path = dir.path().join(PackId(1).file_name());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (id, loc, _) = &blobs[2];
+        bytes[loc.offset as usize + BLOB_HEADER_LEN + 10] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let r = PackReader::new(dir.path());
+        assert!(matches!(r.read(id, loc, false), Err(PackError::CrcMismatch { .. })));
+        // Neighbours still read.
+        assert!(r.read(&blobs[1].0, &blobs[1].1, true).is_ok());
+        assert!(r.read(&blobs[3].0, &blobs[3].1, true).is_ok());
+    }
+
+    #[test]
+    fn truncation_at_every_byte_never_panics_and_keeps_whole_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = write_pack(dir.path());
+        let bytes = std::fs::read(dir.path().join(PackId(1).file_name())).unwrap();
+        for cut in 0..bytes.len() {
+            match scan_pack(&bytes[..cut], PackId(1)) {
+                Err(_) => assert!(cut < PACK_HEADER_LEN),
+                Ok(scan) => {
+                    let whole = blobs
+                        .iter()
+                        .filter(|(_, l, _)| l.offset + BLOB_HEADER_LEN as u64 + l.stored_len <= cut as u64)
+                        .count();
+                    assert_eq!(scan.entries.len(), whole, "cut at {cut}");
+                    assert!(scan.valid_end <= cut as u64);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Running the real `strata` binary and the shell tools the tests compare with. An
+//! unexpected outcome panics with the command, its working directory, the exit status,
+//! stdout and stderr, so a failing test says everything at once (ripgrep `tests/util.rs`).
+//! Every `strata` run is also checked for a panic message: strata must never panic.
+
+use super::json::Json;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A command that runs longer than this is killed and the test fails with its output, so
+/// a hang (say, strata opening a FIFO for reading) fails instead of stalling the suite.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(240);
+
+pub fn strata_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_strata")
+}
+
+/// A command to run: `strata().arg("init").arg(&dir).ok()`.
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    dir: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+    stdout_to: Option<PathBuf>,
+    is_strata: bool,
+    timeout: Duration,
+}
+
+/// `strata` itself.
+pub fn strata() -> Cmd {
+    let mut c = Cmd::new(strata_bin());
+    c.is_strata = true;
+    c
+}
+
+/// `strata` run as another user through `setpriv` (util-linux), e.g. `nobody`.
+pub fn strata_as(user: &str, group: &str) -> Cmd {
+    let mut c = Cmd::new("setpriv")
+        .arg(format!("--reuid={user}"))
+        .arg(format!("--regid={group}"))
+        .arg("--clear-groups")
+        .arg(strata_bin());
+    c.is_strata = true;
+    c
+}
+
+/// `sh -c SCRIPT`.
+pub fn sh(script: &str) -> Cmd {
+    Cmd::new("sh").arg("-c").arg(script)
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>) -> Cmd {
+        Cmd {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            dir: None,
+            stdin: None,
+            stdout_to: None,
+            is_strata: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
+        self.args.push(a.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for a in args {
+            self.args.push(a.as_ref().to_owned());
+        }
+        self
+    }
+
+    pub fn dir(mut self, dir: impl AsRef<Path>) -> Cmd {
+        self.dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Feeds these bytes on stdin (otherwise stdin is `/dev/null`).
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Sends stdout to a file instead of memory (for large outputs).
+    pub fn stdout_to(mut self, path: impl AsRef<Path>) -> Cmd {
+        self.stdout_to = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// The command line as a person would type it (for messages).
+    pub fn display(&self) -> String {
+        let mut s = String::new();
+        if let Some(d) = &self.dir {
+            s.push_str(&format!("(cd {} && ", d.display()));
+        }
+        s.push_str(&shell_quote(&self.program));
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&shell_quote(a));
+        }
+        if self.dir.is_some() {
+            s.push(')');
+        }
+        s
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args);
+        if let Some(d) = &self.dir {
+            c.current_dir(d);
+        }
+        c.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        match &self.stdout_to {
+            Some(p) => {
+                let f = File::create(p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
+                c.stdout(f);
+            }
+            None => {
+                c.stdout(Stdio::piped());
+            }
+        }
+        c.stderr(Stdio::piped());
+        c
+    }
+
+    /// Starts the command without waiting (stdout and stderr piped).
+    pub fn spawn(self) -> Running {
+        let display = self.display();
+        let mut child = self
+            .command()
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{display}`: {e}"));
+        if let Some(input) = &self.stdin {
+            let mut w = child.stdin.take().expect("stdin is piped");
+            let input = input.clone();
+            std::thread::spawn(move || {
+                let _ = w.write_all(&input);
+            });
+        }
+        Running {
+            child,
+            display,
+            is_strata: self.is_strata,
+        }
+    }
+
+    /// Runs to completion whatever the exit status; still panics if strata panicked.
+    pub fn run(self) -> Out {
+        self.spawn().wait()
+    }
+
+    /// Runs and expects exit status 0.
+    pub fn ok(self) -> Out {
+        let out = self.run();
+        if !out.status.success() {
+            panic!("command failed unexpectedly\n{out}");
+        }
+        out
+    }
+
+    /// Runs and expects exactly this exit code.
+    pub fn code(self, expected: i32) -> Out {
+        let out = self.run();
+        if out.status.code() != Some(expected) {
+            panic!("expected exit code {expected}\n{out}");
+        }
+        out
+    }
+}
+
+/// A started command.
+pub struct Running {
+    pub child: Child,
+    display: String,
+    is_strata: bool,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits and collects everything.
+    pub fn wait(self) -> Out {
+        let display = self.display;
+        let out = self
+            .child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for `{display}`: {e}"));
+        let out = Out {
+            display,
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        };
+        if self.is_strata {
+            out.assert_no_panic();
+        }
+        out
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(mut self) -> Out {
+        let _ = self.child.kill();
+        self.wait()
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// What a finished command left behind.
+pub struct Out {
+    pub display: String,
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Out {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// stdout parsed as one JSON document; panics with the output if it is not.
+    pub fn json(&self) -> Json {
+        let text = std::str::from_utf8(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not UTF-8 ({e})\n{self}"));
+        Json::parse(text).unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{self}"))
+    }
+
+    pub fn assert_no_panic(&self) {
+        let err = self.stderr_str();
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "strata panicked\n{self}"
+        );
+        assert!(self.status.code().is_some() || self.killed(), "strata died of a signal\n{self}");
+    }
+
+    fn killed(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        self.status.signal() == Some(9)
+    }
+
+    /// The error contract: exactly one `strata: error: ...` line that contains `needle`,
+    /// optionally followed by one `hint: ...` line, and nothing else on stderr.
+    pub fn assert_one_line_error(&self, needle: &str) {
+        let err = self.stderr_str();
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(
+            !lines.is_empty() && lines[0].starts_with("strata: error: "),
+            "stderr must start with `strata: error: `\n{self}"
+        );
+        assert!(
+            lines[0].contains(needle),
+            "the error line must mention {needle:?}\n{self}"
+        );
+        assert!(
+            lines.len() == 1 || (lines.len() == 2 && lines[1].starts_with("hint: ")),
+            "stderr must be one error line and at most one `hint: ` line\n{self}"
+        );
+    }
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "command: {}", self.display)?;
+        writeln!(f, "status:  {}", self.status)?;
+        writeln!(f, "--- stdout ---\n{}", clip(&self.stdout))?;
+        write!(f, "--- stderr ---\n{}", clip(&self.stderr))
+    }
+}
+
+fn clip(bytes: &[u8]) -> String {
+    const MAX: usize = 8000;
+    let s = String::from_utf8_lossy(bytes);
+    if s.len() > MAX {
+        let mut cut = MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}\n... ({} bytes in all)", &s[..cut], bytes.len())
+    } else {
+        s.into_owned()
+    }
+}
+
+fn shell_quote(s: &OsStr) -> String {
+    let s = s.to_string_lossy();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Panics with an install hint when a tool the tests rely on is missing. Tests never skip.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "these tests need `{tool}`: install it with `apt-get install -y {package}`"
+    );
+}
+
+/// An archive driven through the binary, with shortcuts for the common calls.
+pub struct Archive {
+    pub path: PathBuf,
+}
+
+impl Archive {
+    /// `strata init PATH EXTRA...`
+    pub fn init(path: impl AsRef<Path>, extra: &[&str]) -> Archive {
+        let path = path.as_ref().to_owned();
+        strata().arg("init").arg(&path).args(extra).ok();
+        Archive { path }
+    }
+
+    /// `strata SUB ARCHIVE` with nothing else yet.
+    pub fn cmd(&self, sub: &str) -> Cmd {
+        strata().arg(sub).arg(&self.path)
+    }
+
+    /// `strata ingest ARCHIVE ARGS... --json`, expected to succeed; the JSON summary.
+    pub fn ingest<I, S>(&self, args: I) -> Json
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd("ingest").args(args).arg("--json").ok().json()
+    }
+
+    /// `strata snapshots ARCHIVE --json`, oldest first.
+    pub fn snapshots(&self) -> Vec<Json> {
+        self.cmd("snapshots")
+            .arg("--json")
+            .ok()
+            .json()
+            .as_array()
+            .to_vec()
+    }
+
+    /// The full ids of all snapshots, oldest first.
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        self.snapshots()
+            .iter()
+            .map(|s| s["id"].as_str().to_string())
+            .collect()
+    }
+
+    /// `strata cat ARCHIVE SPEC`, expected to succeed; the bytes.
+    pub fn cat(&self, spec: impl AsRef<OsStr>) -> Vec<u8> {
+        self.cmd("cat").arg(spec).ok().stdout
+    }
+
+    /// `strata ls ARCHIVE SPEC --json`.
+    pub fn ls_json(&self, spec: impl AsRef<OsStr>) -> Vec<Json> {
+        self.cmd("ls")
+            .arg(spec)
+            .arg("--json")
+            .ok()
+            .json()
+            .as_array()
+            .to_vec()
+    }
+
+    /// `strata restore ARCHIVE SPEC TARGET`, expected to succeed.
+    pub fn restore(&self, spec: impl AsRef<OsStr>, target: impl AsRef<Path>) -> Out {
+        self.cmd("restore").arg(spec).arg(target.as_ref()).ok()
+    }
+
+    /// Names and sizes of the pack files, to see whether anything was written.
+    pub fn pack_files(&self) -> Vec<(String, u64)> {
+        let dir = self.path.join("packs");
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}

@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests, which drive the real `strata` binary.
+//!
+//! - `cmd`: running strata and shell tools; failures panic with the whole story.
+//! - `workdir`: temporary directories and the source-tree generator.
+//! - `compare`: `diff -r`, `find -printf`, `rsync -n` and `getfattr` judges of a restore.
+//! - `json`: a small reader for the `--json` outputs.
+//!
+//! Each test file uses only part of these helpers.
+#![allow(dead_code)]
+
+pub mod cmd;
+pub mod compare;
+pub mod json;
+pub mod workdir;
+
+pub use cmd::{Archive, Cmd, Out, Running, require_tool, sh, strata, strata_as, strata_bin};
+pub use compare::{
+    allocated_bytes, assert_diff_clean, assert_rsync_clean, assert_same_metadata, metadata_listing, xattrs,
+};
+pub use json::Json;
+pub use workdir::*;
+
+/// Whether `s` is `n` lowercase hex digits.
+pub fn is_hex(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether `s` looks like an RFC 3339 UTC timestamp: `YYYY-MM-DDTHH:MM:SS[.frac]Z`
+/// (or with a `+00:00` offset).
+pub fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return false;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(|c| c.is_ascii_digit());
+    let head = digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && (b[10] == b'T' || b[10] == b't')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !head {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    rest == "Z" || rest == "z" || rest == "+00:00"
+}
