@@ -15,7 +15,11 @@ fn cstr(name: &[u8]) -> io::Result<CString> {
 }
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 /// An open directory.
@@ -36,9 +40,16 @@ impl Dir {
         use std::os::unix::ffi::OsStrExt;
         let c = cstr(path.as_os_str().as_bytes())?;
         // SAFETY: c is a valid NUL-terminated string; the fd returned is owned below.
-        let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+        let fd = check(unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
         // SAFETY: fd was just returned by open and is owned by nobody else.
-        Ok(Dir { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Dir {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Opens the subdirectory `name`, refusing symlinks.
@@ -53,7 +64,9 @@ impl Dir {
             )
         })?;
         // SAFETY: fd was just returned by openat.
-        Ok(Dir { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Dir {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Opens a file for reading, refusing symlinks, without updating its atime.
@@ -94,7 +107,12 @@ impl Dir {
         // SAFETY: stat64 is plain data filled by fstatat.
         unsafe {
             let mut st: Stat = std::mem::zeroed();
-            check(libc::fstatat64(self.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW))?;
+            check(libc::fstatat64(
+                self.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ))?;
             Ok(st)
         }
     }
@@ -128,7 +146,11 @@ impl Dir {
                 let ent = libc::readdir64(dirp);
                 if ent.is_null() {
                     let err = *libc::__errno_location();
-                    break if err == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(err)) };
+                    break if err == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::from_raw_os_error(err))
+                    };
                 }
                 let name = CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes();
                 if name != b"." && name != b".." {
@@ -147,7 +169,14 @@ impl Dir {
         let c = cstr(name)?;
         let mut buf = vec![0u8; 4097];
         // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::readlinkat(self.as_raw_fd(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::readlinkat(
+                self.as_raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -158,7 +187,8 @@ impl Dir {
     pub fn mkdir(&self, name: &[u8], mode: u32) -> io::Result<()> {
         let c = cstr(name)?;
         // SAFETY: valid dirfd and C string.
-        check(unsafe { libc::mkdirat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) }).map(drop)
+        check(unsafe { libc::mkdirat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })
+            .map(drop)
     }
 
     pub fn symlink(&self, target: &[u8], name: &[u8]) -> io::Result<()> {
@@ -171,14 +201,30 @@ impl Dir {
     pub fn link_from(&self, from_dir: &Dir, from_name: &[u8], name: &[u8]) -> io::Result<()> {
         let (f, c) = (cstr(from_name)?, cstr(name)?);
         // SAFETY: valid C strings and dirfds.
-        check(unsafe { libc::linkat(from_dir.as_raw_fd(), f.as_ptr(), self.as_raw_fd(), c.as_ptr(), 0) }).map(drop)
+        check(unsafe {
+            libc::linkat(
+                from_dir.as_raw_fd(),
+                f.as_ptr(),
+                self.as_raw_fd(),
+                c.as_ptr(),
+                0,
+            )
+        })
+        .map(drop)
     }
 
     pub fn mknod(&self, name: &[u8], mode: u32, rdev: u64) -> io::Result<()> {
         let c = cstr(name)?;
         // SAFETY: valid dirfd and C string.
-        check(unsafe { libc::mknodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })
-            .map(drop)
+        check(unsafe {
+            libc::mknodat(
+                self.as_raw_fd(),
+                c.as_ptr(),
+                mode as libc::mode_t,
+                rdev as libc::dev_t,
+            )
+        })
+        .map(drop)
     }
 
     pub fn unlink(&self, name: &[u8], dir: bool) -> io::Result<()> {
@@ -191,14 +237,23 @@ impl Dir {
     pub fn chown(&self, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
         let c = cstr(name)?;
         // SAFETY: valid dirfd and C string.
-        check(unsafe { libc::fchownat(self.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
-            .map(drop)
+        check(unsafe {
+            libc::fchownat(
+                self.as_raw_fd(),
+                c.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
+        .map(drop)
     }
 
     pub fn chmod(&self, name: &[u8], mode: u32) -> io::Result<()> {
         let c = cstr(name)?;
         // SAFETY: valid dirfd and C string. (fchmodat cannot act on symlinks; callers skip them.)
-        check(unsafe { libc::fchmodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) }).map(drop)
+        check(unsafe { libc::fchmodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) })
+            .map(drop)
     }
 
     /// Sets atime and mtime (both to `mtime`) of an entry, not following symlinks.
@@ -211,7 +266,12 @@ impl Dir {
         let times = [ts, ts];
         // SAFETY: times points at two valid timespecs.
         check(unsafe {
-            libc::utimensat(self.as_raw_fd(), c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+            libc::utimensat(
+                self.as_raw_fd(),
+                c.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
         })
         .map(drop)
     }
@@ -241,7 +301,6 @@ pub enum XTarget<'a> {
 }
 
 pub fn list_xattrs(t: &XTarget<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let path_c;
     let mut size = 1024usize;
     let names = loop {
         let mut buf = vec![0u8; size];
@@ -269,7 +328,7 @@ pub fn list_xattrs(t: &XTarget<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         buf.truncate(n as usize);
         break buf;
     };
-    path_c = match t {
+    let path_c = match t {
         XTarget::Path(p) => Some(cstr(p)?),
         XTarget::Fd(_) => None,
     };
@@ -282,8 +341,12 @@ pub fn list_xattrs(t: &XTarget<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
             // SAFETY: buf is valid for `size` bytes; cname and path_c are C strings.
             let n = unsafe {
                 match (t, &path_c) {
-                    (XTarget::Fd(fd), _) => libc::fgetxattr(*fd, cname.as_ptr(), buf.as_mut_ptr().cast(), size),
-                    (_, Some(p)) => libc::lgetxattr(p.as_ptr(), cname.as_ptr(), buf.as_mut_ptr().cast(), size),
+                    (XTarget::Fd(fd), _) => {
+                        libc::fgetxattr(*fd, cname.as_ptr(), buf.as_mut_ptr().cast(), size)
+                    }
+                    (_, Some(p)) => {
+                        libc::lgetxattr(p.as_ptr(), cname.as_ptr(), buf.as_mut_ptr().cast(), size)
+                    }
                     _ => unreachable!(),
                 }
             };
@@ -313,10 +376,18 @@ pub fn set_xattr(t: &XTarget<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
     // SAFETY: value is valid for value.len() bytes; strings are NUL-terminated.
     let rc = unsafe {
         match t {
-            XTarget::Fd(fd) => libc::fsetxattr(*fd, cname.as_ptr(), value.as_ptr().cast(), value.len(), 0),
+            XTarget::Fd(fd) => {
+                libc::fsetxattr(*fd, cname.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+            }
             XTarget::Path(p) => {
                 let c = cstr(p)?;
-                libc::lsetxattr(c.as_ptr(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+                libc::lsetxattr(
+                    c.as_ptr(),
+                    cname.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
             }
         }
     };

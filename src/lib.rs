@@ -17,11 +17,11 @@
 pub mod archive;
 pub mod chunker;
 pub mod format;
+pub mod fsops;
 pub mod index;
 pub mod ingest;
 pub mod packs;
 pub mod read;
 pub mod restore;
 pub mod tree;
-pub mod fsops;
 pub mod util;

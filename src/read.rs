@@ -71,7 +71,12 @@ impl ChunkCache {
 
 /// A chunk's plain bytes, through the cache. `verify` also checks BLAKE3 (crc32 is
 /// always checked).
-pub fn chunk(archive: &Archive, cache: Option<&ChunkCache>, id: &BlobId, verify: bool) -> Result<Arc<Vec<u8>>, ArchiveError> {
+pub fn chunk(
+    archive: &Archive,
+    cache: Option<&ChunkCache>,
+    id: &BlobId,
+    verify: bool,
+) -> Result<Arc<Vec<u8>>, ArchiveError> {
     if let Some(c) = cache.and_then(|c| c.get(id)) {
         return Ok(c);
     }
@@ -99,7 +104,11 @@ impl FileContent {
             starts.push(pos);
             pos += e.len();
         }
-        FileContent { extents, starts, size: pos }
+        FileContent {
+            extents,
+            starts,
+            size: pos,
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -119,7 +128,13 @@ impl FileContent {
     }
 
     /// Fills `buf` from `offset`; returns the bytes read (short only at end of file).
-    pub fn read_at(&self, archive: &Archive, cache: &ChunkCache, offset: u64, buf: &mut [u8]) -> Result<usize, ArchiveError> {
+    pub fn read_at(
+        &self,
+        archive: &Archive,
+        cache: &ChunkCache,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, ArchiveError> {
         let mut done = 0usize;
         let Some(mut i) = self.extent_at(offset) else {
             return Ok(0);
@@ -177,7 +192,10 @@ pub fn for_each_piece<E>(
                         if d.len() as u64 == *len {
                             Ok(Piece::Data(d))
                         } else {
-                            Err(ArchiveError::Invalid(format!("chunk {} has the wrong length", id.short())))
+                            Err(ArchiveError::Invalid(format!(
+                                "chunk {} has the wrong length",
+                                id.short()
+                            )))
                         }
                     }),
                 };
@@ -207,7 +225,11 @@ pub enum PieceError<E> {
 }
 
 /// Streams a file's bytes (holes as zeros) to `out`.
-pub fn copy_to(archive: &Archive, node: &Node, out: &mut dyn std::io::Write) -> Result<u64, PieceError<std::io::Error>> {
+pub fn copy_to(
+    archive: &Archive,
+    node: &Node,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, PieceError<std::io::Error>> {
     let zeros = vec![0u8; 1 << 16];
     let mut total = 0u64;
     for_each_piece(archive, node, false, |_, p| {
@@ -250,9 +272,15 @@ mod tests {
         let mut n = crate::tree::root_node(BlobId([0; 32]), (0, 0));
         n.kind = crate::format::tree::NodeKind::File;
         n.payload = crate::format::tree::Payload::File(vec![
-            Extent::Data { id: BlobId([1; 32]), len: 10 },
+            Extent::Data {
+                id: BlobId([1; 32]),
+                len: 10,
+            },
             Extent::Hole { len: 5 },
-            Extent::Data { id: BlobId([2; 32]), len: 1 },
+            Extent::Data {
+                id: BlobId([2; 32]),
+                len: 1,
+            },
         ]);
         let fc = FileContent::new(&n);
         assert_eq!(fc.size(), 16);

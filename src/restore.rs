@@ -49,7 +49,9 @@ pub enum RestoreError {
 impl RestoreError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            RestoreError::Exists { .. } => Some("restore into an empty directory, or pass --overwrite".into()),
+            RestoreError::Exists { .. } => {
+                Some("restore into an empty directory, or pass --overwrite".into())
+            }
             RestoreError::Archive(e) => e.hint(),
             _ => None,
         }
@@ -69,7 +71,12 @@ struct Restorer<'a> {
 
 /// Restores `node` under `target`. The synthetic snapshot root restores its entries into
 /// `target`; any other node is restored as `target/<its name>`.
-pub fn restore(archive: &Archive, node: &Node, target: &Path, opts: RestoreOptions) -> Result<RestoreReport, RestoreError> {
+pub fn restore(
+    archive: &Archive,
+    node: &Node,
+    target: &Path,
+    opts: RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
     let terr = |source| RestoreError::Target {
         path: target.to_path_buf(),
         source,
@@ -141,13 +148,17 @@ impl Restorer<'_> {
                 // its contents may not.
                 return Ok(true);
             }
-            return Err(RestoreError::Exists { path: self.path_of(rel) });
+            return Err(RestoreError::Exists {
+                path: self.path_of(rel),
+            });
         }
         if is_dir {
             if n.kind == NodeKind::Dir {
                 return Ok(true);
             }
-            return Err(RestoreError::Exists { path: self.path_of(rel) });
+            return Err(RestoreError::Exists {
+                path: self.path_of(rel),
+            });
         }
         dir.unlink(&n.name, false).map_err(|e| self.err(rel, e))?;
         Ok(false)
@@ -155,7 +166,11 @@ impl Restorer<'_> {
 
     fn entry(&mut self, dir: &Dir, n: &Node, rel: &[u8], depth: usize) -> Result<(), RestoreError> {
         if depth > crate::tree::MAX_DEPTH {
-            return Err(ArchiveError::Invalid(format!("{}: tree too deep (damaged or hostile archive)", show(rel))).into());
+            return Err(ArchiveError::Invalid(format!(
+                "{}: tree too deep (damaged or hostile archive)",
+                show(rel)
+            ))
+            .into());
         }
         let reuse = self.make_room(dir, n, rel)?;
         match (&n.payload, n.kind) {
@@ -188,13 +203,20 @@ impl Restorer<'_> {
             }
             (Payload::Other, kind) => {
                 let dev = matches!(kind, NodeKind::CharDev | NodeKind::BlockDev);
-                match dir.mknod(&n.name, kind.mode_bits() | n.mode, if dev { n.rdev } else { 0 }) {
+                match dir.mknod(
+                    &n.name,
+                    kind.mode_bits() | n.mode,
+                    if dev { n.rdev } else { 0 },
+                ) {
                     Ok(()) => {
                         self.report.other += 1;
                         self.finish_meta(dir, n, rel)?;
                     }
                     Err(e) if dev && fsops::errno_is(&e, libc::EPERM) => {
-                        self.warn(rel, format!("{} not created: {e} (needs root)", kind.name()));
+                        self.warn(
+                            rel,
+                            format!("{} not created: {e} (needs root)", kind.name()),
+                        );
                     }
                     Err(e) => return Err(self.err(rel, e)),
                 }
@@ -213,11 +235,19 @@ impl Restorer<'_> {
                         return Ok(());
                     }
                     // Fall back to a copy (e.g. the first name was damaged and removed).
-                    Err(e) => self.warn(rel, format!("hard link to {} failed ({e}); restored as a copy", show(&first))),
+                    Err(e) => self.warn(
+                        rel,
+                        format!(
+                            "hard link to {} failed ({e}); restored as a copy",
+                            show(&first)
+                        ),
+                    ),
                 }
             }
         }
-        let f = dir.create_file(&n.name, 0o600).map_err(|e| self.err(rel, e))?;
+        let f = dir
+            .create_file(&n.name, 0o600)
+            .map_err(|e| self.err(rel, e))?;
         let result = for_each_piece(self.archive, n, true, |off, p| match p {
             Piece::Data(d) => f.write_all_at(&d, off),
             Piece::Hole(_) => Ok(()),
@@ -243,7 +273,9 @@ impl Restorer<'_> {
         self.report.bytes += n.size;
         self.finish_meta(dir, n, rel)?;
         if n.nlink > 1 {
-            self.links.entry((n.dev, n.ino)).or_insert_with(|| rel.to_vec());
+            self.links
+                .entry((n.dev, n.ino))
+                .or_insert_with(|| rel.to_vec());
         }
         Ok(())
     }
@@ -267,7 +299,8 @@ impl Restorer<'_> {
                 }
             }
         }
-        dir.set_times(&n.name, n.mtime).map_err(|e| self.err(rel, e))?;
+        dir.set_times(&n.name, n.mtime)
+            .map_err(|e| self.err(rel, e))?;
         Ok(())
     }
 }

@@ -35,7 +35,11 @@ pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, ArchiveError> {
     for c in path.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return Err(ArchiveError::Invalid("snapshot paths cannot contain '..'".into())),
+            b".." => {
+                return Err(ArchiveError::Invalid(
+                    "snapshot paths cannot contain '..'".into(),
+                ));
+            }
             c => out.push(c),
         }
     }
@@ -61,17 +65,16 @@ pub fn lookup(archive: &Archive, root: &Node, path: &[u8]) -> Result<Option<Node
 /// Walks the tree below `dir` depth-first, parents before children, entries in name
 /// order, calling `f(path, node)` with the path relative to `dir`. Depth is bounded so a
 /// hostile archive with a cycle of tree ids cannot loop forever.
-pub fn walk(
-    archive: &Archive,
-    dir: &Node,
-    f: &mut dyn FnMut(&[u8], &Node) -> Result<(), ArchiveError>,
-) -> Result<(), ArchiveError> {
+/// Visitor called by [`walk`] with each path and node.
+pub type Visit<'v> = dyn FnMut(&[u8], &Node) -> Result<(), ArchiveError> + 'v;
+
+pub fn walk(archive: &Archive, dir: &Node, f: &mut Visit<'_>) -> Result<(), ArchiveError> {
     fn rec(
         archive: &Archive,
         id: BlobId,
         prefix: &mut Vec<u8>,
         depth: usize,
-        f: &mut dyn FnMut(&[u8], &Node) -> Result<(), ArchiveError>,
+        f: &mut Visit<'_>,
     ) -> Result<(), ArchiveError> {
         if depth > MAX_DEPTH {
             return Err(ArchiveError::Invalid(format!(

@@ -132,7 +132,8 @@ pub fn glob_match(pat: &[u8], s: &[u8]) -> bool {
                     let double = p.get(pi + 1) == Some(&b'*');
                     let rest = if double { &p[pi + 2..] } else { &p[pi + 1..] };
                     // `**/` also matches zero directories.
-                    if double && rest.first() == Some(&b'/') && rec(&rest[1..], &s[si..], depth + 1) {
+                    if double && rest.first() == Some(&b'/') && rec(&rest[1..], &s[si..], depth + 1)
+                    {
                         return true;
                     }
                     let mut k = si;
@@ -276,7 +277,13 @@ impl Names {
                 unsafe {
                     let mut pwd: libc::passwd = std::mem::zeroed();
                     let mut res: *mut libc::passwd = std::ptr::null_mut();
-                    let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut res);
+                    let rc = libc::getpwuid_r(
+                        uid,
+                        &mut pwd,
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        &mut res,
+                    );
                     if rc == 0 && !res.is_null() && !pwd.pw_name.is_null() {
                         std::ffi::CStr::from_ptr(pwd.pw_name).to_bytes().to_vec()
                     } else {
@@ -296,7 +303,13 @@ impl Names {
                 unsafe {
                     let mut grp: libc::group = std::mem::zeroed();
                     let mut res: *mut libc::group = std::ptr::null_mut();
-                    let rc = libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut res);
+                    let rc = libc::getgrgid_r(
+                        gid,
+                        &mut grp,
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        &mut res,
+                    );
                     if rc == 0 && !res.is_null() && !grp.gr_name.is_null() {
                         std::ffi::CStr::from_ptr(grp.gr_name).to_bytes().to_vec()
                     } else {
@@ -331,7 +344,10 @@ mod tests {
     #[test]
     fn times_format_as_rfc3339() {
         assert_eq!(rfc3339(0, 0, false), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_763_690_400, 5, true), "2025-11-21T02:00:00.000000005Z");
+        assert_eq!(
+            rfc3339(1_763_690_400, 5, true),
+            "2025-11-21T02:00:00.000000005Z"
+        );
         assert_eq!(rfc3339(-1, 0, false), "1969-12-31T23:59:59Z");
         assert_eq!(short_time(951_782_400), "2000-02-29 00:00");
     }

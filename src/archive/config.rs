@@ -57,9 +57,14 @@ impl Config {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (k, v) = line.split_once('=').ok_or_else(|| format!("bad line {line:?}"))?;
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("bad line {line:?}"))?;
             let (k, v) = (k.trim(), v.trim());
-            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("bad value for {k}: {v:?}"));
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("bad value for {k}: {v:?}"))
+            };
             match k {
                 "format" => {
                     c.version = num(v)? as u32;
@@ -69,7 +74,9 @@ impl Config {
                 "chunk_avg" => c.chunk_avg = num(v)? as u32,
                 "chunk_max" => c.chunk_max = num(v)? as u32,
                 "compression_level" => {
-                    c.compression_level = v.parse().map_err(|_| format!("bad compression_level {v:?}"))?
+                    c.compression_level = v
+                        .parse()
+                        .map_err(|_| format!("bad compression_level {v:?}"))?
                 }
                 "append_only" => c.append_only = v == "true",
                 "pack_size" => c.pack_size = num(v)?,
@@ -85,7 +92,11 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         use fastcdc::v2020 as f;
-        let (min, avg, max) = (self.chunk_min as usize, self.chunk_avg as usize, self.chunk_max as usize);
+        let (min, avg, max) = (
+            self.chunk_min as usize,
+            self.chunk_avg as usize,
+            self.chunk_max as usize,
+        );
         if !(f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&min)
             || !(f::AVERAGE_MIN..=f::AVERAGE_MAX).contains(&avg)
             || !(f::MAXIMUM_MIN..=f::MAXIMUM_MAX).contains(&max)
@@ -100,7 +111,10 @@ impl Config {
             ));
         }
         if !(1..=22).contains(&self.compression_level) {
-            return Err(format!("compression level {} is not in 1..=22", self.compression_level));
+            return Err(format!(
+                "compression level {} is not in 1..=22",
+                self.compression_level
+            ));
         }
         if self.pack_size < 1 << 20 {
             return Err("pack size below 1 MiB".into());

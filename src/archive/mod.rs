@@ -40,8 +40,14 @@ pub enum ArchiveError {
     NotAnArchive { path: PathBuf, why: String },
     #[error("{path}: directory is not empty and is not a strata archive")]
     NotEmpty { path: PathBuf },
-    #[error("{path}: archive format {found} is newer than this strata supports ({supported}); upgrade strata")]
-    NewerFormat { path: PathBuf, found: u32, supported: u32 },
+    #[error(
+        "{path}: archive format {found} is newer than this strata supports ({supported}); upgrade strata"
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("archive is locked by {}", match .pid { Some(p) => format!("pid {p}"), None => "another process".to_string() })]
     Locked { pid: Option<u32> },
     #[error("{path}: index is missing")]
@@ -68,7 +74,10 @@ pub enum ArchiveError {
     #[error("no snapshot matches {spec:?}")]
     SnapshotNotFound { spec: String },
     #[error("snapshot prefix {spec:?} is ambiguous: {}", .candidates.join(", "))]
-    Ambiguous { spec: String, candidates: Vec<String> },
+    Ambiguous {
+        spec: String,
+        candidates: Vec<String>,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("archive is append-only: {0} is refused")]
@@ -79,10 +88,12 @@ impl ArchiveError {
     /// A short "what to do" line for the CLI.
     pub fn hint(&self) -> Option<String> {
         match self {
-            ArchiveError::NotAnArchive { .. } => Some("create one with `strata init ARCHIVE`".into()),
-            ArchiveError::Locked { .. } => {
-                Some("wait for the other ingest to finish; the lock is released when it exits".into())
+            ArchiveError::NotAnArchive { .. } => {
+                Some("create one with `strata init ARCHIVE`".into())
             }
+            ArchiveError::Locked { .. } => Some(
+                "wait for the other ingest to finish; the lock is released when it exits".into(),
+            ),
             ArchiveError::IndexMissing { .. } | ArchiveError::Index(_) => {
                 Some("rebuild the index from the packs with `strata repair ARCHIVE`".into())
             }
@@ -90,7 +101,9 @@ impl ArchiveError {
                 Some("run `strata check --read-data ARCHIVE` to see what is damaged".into())
             }
             ArchiveError::Ambiguous { .. } => Some("give more digits of the id".into()),
-            ArchiveError::SnapshotNotFound { .. } => Some("list snapshots with `strata snapshots ARCHIVE`".into()),
+            ArchiveError::SnapshotNotFound { .. } => {
+                Some("list snapshots with `strata snapshots ARCHIVE`".into())
+            }
             _ => None,
         }
     }
@@ -139,12 +152,18 @@ impl Archive {
                     .map_err(io(path))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                DirBuilder::new().mode(0o700).create(path).map_err(io(path))?;
+                DirBuilder::new()
+                    .mode(0o700)
+                    .create(path)
+                    .map_err(io(path))?;
             }
             Err(e) => return Err(io(path)(e)),
         }
         let packs = path.join(PACKS_DIR);
-        DirBuilder::new().mode(0o700).create(&packs).map_err(io(&packs))?;
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&packs)
+            .map_err(io(&packs))?;
         let idx_path = path.join(INDEX_FILE);
         {
             // Create the file 0600 first so SQLite keeps that mode.
@@ -168,7 +187,9 @@ impl Archive {
         f.write_all(config.encode().as_bytes()).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         fs::rename(&tmp, &cfg_path).map_err(io(&cfg_path))?;
-        fs::File::open(path).and_then(|d| d.sync_all()).map_err(io(path))?;
+        fs::File::open(path)
+            .and_then(|d| d.sync_all())
+            .map_err(io(path))?;
         Ok(())
     }
 
@@ -309,13 +330,19 @@ impl Archive {
         if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ArchiveError::SnapshotNotFound { spec: spec.into() });
         }
-        let mut matches: Vec<SnapshotRow> = all.into_iter().filter(|s| s.id.hex().starts_with(&lower)).collect();
+        let mut matches: Vec<SnapshotRow> = all
+            .into_iter()
+            .filter(|s| s.id.hex().starts_with(&lower))
+            .collect();
         match matches.len() {
             0 => Err(ArchiveError::SnapshotNotFound { spec: spec.into() }),
             1 => Ok(matches.remove(0)),
             _ => Err(ArchiveError::Ambiguous {
                 spec: spec.into(),
-                candidates: matches.iter().map(|s| s.id.hex()[..16].to_string()).collect(),
+                candidates: matches
+                    .iter()
+                    .map(|s| s.id.hex()[..16].to_string())
+                    .collect(),
             }),
         }
     }
@@ -410,7 +437,8 @@ impl<'a> WriteSession<'a> {
         compressor: &mut zstd::bulk::Compressor<'_>,
         nodes: &[Node],
     ) -> Result<BlobId, ArchiveError> {
-        let bytes = encode_tree(nodes).map_err(|e| ArchiveError::Invalid(format!("encoding tree: {e}")))?;
+        let bytes =
+            encode_tree(nodes).map_err(|e| ArchiveError::Invalid(format!("encoding tree: {e}")))?;
         self.put(compressor, BlobKind::Tree, &bytes)
     }
 

@@ -78,7 +78,10 @@ fn parse_source(s: &str) -> SourceSpec {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.as_bytes().to_vec()))
         .unwrap_or_else(|| b"root".to_vec());
-    SourceSpec::Path { path: as_path, name }
+    SourceSpec::Path {
+        path: as_path,
+        name,
+    }
 }
 
 pub fn run(a: Args) -> CmdResult {
@@ -91,7 +94,9 @@ pub fn run(a: Args) -> CmdResult {
     }
     let mut sources: Vec<SourceSpec> = a.sources.iter().map(|s| parse_source(s)).collect();
     if let Some(p) = &a.stdin_as {
-        sources.push(SourceSpec::Stdin { name: p.as_bytes().to_vec() });
+        sources.push(SourceSpec::Stdin {
+            name: p.as_bytes().to_vec(),
+        });
     }
     for (c, p) in a.cmds.iter().zip(&a.cmd_as) {
         sources.push(SourceSpec::Command {
@@ -100,7 +105,9 @@ pub fn run(a: Args) -> CmdResult {
         });
     }
     if sources.is_empty() {
-        return Err(Failure::new("nothing to ingest: give a SOURCE, --stdin-as PATH or --cmd CMD --as PATH"));
+        return Err(Failure::new(
+            "nothing to ingest: give a SOURCE, --stdin-as PATH or --cmd CMD --as PATH",
+        ));
     }
     let archive = super::open(&a.archive)?;
     let parent = match &a.parent {
@@ -145,11 +152,19 @@ pub fn run(a: Args) -> CmdResult {
     let s = &res.snapshot;
     let st = &s.stats;
     let secs = st.duration_ms as f64 / 1000.0;
-    let mbps = if secs > 0.0 { st.bytes_read as f64 / 1e6 / secs } else { 0.0 };
+    let mbps = if secs > 0.0 {
+        st.bytes_read as f64 / 1e6 / secs
+    } else {
+        0.0
+    };
     eprintln!(
         "snapshot {} saved{}",
         res.id.short(),
-        if s.label.is_empty() { String::new() } else { format!(" (label {})", s.label) }
+        if s.label.is_empty() {
+            String::new()
+        } else {
+            format!(" (label {})", s.label)
+        }
     );
     eprintln!(
         "  files: {} new, {} changed, {} unchanged; {} dirs; {} in all",
@@ -167,7 +182,10 @@ pub fn run(a: Args) -> CmdResult {
         human_bytes(st.bytes_added)
     );
     if !s.errors.is_empty() {
-        eprintln!("  {} path(s) could not be read (recorded in the snapshot):", s.errors.len());
+        eprintln!(
+            "  {} path(s) could not be read (recorded in the snapshot):",
+            s.errors.len()
+        );
         for e in &s.errors {
             eprintln!("    {}: {}", String::from_utf8_lossy(&e.path), e.message);
         }
@@ -203,7 +221,11 @@ pub fn run(a: Args) -> CmdResult {
         ]);
         println!("{}", j.render());
     }
-    Ok(if s.errors.is_empty() { EXIT_OK } else { EXIT_PARTIAL })
+    Ok(if s.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
 }
 
 fn draw_progress(p: &Progress, done: &AtomicBool) {

@@ -27,7 +27,12 @@ pub struct Args {
 pub fn run(a: Args) -> CmdResult {
     let avg = strata::util::parse_size(&a.chunk_size)
         .filter(|&n| (256..=4 << 20).contains(&n) && n % 2 == 0)
-        .ok_or_else(|| Failure::new(format!("--chunk-size {:?}: give an even size between 256 and 4M, e.g. 1M", a.chunk_size)))?;
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "--chunk-size {:?}: give an even size between 256 and 4M, e.g. 1M",
+                a.chunk_size
+            ))
+        })?;
     let config = Config::new(avg as u32, a.compression_level, a.append_only);
     Archive::init(&a.archive, &config)?;
     eprintln!(

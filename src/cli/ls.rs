@@ -124,7 +124,11 @@ fn write_line(out: &mut impl Write, long: bool, path: &[u8], n: &Node) -> std::i
     out.write_all(b"\n")
 }
 
-fn collect(archive: &Archive, node: &Node, recursive: bool) -> Result<Vec<(Vec<u8>, Node)>, Failure> {
+fn collect(
+    archive: &Archive,
+    node: &Node,
+    recursive: bool,
+) -> Result<Vec<(Vec<u8>, Node)>, Failure> {
     let mut out = Vec::new();
     match node.subtree() {
         None => out.push((node.name.clone(), node.clone())),
@@ -153,7 +157,9 @@ pub fn run_ls(a: LsArgs) -> CmdResult {
         let arr = Json::Arr(entries.iter().map(|(p, n)| json_node(p, n)).collect());
         writeln!(out, "{}", arr.render())
     } else {
-        entries.iter().try_for_each(|(p, n)| write_line(&mut out, a.long, p, n))
+        entries
+            .iter()
+            .try_for_each(|(p, n)| write_line(&mut out, a.long, p, n))
     };
     match r.and_then(|_| out.flush()) {
         Ok(()) => Ok(EXIT_OK),
@@ -169,9 +175,15 @@ pub fn run_cat(a: CatArgs) -> CmdResult {
         return Err(Failure::new(format!(
             "{}: is a {}, not a file",
             a.spec,
-            if node.name.is_empty() { "snapshot" } else { node.kind.name() }
+            if node.name.is_empty() {
+                "snapshot"
+            } else {
+                node.kind.name()
+            }
         ))
-        .hint(Some("use `strata ls` to see what it holds, or `strata restore`".into())));
+        .hint(Some(
+            "use `strata ls` to see what it holds, or `strata restore`".into(),
+        )));
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -183,10 +195,17 @@ pub fn run_cat(a: CatArgs) -> CmdResult {
     match r {
         Ok(()) => Ok(EXIT_OK),
         Err(strata::read::PieceError::Sink(e)) if is_broken_pipe(&e) => Ok(EXIT_OK),
-        Err(strata::read::PieceError::Sink(e)) => Err(Failure::new(format!("writing to stdout: {e}"))),
+        Err(strata::read::PieceError::Sink(e)) => {
+            Err(Failure::new(format!("writing to stdout: {e}")))
+        }
         Err(strata::read::PieceError::Read(e)) => {
             let hint = e.hint();
-            Err(Failure::new(format!("{}:{}: {e}", row.id.short(), super::split_spec(&a.spec).1)).hint(hint))
+            Err(Failure::new(format!(
+                "{}:{}: {e}",
+                row.id.short(),
+                super::split_spec(&a.spec).1
+            ))
+            .hint(hint))
         }
     }
 }

@@ -2,8 +2,8 @@
 //! results, and maps typed errors to one line, a hint and a documented exit code.
 //! No archive logic lives here.
 
-mod init;
 mod ingest;
+mod init;
 mod ls;
 mod restore;
 mod snapshots;
@@ -122,15 +122,25 @@ pub fn split_spec(spec: &str) -> (&str, &str) {
 }
 
 /// Resolves `SNAP[:PATH]` to the snapshot and the node at PATH.
-pub fn resolve_node(archive: &Archive, spec: &str, label: Option<&str>) -> Result<(SnapshotRow, Node), Failure> {
+pub fn resolve_node(
+    archive: &Archive,
+    spec: &str,
+    label: Option<&str>,
+) -> Result<(SnapshotRow, Node), Failure> {
     let (snap, path) = split_spec(spec);
     let row = archive.resolve(snap, label)?;
     let root = strata::tree::root_node(row.root, row.time);
     let node = strata::tree::lookup(archive, &root, path.as_bytes())?;
     match node {
         Some(n) => Ok((row, n)),
-        None => Err(Failure::new(format!("{}:{path}: no such path in snapshot", row.id.short()))
-            .hint(Some(format!("list it with `strata ls ARCHIVE {}` ", row.id.short())))),
+        None => Err(Failure::new(format!(
+            "{}:{path}: no such path in snapshot",
+            row.id.short()
+        ))
+        .hint(Some(format!(
+            "list it with `strata ls ARCHIVE {}` ",
+            row.id.short()
+        )))),
     }
 }
 

@@ -35,7 +35,15 @@ pub fn run(a: Args) -> CmdResult {
     let archive = super::open(&a.archive)?;
     let (row, node) = super::resolve_node(&archive, &a.spec, a.label.as_deref())?;
     let started = std::time::Instant::now();
-    let report = restore(&archive, &node, &a.target, RestoreOptions { overwrite: a.overwrite }).map_err(|e| {
+    let report = restore(
+        &archive,
+        &node,
+        &a.target,
+        RestoreOptions {
+            overwrite: a.overwrite,
+        },
+    )
+    .map_err(|e| {
         let hint = e.hint();
         Failure::new(e).hint(hint)
     })?;
@@ -54,7 +62,10 @@ pub fn run(a: Args) -> CmdResult {
         eprintln!("  warning: {p}: {w}");
     }
     if !report.damaged.is_empty() {
-        eprintln!("  {} file(s) NOT restored because their stored data is damaged:", report.damaged.len());
+        eprintln!(
+            "  {} file(s) NOT restored because their stored data is damaged:",
+            report.damaged.len()
+        );
         for (p, e) in &report.damaged {
             eprintln!("    {p}: {e}");
         }

@@ -34,8 +34,14 @@ pub fn run(a: Args) -> CmdResult {
                     ("time", Json::str(rfc3339(r.time.0, r.time.1, false))),
                     ("host", Json::str(r.host.clone())),
                     ("label", Json::str(r.label.clone())),
-                    ("tags", Json::Arr(r.tags.iter().map(|t| Json::str(t.clone())).collect())),
-                    ("sources", Json::Arr(r.sources.iter().map(|t| Json::str(t.clone())).collect())),
+                    (
+                        "tags",
+                        Json::Arr(r.tags.iter().map(|t| Json::str(t.clone())).collect()),
+                    ),
+                    (
+                        "sources",
+                        Json::Arr(r.sources.iter().map(|t| Json::str(t.clone())).collect()),
+                    ),
                     ("files", Json::int(r.files)),
                     ("size", Json::int(r.size)),
                     ("bytes_added", Json::int(r.added)),
@@ -60,8 +66,16 @@ pub fn run(a: Args) -> CmdResult {
         table.push([
             r.id.short(),
             short_time(r.time.0),
-            if r.label.is_empty() { "-".into() } else { r.label.clone() },
-            if r.tags.is_empty() { "-".into() } else { r.tags.join(",") },
+            if r.label.is_empty() {
+                "-".into()
+            } else {
+                r.label.clone()
+            },
+            if r.tags.is_empty() {
+                "-".into()
+            } else {
+                r.tags.join(",")
+            },
             r.sources.join(","),
             r.files.to_string(),
             human_bytes(r.size),
@@ -79,7 +93,13 @@ pub fn run(a: Args) -> CmdResult {
             .iter()
             .zip(widths)
             .enumerate()
-            .map(|(i, (c, w))| if i >= 5 { format!("{c:>w$}") } else { format!("{c:<w$}") })
+            .map(|(i, (c, w))| {
+                if i >= 5 {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
             .collect();
         println!("{}", line.join("  ").trim_end());
     }

@@ -88,7 +88,10 @@ mod tests {
     #[test]
     fn pack_file_names_round_trip() {
         assert_eq!(PackId(26).file_name(), "000000000000001a.pack");
-        assert_eq!(PackId::from_file_name("000000000000001a.pack"), Some(PackId(26)));
+        assert_eq!(
+            PackId::from_file_name("000000000000001a.pack"),
+            Some(PackId(26))
+        );
         assert_eq!(PackId::from_file_name("1a.pack"), None);
     }
 }

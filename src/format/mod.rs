@@ -30,7 +30,9 @@ pub enum FormatError {
         expected: Vec<u8>,
         found: Vec<u8>,
     },
-    #[error("{what} version {found} is not supported (this strata reads up to {supported}); upgrade strata")]
+    #[error(
+        "{what} version {found} is not supported (this strata reads up to {supported}); upgrade strata"
+    )]
     UnsupportedVersion {
         what: &'static str,
         found: u32,
@@ -121,7 +123,11 @@ impl<'a> Decoder<'a> {
     pub fn bytes32(&mut self, what: &'static str, limit: u64) -> Result<&'a [u8], FormatError> {
         let n = self.u32()? as u64;
         if n > limit {
-            return Err(FormatError::TooLong { what, len: n, limit });
+            return Err(FormatError::TooLong {
+                what,
+                len: n,
+                limit,
+            });
         }
         self.bytes(n as usize)
     }
@@ -137,7 +143,12 @@ impl<'a> Decoder<'a> {
 
     /// A count that the remaining bytes could possibly hold (each item at least `min_item`
     /// bytes), so a hostile count cannot make us allocate without bound.
-    pub fn count(&mut self, what: &'static str, n: u64, min_item: usize) -> Result<usize, FormatError> {
+    pub fn count(
+        &mut self,
+        what: &'static str,
+        n: u64,
+        min_item: usize,
+    ) -> Result<usize, FormatError> {
         let possible = (self.remaining() / min_item.max(1)) as u64;
         if n > possible {
             return Err(FormatError::TooLong {

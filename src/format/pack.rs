@@ -190,7 +190,10 @@ impl BlobHeader {
                 value: flags.to_string(),
             });
         }
-        for (what, len) in [("blob raw length", raw_len), ("blob stored length", stored_len)] {
+        for (what, len) in [
+            ("blob raw length", raw_len),
+            ("blob stored length", stored_len),
+        ] {
             if len > MAX_BLOB_LEN {
                 return Err(FormatError::TooLong {
                     what,
@@ -239,7 +242,11 @@ mod tests {
             b'S', b'T', b'R', b'A', b'T', b'A', b'P', b'K', 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
             0x4f, 0x1b, 0x6e, 0x3c,
         ];
-        assert_eq!(h[..20], expected[..20], "format changed, version bump required");
+        assert_eq!(
+            h[..20],
+            expected[..20],
+            "format changed, version bump required"
+        );
         assert_eq!(
             h[20..],
             crc32fast::hash(&h[..20]).to_le_bytes(),
@@ -258,7 +265,11 @@ mod tests {
         expected.extend_from_slice(&[0xe8, 0x03, 0, 0, 0, 0, 0, 0]);
         expected.extend_from_slice(&[0x2c, 0x01, 0, 0, 0, 0, 0, 0]);
         expected.extend_from_slice(&[0x78, 0x56, 0x34, 0x12]);
-        assert_eq!(h[..60], expected[..], "format changed, version bump required");
+        assert_eq!(
+            h[..60],
+            expected[..],
+            "format changed, version bump required"
+        );
         assert_eq!(BlobHeader::decode(&h), Ok(sample()));
     }
 
@@ -268,13 +279,19 @@ mod tests {
         for i in 0..BLOB_HEADER_LEN {
             let mut bad = h;
             bad[i] ^= 0x01;
-            assert!(BlobHeader::decode(&bad).is_err(), "flip at byte {i} accepted");
+            assert!(
+                BlobHeader::decode(&bad).is_err(),
+                "flip at byte {i} accepted"
+            );
         }
         let p = encode_pack_header(PackId(7));
         for i in 0..PACK_HEADER_LEN {
             let mut bad = p;
             bad[i] ^= 0x80;
-            assert!(decode_pack_header(&bad).is_err(), "flip at byte {i} accepted");
+            assert!(
+                decode_pack_header(&bad).is_err(),
+                "flip at byte {i} accepted"
+            );
         }
     }
 

@@ -233,7 +233,10 @@ pub fn encode_tree(nodes: &[Node]) -> Result<Vec<u8>, FormatError> {
                 }
                 e.bytes16(t)
             }
-            (Payload::Other, NodeKind::Fifo | NodeKind::CharDev | NodeKind::BlockDev | NodeKind::Socket) => {}
+            (
+                Payload::Other,
+                NodeKind::Fifo | NodeKind::CharDev | NodeKind::BlockDev | NodeKind::Socket,
+            ) => {}
             (_, k) => return Err(invalid("payload for node kind", k.name())),
         }
     }
@@ -265,7 +268,10 @@ pub fn decode_tree(b: &[u8]) -> Result<Vec<Node>, FormatError> {
     for _ in 0..count {
         let name = d.bytes16()?.to_vec();
         if !valid_name(&name) {
-            return Err(invalid("node name", format!("{:?}", String::from_utf8_lossy(&name))));
+            return Err(invalid(
+                "node name",
+                format!("{:?}", String::from_utf8_lossy(&name)),
+            ));
         }
         if let Some(prev) = nodes.last()
             && prev.name >= name
@@ -418,25 +424,44 @@ mod tests {
                 Extent::Hole { len: 4096 },
             ],
         );
-        let bytes = encode_tree(&[n.clone()]).unwrap();
+        let bytes = encode_tree(std::slice::from_ref(&n)).unwrap();
         let hex = crate::format::to_hex(&bytes);
         assert_eq!(
             hex,
             concat!(
-                "5452454501", "01000000",             // magic, version, count
-                "0100", "61",                         // name "a"
-                "01", "a4010000", "e8030000", "64000000", // kind, mode, uid, gid
-                "0400", "6a697261", "0500", "7573657273", // user, group
-                "00f1536500000000", "15cd5b07",       // mtime
-                "01f1536500000000", "05000000",       // ctime
-                "0310000000000000",                   // size 4099
-                "0108000000000000", "2a00000000000000", // dev, ino
-                "0100000000000000", "0000000000000000", // nlink, rdev
-                "0100", "0600", "757365722e6b", "01000000", "76", // xattrs
-                "01", "02000000",                     // content kind, extents
-                "00", "0300000000000000",
+                "5452454501",
+                "01000000", // magic, version, count
+                "0100",
+                "61", // name "a"
+                "01",
+                "a4010000",
+                "e8030000",
+                "64000000", // kind, mode, uid, gid
+                "0400",
+                "6a697261",
+                "0500",
+                "7573657273", // user, group
+                "00f1536500000000",
+                "15cd5b07", // mtime
+                "01f1536500000000",
+                "05000000",         // ctime
+                "0310000000000000", // size 4099
+                "0108000000000000",
+                "2a00000000000000", // dev, ino
+                "0100000000000000",
+                "0000000000000000", // nlink, rdev
+                "0100",
+                "0600",
+                "757365722e6b",
+                "01000000",
+                "76", // xattrs
+                "01",
+                "02000000", // content kind, extents
+                "00",
+                "0300000000000000",
                 "0707070707070707070707070707070707070707070707070707070707070707",
-                "01", "0010000000000000",
+                "01",
+                "0010000000000000",
             ),
             "format changed, version bump required"
         );
@@ -447,7 +472,7 @@ mod tests {
     fn hostile_names_are_rejected() {
         for bad in [&b".."[..], b".", b"a/b", b"", b"a\0b"] {
             let n = file_node(bad, vec![]);
-            assert!(encode_tree(&[n.clone()]).is_err());
+            assert!(encode_tree(std::slice::from_ref(&n)).is_err());
             // Forge the bytes by hand: encode a good name of the same length, then patch it.
             let len = bad.len().max(1);
             let good = vec![b'x'; len];
@@ -466,16 +491,25 @@ mod tests {
     fn duplicate_names_are_rejected() {
         let n = file_node(b"a", vec![]);
         assert!(encode_tree(&[n.clone(), n.clone()]).is_err());
-        let one = encode_tree(&[n.clone()]).unwrap();
+        let one = encode_tree(std::slice::from_ref(&n)).unwrap();
         let mut two = one.clone();
         two[5] = 2;
         two.extend_from_slice(&one[9..]);
-        assert!(matches!(decode_tree(&two), Err(FormatError::Invalid { .. })));
+        assert!(matches!(
+            decode_tree(&two),
+            Err(FormatError::Invalid { .. })
+        ));
     }
 
     #[test]
     fn every_truncation_is_a_typed_error() {
-        let n = file_node(b"file", vec![Extent::Data { id: BlobId([1; 32]), len: 10 }]);
+        let n = file_node(
+            b"file",
+            vec![Extent::Data {
+                id: BlobId([1; 32]),
+                len: 10,
+            }],
+        );
         let bytes = encode_tree(&[n]).unwrap();
         for cut in 0..bytes.len() {
             assert!(decode_tree(&bytes[..cut]).is_err(), "cut at {cut} accepted");
@@ -486,7 +520,10 @@ mod tests {
     fn huge_counts_do_not_allocate() {
         let mut bytes = encode_tree(&[]).unwrap();
         bytes[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode_tree(&bytes), Err(FormatError::TooLong { .. })));
+        assert!(matches!(
+            decode_tree(&bytes),
+            Err(FormatError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -508,7 +545,10 @@ mod tests {
             any::<u32>(),
             any::<(i64, u32)>(),
             proptest::collection::vec(
-                (proptest::collection::vec(any::<u8>(), 1..20), proptest::collection::vec(any::<u8>(), 0..100)),
+                (
+                    proptest::collection::vec(any::<u8>(), 1..20),
+                    proptest::collection::vec(any::<u8>(), 0..100),
+                ),
                 0..4,
             ),
             proptest::collection::vec((any::<bool>(), 1u64..1 << 20, any::<[u8; 32]>()), 0..6),
@@ -522,7 +562,10 @@ mod tests {
                         if hole {
                             Extent::Hole { len }
                         } else {
-                            Extent::Data { id: BlobId(id), len }
+                            Extent::Data {
+                                id: BlobId(id),
+                                len,
+                            }
                         }
                     })
                     .collect();

@@ -114,8 +114,12 @@ impl Index {
         };
         idx.setup()?;
         let v: Option<String> = idx.with(|c| {
-            c.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
-                .optional()
+            c.query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
         })?;
         match v {
             Some(v) if v == SCHEMA_VERSION.to_string() => Ok(idx),
@@ -135,7 +139,10 @@ impl Index {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, IndexError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, IndexError> {
         let mut c = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut c).map_err(|source| IndexError::Sqlite {
             path: self.path.clone(),
@@ -190,8 +197,12 @@ impl Index {
     }
 
     pub fn max_pack_id(&self) -> Result<u64, IndexError> {
-        self.with(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM packs", [], |r| r.get::<_, i64>(0)))
-            .map(|v| v as u64)
+        self.with(|c| {
+            c.query_row("SELECT COALESCE(MAX(id), 0) FROM packs", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .map(|v| v as u64)
     }
 
     /// Makes new blobs, packs and (optionally) a snapshot visible in one transaction.
@@ -249,7 +260,12 @@ impl Index {
                     r.get::<_, String>(5)?,
                     r.get::<_, String>(6)?,
                     r.get::<_, Vec<u8>>(7)?,
-                    (r.get::<_, i64>(8)?, r.get::<_, i64>(9)?, r.get::<_, i64>(10)?, r.get::<_, i64>(11)?),
+                    (
+                        r.get::<_, i64>(8)?,
+                        r.get::<_, i64>(9)?,
+                        r.get::<_, i64>(10)?,
+                        r.get::<_, i64>(11)?,
+                    ),
                 ))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -288,7 +304,11 @@ fn split_list(s: &str) -> Vec<String> {
     }
 }
 
-fn insert_snapshot(tx: &rusqlite::Transaction<'_>, id: BlobId, s: &Snapshot) -> rusqlite::Result<()> {
+fn insert_snapshot(
+    tx: &rusqlite::Transaction<'_>,
+    id: BlobId,
+    s: &Snapshot,
+) -> rusqlite::Result<()> {
     let sources: Vec<&str> = s.sources.iter().map(|x| x.name.as_str()).collect();
     tx.execute(
         "INSERT OR REPLACE INTO snapshots(id, time_sec, time_nsec, host, label, tags, sources, root,

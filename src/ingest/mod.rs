@@ -28,7 +28,9 @@ pub enum SourceSpec {
 impl SourceSpec {
     pub fn name(&self) -> &[u8] {
         match self {
-            SourceSpec::Path { name, .. } | SourceSpec::Stdin { name } | SourceSpec::Command { name, .. } => name,
+            SourceSpec::Path { name, .. }
+            | SourceSpec::Stdin { name }
+            | SourceSpec::Command { name, .. } => name,
         }
     }
 }
@@ -109,7 +111,9 @@ impl IngestError {
         match self {
             IngestError::Archive(e) | IngestError::Write(e) => e.hint(),
             IngestError::SourceMissing { .. } => Some("check the path; nothing was written".into()),
-            IngestError::Strict(_) => Some("fix the permissions or drop --strict to record unreadable paths".into()),
+            IngestError::Strict(_) => {
+                Some("fix the permissions or drop --strict to record unreadable paths".into())
+            }
             _ => None,
         }
     }
@@ -120,9 +124,15 @@ impl IngestError {
 fn check_names(sources: &[SourceSpec]) -> Result<(), IngestError> {
     let mut paths: Vec<Vec<&[u8]>> = Vec::new();
     for s in sources {
-        let comps: Vec<&[u8]> = s.name().split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+        let comps: Vec<&[u8]> = s
+            .name()
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         if comps.is_empty() || comps.iter().any(|c| !valid_name(c)) {
-            return Err(IngestError::BadName(String::from_utf8_lossy(s.name()).into()));
+            return Err(IngestError::BadName(
+                String::from_utf8_lossy(s.name()).into(),
+            ));
         }
         for p in &paths {
             let n = p.len().min(comps.len());
@@ -137,7 +147,9 @@ fn check_names(sources: &[SourceSpec]) -> Result<(), IngestError> {
 }
 
 pub fn now() -> (i64, u32) {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_secs() as i64, d.subsec_nanos())
 }
 
@@ -148,7 +160,11 @@ fn hostname() -> String {
 }
 
 /// Runs one ingest and commits its snapshot.
-pub fn ingest(archive: &Archive, opts: &IngestOptions, progress: &Progress) -> Result<IngestResult, IngestError> {
+pub fn ingest(
+    archive: &Archive,
+    opts: &IngestOptions,
+    progress: &Progress,
+) -> Result<IngestResult, IngestError> {
     let started = Instant::now();
     let time = now();
     check_names(&opts.sources)?;
@@ -160,7 +176,12 @@ pub fn ingest(archive: &Archive, opts: &IngestOptions, progress: &Progress) -> R
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(IngestError::SourceMissing { path: path.clone() });
                 }
-                Err(source) => return Err(IngestError::Source { path: path.clone(), source }),
+                Err(source) => {
+                    return Err(IngestError::Source {
+                        path: path.clone(),
+                        source,
+                    });
+                }
             }
         }
     }
@@ -233,15 +254,29 @@ mod tests {
     use super::*;
 
     fn p(name: &str) -> SourceSpec {
-        SourceSpec::Stdin { name: name.as_bytes().to_vec() }
+        SourceSpec::Stdin {
+            name: name.as_bytes().to_vec(),
+        }
     }
 
     #[test]
     fn source_names_must_not_collide() {
         assert!(check_names(&[p("a"), p("b/c")]).is_ok());
-        assert!(matches!(check_names(&[p("a"), p("a")]), Err(IngestError::Collision(..))));
-        assert!(matches!(check_names(&[p("db"), p("db/x.sql")]), Err(IngestError::Collision(..))));
-        assert!(matches!(check_names(&[p("a/../b")]), Err(IngestError::BadName(_))));
-        assert!(matches!(check_names(&[p("")]), Err(IngestError::BadName(_))));
+        assert!(matches!(
+            check_names(&[p("a"), p("a")]),
+            Err(IngestError::Collision(..))
+        ));
+        assert!(matches!(
+            check_names(&[p("db"), p("db/x.sql")]),
+            Err(IngestError::Collision(..))
+        ));
+        assert!(matches!(
+            check_names(&[p("a/../b")]),
+            Err(IngestError::BadName(_))
+        ));
+        assert!(matches!(
+            check_names(&[p("")]),
+            Err(IngestError::BadName(_))
+        ));
     }
 }

@@ -40,16 +40,24 @@ impl Sink<'_> {
     /// Stores `data` unless an identical blob is already stored; returns its id.
     pub fn store(&mut self, kind: BlobKind, data: Vec<u8>) -> Result<BlobId, IngestError> {
         let id = BlobId::of(&data);
-        if self.sent.contains(&id) || self.archive.index().contains(&id).map_err(ArchiveError::from)? {
+        if self.sent.contains(&id)
+            || self
+                .archive
+                .index()
+                .contains(&id)
+                .map_err(ArchiveError::from)?
+        {
             return Ok(id);
         }
         if self.failed.load(Ordering::Relaxed) {
-            return Err(IngestError::Write(ArchiveError::Invalid("the pack writer stopped".into())));
+            return Err(IngestError::Write(ArchiveError::Invalid(
+                "the pack writer stopped".into(),
+            )));
         }
         self.sent.insert(id);
-        self.tx
-            .send(Job { kind, id, data })
-            .map_err(|_| IngestError::Write(ArchiveError::Invalid("the pack writer stopped".into())))?;
+        self.tx.send(Job { kind, id, data }).map_err(|_| {
+            IngestError::Write(ArchiveError::Invalid("the pack writer stopped".into()))
+        })?;
         Ok(id)
     }
 }
@@ -61,7 +69,10 @@ pub fn run<'a>(
     parent_root: Option<BlobId>,
     progress: &Progress,
 ) -> Result<Outcome<'a>, IngestError> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8);
     let level = archive.config().compression_level;
     let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
     let (blob_tx, blob_rx) = sync_channel::<StoredBlob>(workers * 2);
@@ -92,7 +103,12 @@ pub fn run<'a>(
             .spawn_scoped(s, move || {
                 let mut w = Walker::new(archive, opts, sink, progress);
                 let r = w.run(parent_root);
-                let Walker { stats, errors, commands, .. } = w;
+                let Walker {
+                    stats,
+                    errors,
+                    commands,
+                    ..
+                } = w;
                 r.map(|root| (root, stats, errors, commands))
             })
             .map_err(|e| IngestError::Write(ArchiveError::Invalid(format!("spawning walker: {e}"))))
@@ -119,7 +135,9 @@ pub fn run<'a>(
 }
 
 fn panicked(what: &str) -> IngestError {
-    IngestError::Write(ArchiveError::Invalid(format!("internal error: the {what} thread panicked")))
+    IngestError::Write(ArchiveError::Invalid(format!(
+        "internal error: the {what} thread panicked"
+    )))
 }
 
 fn compress_loop(level: i32, rx: &Mutex<Receiver<Job>>, tx: &SyncSender<StoredBlob>) {

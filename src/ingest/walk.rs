@@ -69,7 +69,9 @@ impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.n += n as u64;
-        self.progress.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress
+            .bytes_read
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -101,7 +103,12 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 impl<'a> Walker<'a> {
-    pub fn new(archive: &'a Archive, opts: &'a IngestOptions, sink: Sink<'a>, progress: &'a Progress) -> Walker<'a> {
+    pub fn new(
+        archive: &'a Archive,
+        opts: &'a IngestOptions,
+        sink: Sink<'a>,
+        progress: &'a Progress,
+    ) -> Walker<'a> {
         Walker {
             archive,
             opts,
@@ -136,9 +143,17 @@ impl<'a> Walker<'a> {
         let parent = parent_root.map(|r| crate::tree::root_node(r, (0, 0)));
         let mut root: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
         // Streams first (a failing command stops the ingest early), then paths.
-        let order = self.opts.sources.iter().filter(|s| !matches!(s, SourceSpec::Path { .. })).chain(
-            self.opts.sources.iter().filter(|s| matches!(s, SourceSpec::Path { .. })),
-        );
+        let order = self
+            .opts
+            .sources
+            .iter()
+            .filter(|s| !matches!(s, SourceSpec::Path { .. }))
+            .chain(
+                self.opts
+                    .sources
+                    .iter()
+                    .filter(|s| matches!(s, SourceSpec::Path { .. })),
+            );
         for src in order {
             let comps: Vec<Vec<u8>> = src
                 .name()
@@ -156,16 +171,22 @@ impl<'a> Walker<'a> {
                 SourceSpec::Stdin { .. } => {
                     let stdin = io::stdin();
                     let mut lock = stdin.lock();
-                    let node = self.stream_node(&name, &mut lock).map_err(IngestError::Stdin)?;
+                    let node = self
+                        .stream_node(&name, &mut lock)
+                        .map_err(IngestError::Stdin)?;
                     Some(node)
                 }
                 SourceSpec::Command { command, .. } => Some(self.command_node(command, &name)?),
-                SourceSpec::Path { path, .. } => self.path_node(path, &name, &snap_path, parent_node.as_ref())?,
+                SourceSpec::Path { path, .. } => {
+                    self.path_node(path, &name, &snap_path, parent_node.as_ref())?
+                }
             };
             let Some(node) = node else { continue };
             let mut level = &mut root;
             for c in &comps[..comps.len() - 1] {
-                let e = level.entry(c.clone()).or_insert_with(|| Entry::Dir(BTreeMap::new()));
+                let e = level
+                    .entry(c.clone())
+                    .or_insert_with(|| Entry::Dir(BTreeMap::new()));
                 let Entry::Dir(m) = e else {
                     unreachable!("check_names rules out a source inside another")
                 };
@@ -196,7 +217,8 @@ impl<'a> Walker<'a> {
     }
 
     fn store_tree(&mut self, nodes: &[Node]) -> Result<BlobId, IngestError> {
-        let bytes = encode_tree(nodes).map_err(|e| ArchiveError::Invalid(format!("encoding tree: {e}")))?;
+        let bytes =
+            encode_tree(nodes).map_err(|e| ArchiveError::Invalid(format!("encoding tree: {e}")))?;
         self.stats.dirs += 1;
         self.sink.store(BlobKind::Tree, bytes)
     }
@@ -227,7 +249,10 @@ impl<'a> Walker<'a> {
     }
 
     /// Chunks a whole stream; returns its extents and length.
-    fn chunk_stream<R: Read + ?Sized>(&mut self, r: &mut R) -> Result<(Vec<Extent>, u64), IngestError> {
+    fn chunk_stream<R: Read + ?Sized>(
+        &mut self,
+        r: &mut R,
+    ) -> Result<(Vec<Extent>, u64), IngestError> {
         self.chunker.reset();
         let mut extents = Vec::new();
         let mut total = 0u64;
@@ -308,7 +333,9 @@ impl<'a> Walker<'a> {
         })?;
         let stderr_tail = tail.join().unwrap_or_default();
         use std::os::unix::process::ExitStatusExt;
-        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         self.commands.push(command_run(command, code));
         if !status.success() {
             let status = match (status.code(), status.signal()) {
@@ -362,7 +389,10 @@ impl<'a> Walker<'a> {
             b.as_bytes().to_vec()
         });
         let Some(base) = base else {
-            return Err(src_err(io::Error::new(io::ErrorKind::InvalidInput, "not a file name")));
+            return Err(src_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a file name",
+            )));
         };
         let dir = Dir::open(dir_path).map_err(src_err)?;
         let st = dir.stat(&base).map_err(src_err)?;
@@ -407,9 +437,11 @@ impl<'a> Walker<'a> {
                     continue;
                 }
             };
-            let parent_node = parent
-                .as_ref()
-                .and_then(|p| p.binary_search_by(|n| n.name.as_slice().cmp(&name)).ok().map(|i| &p[i]));
+            let parent_node = parent.as_ref().and_then(|p| {
+                p.binary_search_by(|n| n.name.as_slice().cmp(&name))
+                    .ok()
+                    .map(|i| &p[i])
+            });
             if let Some(n) = self.entry_node(dir, &name, &st, &path, parent_node, depth)? {
                 nodes.push(n);
             }
@@ -469,7 +501,10 @@ impl<'a> Walker<'a> {
         depth: usize,
     ) -> Result<Option<Node>, IngestError> {
         let Some(kind) = kind_of(st.st_mode) else {
-            self.record(path, format!("unknown file type {:o}", st.st_mode & libc::S_IFMT));
+            self.record(
+                path,
+                format!("unknown file type {:o}", st.st_mode & libc::S_IFMT),
+            );
             return Ok(None);
         };
         let mut n = self.meta_node(name, kind, st);
@@ -496,7 +531,8 @@ impl<'a> Walker<'a> {
                 let id = match sub {
                     Some(sub) => {
                         n.xattrs = self.xattrs(XTarget::Fd(sub.as_raw_fd()), path);
-                        let parent_nodes = self.parent_children(parent.filter(|p| p.kind == NodeKind::Dir));
+                        let parent_nodes =
+                            self.parent_children(parent.filter(|p| p.kind == NodeKind::Dir));
                         self.walk_dir(&sub, path, parent_nodes, depth + 1)?
                     }
                     None => self.store_tree(&[])?,
@@ -531,7 +567,9 @@ impl<'a> Walker<'a> {
         match fsops::list_xattrs(&XTarget::Path(&p)) {
             Ok(x) => x,
             // Symlinks and special files cannot carry user.* xattrs on most filesystems.
-            Err(e) if fsops::errno_is(&e, libc::EPERM) || fsops::errno_is(&e, libc::EACCES) => Vec::new(),
+            Err(e) if fsops::errno_is(&e, libc::EPERM) || fsops::errno_is(&e, libc::EACCES) => {
+                Vec::new()
+            }
             Err(e) => {
                 self.record(path, format!("reading extended attributes: {e}"));
                 Vec::new()
@@ -596,7 +634,10 @@ impl<'a> Walker<'a> {
             }
             attempt += 1;
             if attempt >= 3 {
-                self.record(path, "file kept changing while it was read; stored content may mix versions");
+                self.record(
+                    path,
+                    "file kept changing while it was read; stored content may mix versions",
+                );
                 break (extents, total);
             }
             st = after;
@@ -615,7 +656,11 @@ impl<'a> Walker<'a> {
     }
 
     /// Reads a file's data ranges (holes stay holes) into chunks.
-    fn read_file(&mut self, file: &std::fs::File, size: u64) -> Result<(Vec<Extent>, u64), ReadError> {
+    fn read_file(
+        &mut self,
+        file: &std::fs::File,
+        size: u64,
+    ) -> Result<(Vec<Extent>, u64), ReadError> {
         let ranges = if size > 0 {
             fsops::data_ranges(file, size).map_err(ReadError::Io)?
         } else {
@@ -628,7 +673,11 @@ impl<'a> Walker<'a> {
                 extents.push(Extent::Hole { len: start - pos });
             }
             let mut r = Counting {
-                inner: RangeReader { file, pos: start, end },
+                inner: RangeReader {
+                    file,
+                    pos: start,
+                    end,
+                },
                 n: 0,
                 progress: self.progress,
             };
@@ -643,7 +692,10 @@ impl<'a> Walker<'a> {
                 };
                 let Some(chunk) = chunk else { break };
                 let len = chunk.len() as u64;
-                let id = self.sink.store(BlobKind::Chunk, chunk).map_err(ReadError::Ingest)?;
+                let id = self
+                    .sink
+                    .store(BlobKind::Chunk, chunk)
+                    .map_err(ReadError::Ingest)?;
                 extents.push(Extent::Data { id, len });
             }
             self.stats.bytes_read += r.n;

@@ -43,9 +43,17 @@ pub enum PackError {
         source: FormatError,
     },
     #[error("pack {pack} offset {offset}: crc32 mismatch (blob {id}): stored bytes are damaged")]
-    CrcMismatch { pack: PackId, offset: u64, id: BlobId },
+    CrcMismatch {
+        pack: PackId,
+        offset: u64,
+        id: BlobId,
+    },
     #[error("pack {pack} offset {offset}: BLAKE3 mismatch (blob {id}): content is damaged")]
-    HashMismatch { pack: PackId, offset: u64, id: BlobId },
+    HashMismatch {
+        pack: PackId,
+        offset: u64,
+        id: BlobId,
+    },
     #[error("pack {pack} offset {offset}: record does not match the index ({what})")]
     Mismatch {
         pack: PackId,

@@ -34,7 +34,12 @@ impl PackReader {
     }
 
     pub fn map(&self, pack: PackId) -> Result<Arc<Mmap>, PackError> {
-        if let Some(m) = self.maps.lock().unwrap_or_else(|e| e.into_inner()).get(&pack) {
+        if let Some(m) = self
+            .maps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pack)
+        {
             return Ok(m.clone());
         }
         let path = self.path_of(pack);
@@ -60,7 +65,12 @@ impl PackReader {
 
     /// Reads one blob's plain bytes, verifying the record header against `loc` and `id`
     /// and the crc32 of the stored bytes. With `verify_hash`, also checks BLAKE3.
-    pub fn read(&self, id: &BlobId, loc: &Location, verify_hash: bool) -> Result<Vec<u8>, PackError> {
+    pub fn read(
+        &self,
+        id: &BlobId,
+        loc: &Location,
+        verify_hash: bool,
+    ) -> Result<Vec<u8>, PackError> {
         let map = self.map(loc.pack)?;
         let (header, stored) = slice_record(&map, loc.pack, loc.offset)?;
         if header.id != *id || header.raw_len != loc.raw_len || header.kind != loc.kind {
@@ -92,9 +102,15 @@ impl PackReader {
 
 /// Decodes the header at `offset` and returns it with its stored bytes, after checking
 /// that the record fits in the pack and its crc32 matches.
-pub fn slice_record(map: &[u8], pack: PackId, offset: u64) -> Result<(BlobHeader, &[u8]), PackError> {
+pub fn slice_record(
+    map: &[u8],
+    pack: PackId,
+    offset: u64,
+) -> Result<(BlobHeader, &[u8]), PackError> {
     let start = usize::try_from(offset).unwrap_or(usize::MAX);
-    let hdr_end = start.checked_add(BLOB_HEADER_LEN).filter(|&e| e <= map.len());
+    let hdr_end = start
+        .checked_add(BLOB_HEADER_LEN)
+        .filter(|&e| e <= map.len());
     let Some(hdr_end) = hdr_end else {
         return Err(PackError::PastEnd {
             pack,
@@ -129,7 +145,12 @@ pub fn slice_record(map: &[u8], pack: PackId, offset: u64) -> Result<(BlobHeader
 }
 
 /// Turns stored bytes into plain bytes, checking the plain length.
-pub fn decode_stored(header: &BlobHeader, stored: &[u8], pack: PackId, offset: u64) -> Result<Vec<u8>, PackError> {
+pub fn decode_stored(
+    header: &BlobHeader,
+    stored: &[u8],
+    pack: PackId,
+    offset: u64,
+) -> Result<Vec<u8>, PackError> {
     let plain = match header.compression {
         Compression::None => stored.to_vec(),
         Compression::Zstd => {
@@ -204,7 +225,10 @@ pub fn scan_pack(map: &[u8], expected: PackId) -> Result<ScanResult, PackError> 
     while (pos as usize) < map.len() {
         match slice_record(map, id, pos) {
             Ok((header, stored)) => {
-                entries.push(ScanEntry { offset: pos, header });
+                entries.push(ScanEntry {
+                    offset: pos,
+                    header,
+                });
                 pos += (BLOB_HEADER_LEN + stored.len()) as u64;
             }
             Err(e) => {
@@ -236,10 +260,14 @@ mod tests {
             let raw: Vec<u8> = if i % 2 == 0 {
                 vec![i; 10_000]
             } else {
-                (0..5000u32).map(|x| (x.wrapping_mul(2654435761) >> 13) as u8 ^ i).collect()
+                (0..5000u32)
+                    .map(|x| (x.wrapping_mul(2654435761) >> 13) as u8 ^ i)
+                    .collect()
             };
             let id = BlobId::of(&raw);
-            let loc = w.add(&StoredBlob::new(&mut c, BlobKind::Chunk, id, &raw)).unwrap();
+            let loc = w
+                .add(&StoredBlob::new(&mut c, BlobKind::Chunk, id, &raw))
+                .unwrap();
             out.push((id, loc, raw));
         }
         w.finish().unwrap();
@@ -271,7 +299,10 @@ mod tests {
         bytes[loc.offset as usize + BLOB_HEADER_LEN + 10] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
         let r = PackReader::new(dir.path());
-        assert!(matches!(r.read(id, loc, false), Err(PackError::CrcMismatch { .. })));
+        assert!(matches!(
+            r.read(id, loc, false),
+            Err(PackError::CrcMismatch { .. })
+        ));
         // Neighbours still read.
         assert!(r.read(&blobs[1].0, &blobs[1].1, true).is_ok());
         assert!(r.read(&blobs[3].0, &blobs[3].1, true).is_ok());
@@ -288,7 +319,9 @@ mod tests {
                 Ok(scan) => {
                     let whole = blobs
                         .iter()
-                        .filter(|(_, l, _)| l.offset + BLOB_HEADER_LEN as u64 + l.stored_len <= cut as u64)
+                        .filter(|(_, l, _)| {
+                            l.offset + BLOB_HEADER_LEN as u64 + l.stored_len <= cut as u64
+                        })
                         .count();
                     assert_eq!(scan.entries.len(), whole, "cut at {cut}");
                     assert!(scan.valid_end <= cut as u64);

@@ -86,7 +86,9 @@ impl PackWriter {
         };
         let open = self.open_next()?;
         let offset = open.len;
-        open.file.write_all(&header.encode()).map_err(io(&open.path))?;
+        open.file
+            .write_all(&header.encode())
+            .map_err(io(&open.path))?;
         open.file.write_all(&blob.data).map_err(io(&open.path))?;
         let added = (crate::format::pack::BLOB_HEADER_LEN + blob.data.len()) as u64;
         open.len += added;
