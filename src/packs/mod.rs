@@ -1,5 +1,5 @@
 //! Append-only pack files: the writer appends blob records and seals packs with fsync;
-//! the reader maps sealed packs (memmap2), checks each blob's crc32 and decompresses it;
+//! the reader preads one record at a time, checks its crc32 and decompresses it;
 //! the scanner walks a pack record by record and finds where a torn tail begins.
 //!
 //! Invariant: a pack file is written once, by the single writer that holds the archive
