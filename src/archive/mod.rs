@@ -373,6 +373,7 @@ impl Archive {
             added: Vec::new(),
             seen: HashSet::new(),
             bytes_added: 0,
+            committed: false,
         })
     }
 }
@@ -387,6 +388,18 @@ pub struct WriteSession<'a> {
     added: Vec<(BlobId, Location)>,
     seen: HashSet<BlobId>,
     bytes_added: u64,
+    committed: bool,
+}
+
+impl Drop for WriteSession<'_> {
+    /// A session that ends without committing (an error, a failed command, an
+    /// interrupt) removes the packs it wrote: no index row points into them. After a
+    /// crash (no Drop), such packs stay as unreferenced files until repair or prune.
+    fn drop(&mut self) {
+        if !self.committed {
+            self.writer.discard();
+        }
+    }
 }
 
 impl<'a> WriteSession<'a> {
@@ -470,6 +483,9 @@ impl<'a> WriteSession<'a> {
             let size = fs::metadata(&path).map_err(io(&path))?.len();
             packs.push((p, size, n));
         }
+        // From here on the packs may be referenced even if the commit reports an error
+        // (an I/O error can leave it in doubt): never discard them after this point.
+        self.committed = true;
         self.archive.index.commit(&packs, &self.added, snapshot)?;
         Ok(())
     }

@@ -128,6 +128,7 @@ pub fn run(a: Args) -> CmdResult {
         strict: a.strict,
         argv: std::env::args().collect(),
     };
+    install_interrupt_handler();
     let progress = Progress::default();
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
@@ -248,4 +249,24 @@ fn draw_progress(p: &Progress, done: &AtomicBool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     bar.finish_and_clear();
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    strata::ingest::INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM stop the ingest cleanly: nothing is committed and the packs written
+/// so far are removed. No SA_RESTART, so a blocking read returns and sees the flag.
+fn install_interrupt_handler() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe;
+        // sigaction is given a zeroed, fully initialised struct.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = 0;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
 }

@@ -48,6 +48,10 @@ pub struct IngestOptions {
     pub argv: Vec<String>,
 }
 
+/// Set by a signal handler (SIGINT, SIGTERM) to stop an ingest at the next chunk or
+/// directory entry: nothing is committed and the packs written so far are removed.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Counters the CLI reads to draw a progress bar.
 #[derive(Default)]
 pub struct Progress {
@@ -87,6 +91,8 @@ pub enum IngestError {
     Stdin(std::io::Error),
     #[error("{} path(s) could not be read and --strict is set; no snapshot was committed (first: {})", .0.len(), first_error(.0))]
     Strict(Vec<PathError>),
+    #[error("interrupted by a signal; no snapshot was committed")]
+    Interrupted,
     #[error("writing packs failed: {0}; no snapshot was committed")]
     Write(ArchiveError),
 }

@@ -123,6 +123,13 @@ impl<'a> Walker<'a> {
         }
     }
 
+    fn check_interrupt(&self) -> Result<(), IngestError> {
+        if super::INTERRUPTED.load(Ordering::Relaxed) {
+            return Err(IngestError::Interrupted);
+        }
+        Ok(())
+    }
+
     fn record(&mut self, path: &[u8], e: impl std::fmt::Display) {
         self.errors.push(PathError {
             path: path.to_vec(),
@@ -257,7 +264,9 @@ impl<'a> Walker<'a> {
         let mut extents = Vec::new();
         let mut total = 0u64;
         loop {
-            let chunk = self.chunker.next_chunk(r).map_err(IngestError::Stdin)?;
+            let chunk = self.chunker.next_chunk(r);
+            self.check_interrupt()?;
+            let chunk = chunk.map_err(IngestError::Stdin)?;
             let Some(chunk) = chunk else { break };
             let len = chunk.len() as u64;
             total += len;
@@ -276,7 +285,7 @@ impl<'a> Walker<'a> {
         let (extents, total) = match self.chunk_stream(&mut counting) {
             Ok(x) => x,
             Err(IngestError::Stdin(e)) => return Err(e),
-            Err(e) => return Err(io::Error::other(e.to_string())),
+            Err(e) => return Err(io::Error::other(StreamStop(e))),
         };
         self.stats.bytes_read += counting.n;
         let mut n = self.synthetic(name, NodeKind::File, 0o600);
@@ -337,6 +346,7 @@ impl<'a> Walker<'a> {
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         self.commands.push(command_run(command, code));
+        self.check_interrupt()?;
         if !status.success() {
             let status = match (status.code(), status.signal()) {
                 (Some(c), _) => format!("exited with status {c}"),
@@ -349,10 +359,12 @@ impl<'a> Walker<'a> {
                 stderr_tail,
             });
         }
-        result.map_err(|e| IngestError::CommandFailed {
-            command: command.into(),
-            status: format!("output could not be read: {e}"),
-            stderr_tail,
+        result.map_err(|e| {
+            unwrap_stop(e, |e| IngestError::CommandFailed {
+                command: command.into(),
+                status: format!("output could not be read: {e}"),
+                stderr_tail,
+            })
         })
     }
 
@@ -426,6 +438,7 @@ impl<'a> Walker<'a> {
         };
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
+            self.check_interrupt()?;
             let path = join(snap_path, &name);
             if self.excluded(&name, &path) {
                 continue;
@@ -683,7 +696,9 @@ impl<'a> Walker<'a> {
             };
             self.chunker.reset();
             loop {
-                let chunk = match self.chunker.next_chunk(&mut r) {
+                let chunk = self.chunker.next_chunk(&mut r);
+                self.check_interrupt().map_err(ReadError::Ingest)?;
+                let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {
                         self.stats.bytes_read += r.n;
@@ -715,6 +730,29 @@ impl<'a> Walker<'a> {
         }
         Ok((extents, pos))
     }
+}
+
+/// Carries an ingest error (interrupt, write failure) through an `io::Error`.
+#[derive(Debug)]
+struct StreamStop(IngestError);
+
+impl std::fmt::Display for StreamStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for StreamStop {}
+
+/// Turns an error from `stream_node` back into the ingest error it carries, if any.
+fn unwrap_stop(e: io::Error, other: impl FnOnce(io::Error) -> IngestError) -> IngestError {
+    if e.get_ref().is_some_and(|i| i.is::<StreamStop>()) {
+        if let Ok(stop) = e.into_inner().expect("checked").downcast::<StreamStop>() {
+            return stop.0;
+        }
+        return IngestError::Interrupted;
+    }
+    other(e)
 }
 
 enum ReadError {

@@ -15,6 +15,7 @@ pub struct PackWriter {
     target_size: u64,
     current: Option<Open>,
     sealed: Vec<PackId>,
+    created: Vec<PathBuf>,
     bytes_written: u64,
 }
 
@@ -42,6 +43,7 @@ impl PackWriter {
             target_size,
             current: None,
             sealed: Vec::new(),
+            created: Vec::new(),
             bytes_written: 0,
         }
     }
@@ -61,6 +63,7 @@ impl PackWriter {
                 .mode(0o600)
                 .open(&path)
                 .map_err(io(&path))?;
+            self.created.push(path.clone());
             let mut file = BufWriter::with_capacity(1 << 20, f);
             file.write_all(&encode_pack_header(id)).map_err(io(&path))?;
             self.bytes_written += PACK_HEADER_LEN as u64;
@@ -119,6 +122,15 @@ impl PackWriter {
             self.sealed.push(id);
         }
         Ok(())
+    }
+
+    /// Deletes every pack this writer created. Only for a session that will never
+    /// commit: nothing in the index points into these packs.
+    pub fn discard(&mut self) {
+        self.current = None;
+        for p in self.created.drain(..) {
+            let _ = std::fs::remove_file(p);
+        }
     }
 
     /// Seals the current pack and fsyncs the packs directory so every new pack's
