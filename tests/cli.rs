@@ -17,14 +17,25 @@ fn help_exits_zero_and_lists_every_subcommand() {
     let out = strata().arg("--help").ok();
     let text = out.stdout_str();
     for sub in SUBCOMMANDS {
-        assert!(text.contains(sub), "`strata --help` does not mention `{sub}`\n{out}");
+        assert!(
+            text.contains(sub),
+            "`strata --help` does not mention `{sub}`\n{out}"
+        );
     }
 }
 
 #[test]
 fn every_subcommand_help_exits_zero_and_mentions_its_arguments() {
     let expected: [(&str, &[&str]); 6] = [
-        ("init", &["ARCHIVE", "--compression-level", "--chunk-size", "--append-only"]),
+        (
+            "init",
+            &[
+                "ARCHIVE",
+                "--compression-level",
+                "--chunk-size",
+                "--append-only",
+            ],
+        ),
         (
             "ingest",
             &[
@@ -51,7 +62,10 @@ fn every_subcommand_help_exits_zero_and_mentions_its_arguments() {
         let out = strata().arg(sub).arg("--help").ok();
         let text = out.stdout_str();
         for w in words {
-            assert!(text.contains(w), "`strata {sub} --help` does not mention {w}\n{out}");
+            assert!(
+                text.contains(w),
+                "`strata {sub} --help` does not mention {w}\n{out}"
+            );
         }
     }
 }
@@ -60,16 +74,35 @@ fn every_subcommand_help_exits_zero_and_mentions_its_arguments() {
 fn an_unknown_subcommand_is_a_usage_error_with_exit_code_2() {
     let out = strata().arg("frobnicate").code(2);
     assert!(out.stdout.is_empty(), "usage errors go to stderr\n{out}");
-    assert!(out.stderr_str().contains("frobnicate"), "the usage error should name the subcommand\n{out}");
+    assert!(
+        out.stderr_str().contains("frobnicate"),
+        "the usage error should name the subcommand\n{out}"
+    );
 }
 
 #[test]
 fn missing_arguments_and_unknown_flags_are_usage_errors_with_exit_code_2() {
     strata().arg("init").code(2);
     strata().args(["cat", "/nonexistent-archive"]).code(2);
-    strata().args(["restore", "/nonexistent-archive", "latest"]).code(2);
-    strata().args(["snapshots", "/nonexistent-archive", "--no-such-flag"]).code(2);
-    strata().arg("ingest").arg("/tmp/a").args(["--cmd", "true"]).code(2);
+    strata()
+        .args(["restore", "/nonexistent-archive", "latest"])
+        .code(2);
+    strata()
+        .args(["snapshots", "/nonexistent-archive", "--no-such-flag"])
+        .code(2);
+}
+
+#[test]
+fn a_cmd_without_its_as_path_is_a_usage_error_with_exit_code_2() {
+    let out = strata()
+        .arg("ingest")
+        .arg("/nonexistent-archive")
+        .args(["--cmd", "true"])
+        .code(2);
+    assert!(
+        out.stderr_str().contains("--as"),
+        "the usage error should name --as\n{out}"
+    );
 }
 
 #[test]
@@ -77,7 +110,11 @@ fn init_creates_a_private_directory_with_private_files() {
     let wd = Workdir::new();
     let archive = wd.archive(&[]);
     let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode(&archive.path), 0o700, "the archive directory must be 0700");
+    assert_eq!(
+        mode(&archive.path),
+        0o700,
+        "the archive directory must be 0700"
+    );
 
     // After an ingest there are packs and an index too: every file 0600, every dir 0700.
     let src = wd.mkdir("src");
@@ -90,7 +127,11 @@ fn init_creates_a_private_directory_with_private_files() {
         .stdout_str();
     for line in listing.lines() {
         let mut parts = line.splitn(3, ' ');
-        let (kind, m, path) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let (kind, m, path) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
         match kind {
             "f" => assert_eq!(m, "600", "archive file {path} must be 0600\n{listing}"),
             "d" => assert_eq!(m, "700", "archive directory {path} must be 0700\n{listing}"),
@@ -107,8 +148,15 @@ fn init_refuses_a_non_empty_directory_that_is_not_an_archive() {
     let out = strata().arg("init").arg(&dir).code(1);
     out.assert_one_line_error(&dir.display().to_string());
     assert_eq!(fs::read_to_string(dir.join("data.txt")).unwrap(), "keep me");
-    let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names.len(), 1, "init must not write into a foreign directory: {names:?}");
+    let names: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "init must not write into a foreign directory: {names:?}"
+    );
 }
 
 #[test]
@@ -124,7 +172,11 @@ fn init_accepts_chunk_sizes_in_bytes_or_with_k_and_m_suffixes() {
     let wd = Workdir::new();
     for (i, size) in ["256", "4096", "64K", "1M", "4M"].iter().enumerate() {
         let dir = wd.join(format!("ok-{i}"));
-        strata().arg("init").arg(&dir).args(["--chunk-size", size]).ok();
+        strata()
+            .arg("init")
+            .arg(&dir)
+            .args(["--chunk-size", size])
+            .ok();
         strata().arg("snapshots").arg(&dir).ok();
     }
 }
@@ -132,9 +184,16 @@ fn init_accepts_chunk_sizes_in_bytes_or_with_k_and_m_suffixes() {
 #[test]
 fn init_rejects_chunk_sizes_out_of_range_or_malformed() {
     let wd = Workdir::new();
-    for (i, size) in ["255", "100", "5M", "8M", "12Q", "", "-1K"].iter().enumerate() {
+    for (i, size) in ["255", "100", "5M", "8M", "12Q", "", "-1K"]
+        .iter()
+        .enumerate()
+    {
         let dir = wd.join(format!("bad-{i}"));
-        let out = strata().arg("init").arg(&dir).arg(format!("--chunk-size={size}")).run();
+        let out = strata()
+            .arg("init")
+            .arg(&dir)
+            .arg(format!("--chunk-size={size}"))
+            .run();
         assert!(
             matches!(out.code(), Some(1 | 2)),
             "--chunk-size {size:?} must be refused with exit 1 or 2\n{out}"
@@ -152,12 +211,25 @@ fn a_directory_that_is_not_an_archive_gets_a_one_line_error() {
     let dir = wd.mkdir("not-an-archive");
     wd.write("not-an-archive/file.txt", "x");
     let shown = dir.display().to_string();
-    strata().arg("snapshots").arg(&dir).code(1).assert_one_line_error(&shown);
-    strata().arg("ls").arg(&dir).arg("latest").code(1).assert_one_line_error(&shown);
+    strata()
+        .arg("snapshots")
+        .arg(&dir)
+        .code(1)
+        .assert_one_line_error(&shown);
+    strata()
+        .arg("ls")
+        .arg(&dir)
+        .arg("latest")
+        .code(1)
+        .assert_one_line_error(&shown);
     let src = wd.mkdir("src");
     let out = strata().arg("ingest").arg(&dir).arg(&src).code(1);
     out.assert_one_line_error(&shown);
-    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "ingest must not write into a non-archive");
+    assert_eq!(
+        fs::read_dir(&dir).unwrap().count(),
+        1,
+        "ingest must not write into a non-archive"
+    );
 
     let missing = wd.join("missing");
     strata()
@@ -173,7 +245,10 @@ fn an_archive_of_a_newer_format_is_refused_with_an_upgrade_message() {
     let archive = wd.archive(&[]);
     let config = archive.path.join("config");
     let text = fs::read_to_string(&config).expect("the archive has a `config` file");
-    assert!(text.lines().any(|l| l.trim_start().starts_with("format")), "config has no format line:\n{text}");
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("format")),
+        "config has no format line:\n{text}"
+    );
     let newer: String = text
         .lines()
         .map(|l| {
@@ -189,10 +264,15 @@ fn an_archive_of_a_newer_format_is_refused_with_an_upgrade_message() {
     fs::write(&config, newer).unwrap();
 
     for sub in [vec!["snapshots"], vec!["ls", "latest"]] {
-        let out = strata().arg(sub[0]).arg(&archive.path).args(&sub[1..]).code(1);
+        let out = strata()
+            .arg(sub[0])
+            .arg(&archive.path)
+            .args(&sub[1..])
+            .code(1);
         let err = out.stderr_str().to_lowercase();
         assert!(
-            err.starts_with("strata: error: ") && (err.contains("newer") || err.contains("upgrade")),
+            err.starts_with("strata: error: ")
+                && (err.contains("newer") || err.contains("upgrade")),
             "format 99 must be refused as newer / needing an upgrade\n{out}"
         );
         out.assert_one_line_error("99");
@@ -200,7 +280,11 @@ fn an_archive_of_a_newer_format_is_refused_with_an_upgrade_message() {
     let src = wd.mkdir("src");
     let packs_before = archive.pack_files();
     strata().arg("ingest").arg(&archive.path).arg(&src).code(1);
-    assert_eq!(archive.pack_files(), packs_before, "nothing may be written to a newer archive");
+    assert_eq!(
+        archive.pack_files(),
+        packs_before,
+        "nothing may be written to a newer archive"
+    );
 }
 
 /// Twenty snapshots of `src/n.txt` holding "0" to "19"; returns their ids oldest first.
@@ -221,10 +305,17 @@ fn latest_a_full_id_and_a_unique_prefix_resolve_to_the_right_snapshot() {
     let archive = wd.archive(&[]);
     let ids = twenty_snapshots(&wd, &archive);
 
-    assert_eq!(archive.cat("latest:src/n.txt"), b"19", "latest is the newest snapshot");
+    assert_eq!(
+        archive.cat("latest:src/n.txt"),
+        b"19",
+        "latest is the newest snapshot"
+    );
     for (i, id) in ids.iter().enumerate() {
         assert!(is_hex(id, 64), "snapshot id {id:?} is not 64 hex digits");
-        assert_eq!(archive.cat(format!("{id}:src/n.txt")), i.to_string().as_bytes());
+        assert_eq!(
+            archive.cat(format!("{id}:src/n.txt")),
+            i.to_string().as_bytes()
+        );
         // The shortest prefix that no other snapshot shares.
         let unique = (1..=64)
             .map(|n| &id[..n])
@@ -246,7 +337,10 @@ fn an_ambiguous_prefix_is_an_error_listing_the_candidates() {
     // 20 ids over 16 first digits: at least one digit is shared.
     let mut by_digit: BTreeMap<char, Vec<&String>> = BTreeMap::new();
     for id in &ids {
-        by_digit.entry(id.chars().next().unwrap()).or_default().push(id);
+        by_digit
+            .entry(id.chars().next().unwrap())
+            .or_default()
+            .push(id);
     }
     let (digit, candidates) = by_digit.iter().find(|(_, v)| v.len() >= 2).unwrap();
 
@@ -261,9 +355,15 @@ fn an_ambiguous_prefix_is_an_error_listing_the_candidates() {
         let err = out.stderr_str();
         assert!(err.starts_with("strata: error: "), "{out}");
         for c in candidates {
-            assert!(err.contains(&c[..8]), "the error must list candidate {c}\n{out}");
+            assert!(
+                err.contains(&c[..8]),
+                "the error must list candidate {c}\n{out}"
+            );
         }
-        assert!(out.stdout.is_empty(), "nothing on stdout for an ambiguous snapshot\n{out}");
+        assert!(
+            out.stdout.is_empty(),
+            "nothing on stdout for an ambiguous snapshot\n{out}"
+        );
     }
     let target = wd.join("restored");
     strata()
@@ -272,7 +372,10 @@ fn an_ambiguous_prefix_is_an_error_listing_the_candidates() {
         .arg(digit.to_string())
         .arg(&target)
         .code(1);
-    assert!(!target.join("src").exists(), "an ambiguous restore must restore nothing");
+    assert!(
+        !target.join("src").exists(),
+        "an ambiguous restore must restore nothing"
+    );
     assert_eq!(archive.pack_files(), packs_before);
 }
 
@@ -327,8 +430,16 @@ fn latest_of_a_label_is_the_newest_snapshot_with_that_label() {
     // The default parent is the newest snapshot labelled `nightly`, not the newest overall,
     // so nothing of x has to be read again.
     let again = archive.ingest([x.as_os_str(), "--label".as_ref(), "nightly".as_ref()]);
-    assert_eq!(again["files_unchanged"].as_u64(), first["files"].as_u64(), "{again}");
-    assert_eq!(again["files_changed"].as_u64() + again["files_new"].as_u64(), 0, "{again}");
+    assert_eq!(
+        again["files_unchanged"].as_u64(),
+        first["files"].as_u64(),
+        "{again}"
+    );
+    assert_eq!(
+        again["files_changed"].as_u64() + again["files_new"].as_u64(),
+        0,
+        "{again}"
+    );
     assert_eq!(again["bytes_read"].as_u64(), 0, "{again}");
 
     let nightly = archive
@@ -355,14 +466,21 @@ fn latest_of_a_label_is_the_newest_snapshot_with_that_label() {
         "--parent".as_ref(),
         manual[0]["short_id"].as_str().as_ref(),
     ]);
-    assert_eq!(y_again["files_unchanged"].as_u64(), y_again["files"].as_u64(), "{y_again}");
+    assert_eq!(
+        y_again["files_unchanged"].as_u64(),
+        y_again["files"].as_u64(),
+        "{y_again}"
+    );
 }
 
 #[test]
 fn snapshots_json_lists_every_field_oldest_first() {
     let wd = Workdir::new();
     let archive = wd.archive(&[]);
-    assert!(archive.snapshots().is_empty(), "a new archive has no snapshots");
+    assert!(
+        archive.snapshots().is_empty(),
+        "a new archive has no snapshots"
+    );
     let src = wd.mkdir("data/src");
     let files = generate_plain_tree(&src, 4);
     let first = archive.ingest([
@@ -395,17 +513,34 @@ fn snapshots_json_lists_every_field_oldest_first() {
         assert!(s.get(key).is_some(), "snapshot JSON lacks {key:?}: {s}");
     }
     assert_eq!(s["id"].as_str(), first["snapshot"].as_str(), "oldest first");
-    assert_eq!(list[1]["id"].as_str(), second["snapshot"].as_str(), "oldest first");
+    assert_eq!(
+        list[1]["id"].as_str(),
+        second["snapshot"].as_str(),
+        "oldest first"
+    );
     assert!(is_hex(s["id"].as_str(), 64), "{s}");
-    assert_eq!(s["short_id"].as_str(), &s["id"].as_str()[..8], "short_id is the id's first 8 digits");
-    assert!(is_rfc3339(s["time"].as_str()), "time must be RFC 3339 UTC: {s}");
-    assert!(s["time"].as_str() <= list[1]["time"].as_str(), "times are in order");
+    assert_eq!(
+        s["short_id"].as_str(),
+        &s["id"].as_str()[..8],
+        "short_id is the id's first 8 digits"
+    );
+    assert!(
+        is_rfc3339(s["time"].as_str()),
+        "time must be RFC 3339 UTC: {s}"
+    );
+    assert!(
+        s["time"].as_str() <= list[1]["time"].as_str(),
+        "times are in order"
+    );
     assert_eq!(s["label"].as_str(), "daily");
     let tags: Vec<&str> = s["tags"].as_array().iter().map(|t| t.as_str()).collect();
     assert_eq!(tags, ["jira", "prod"]);
     let sources: Vec<&str> = s["sources"].as_array().iter().map(|t| t.as_str()).collect();
     assert_eq!(sources.len(), 1, "{s}");
-    assert!(sources[0].contains("src"), "sources should name the source: {s}");
+    assert!(
+        sources[0].contains("src"),
+        "sources should name the source: {s}"
+    );
     assert_eq!(s["files"].as_u64(), files.len() as u64);
     let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
     assert_eq!(s["size"].as_u64(), total, "size is the sum of file sizes");
@@ -414,7 +549,10 @@ fn snapshots_json_lists_every_field_oldest_first() {
 
     // The table form shows both short ids.
     let table = archive.cmd("snapshots").ok().stdout_str();
-    assert!(table.contains(&s["id"].as_str()[..8]) && table.contains(&list[1]["id"].as_str()[..8]), "{table}");
+    assert!(
+        table.contains(&s["id"].as_str()[..8]) && table.contains(&list[1]["id"].as_str()[..8]),
+        "{table}"
+    );
 }
 
 #[test]
@@ -436,5 +574,42 @@ fn cat_into_a_closed_pipe_exits_zero_quietly() {
     out.assert_no_panic();
     assert_eq!(out.code(), Some(0), "strata cat | head must exit 0\n{out}");
     assert_eq!(out.stdout, &bytes[..10], "head got the first 10 bytes");
-    assert!(out.stderr.is_empty(), "a closed pipe is not an error: nothing on stderr\n{out}");
+    assert!(
+        out.stderr.is_empty(),
+        "a closed pipe is not an error: nothing on stderr\n{out}"
+    );
+}
+
+#[test]
+fn init_accepts_compression_level_and_append_only_and_rejects_bad_levels() {
+    let wd = Workdir::new();
+    let archive = Archive::init(
+        wd.join("tuned"),
+        &["--compression-level", "19", "--append-only"],
+    );
+    let src = wd.mkdir("src");
+    fs::write(src.join("text.txt"), "compressible ".repeat(100_000)).unwrap();
+    let s = archive.ingest([&src]);
+    assert!(
+        s["bytes_added"].as_u64() < 100_000,
+        "1.3 MB of repeated text compresses well at level 19: {s}"
+    );
+    assert_eq!(
+        archive.cat("latest:src/text.txt"),
+        "compressible ".repeat(100_000).as_bytes()
+    );
+
+    for (i, level) in ["0", "23", "-5", "high"].iter().enumerate() {
+        let dir = wd.join(format!("bad-level-{i}"));
+        let out = strata()
+            .arg("init")
+            .arg(&dir)
+            .arg(format!("--compression-level={level}"))
+            .run();
+        assert!(
+            matches!(out.code(), Some(1 | 2)),
+            "--compression-level {level} must be refused with exit 1 or 2\n{out}"
+        );
+        assert!(!dir.join("config").exists());
+    }
 }

@@ -6,9 +6,10 @@
 use super::json::Json;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A command that runs longer than this is killed and the test fails with its output, so
@@ -154,11 +155,22 @@ impl Cmd {
                 let _ = w.write_all(&input);
             });
         }
+        let stdout = child.stdout.take().map(read_in_background);
+        let stderr = child.stderr.take().map(read_in_background);
         Running {
             child,
             display,
             is_strata: self.is_strata,
+            deadline: Instant::now() + self.timeout,
+            stdout,
+            stderr,
         }
+    }
+
+    /// Kills the command when it runs longer than this (default `DEFAULT_TIMEOUT`).
+    pub fn timeout(mut self, t: Duration) -> Cmd {
+        self.timeout = t;
+        self
     }
 
     /// Runs to completion whatever the exit status; still panics if strata panicked.
@@ -185,11 +197,22 @@ impl Cmd {
     }
 }
 
+fn read_in_background(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
 /// A started command.
 pub struct Running {
     pub child: Child,
     display: String,
     is_strata: bool,
+    deadline: Instant,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
 }
 
 impl Running {
@@ -197,19 +220,34 @@ impl Running {
         self.child.id()
     }
 
-    /// Waits and collects everything.
-    pub fn wait(self) -> Out {
-        let display = self.display;
-        let out = self
-            .child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("waiting for `{display}`: {e}"));
-        let out = Out {
-            display,
-            status: out.status,
-            stdout: out.stdout,
-            stderr: out.stderr,
+    /// Waits (up to the command's timeout) and collects everything.
+    pub fn wait(mut self) -> Out {
+        let mut timed_out = false;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) => panic!("waiting for `{}`: {e}", self.display),
+            }
+            if Instant::now() >= self.deadline {
+                let _ = self.child.kill();
+                timed_out = true;
+                break self.child.wait().expect("reaping a killed child");
+            }
+            std::thread::sleep(Duration::from_millis(5));
         };
+        let collect = |h: Option<JoinHandle<Vec<u8>>>| {
+            h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+        };
+        let out = Out {
+            display: self.display.clone(),
+            status,
+            stdout: collect(self.stdout.take()),
+            stderr: collect(self.stderr.take()),
+        };
+        if timed_out {
+            panic!("command timed out and was killed\n{out}");
+        }
         if self.is_strata {
             out.assert_no_panic();
         }
@@ -262,7 +300,10 @@ impl Out {
             !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
             "strata panicked\n{self}"
         );
-        assert!(self.status.code().is_some() || self.killed(), "strata died of a signal\n{self}");
+        assert!(
+            self.status.code().is_some() || self.killed(),
+            "strata died of a signal\n{self}"
+        );
     }
 
     fn killed(&self) -> bool {

@@ -24,7 +24,7 @@ pub fn metadata_listing(dir: &Path) -> Vec<String> {
         .split(|b| *b == 0)
         .chain(dirs.split(|b| *b == 0))
         .filter(|r| !r.is_empty())
-        .map(|r| String::from_utf8_lossy(r).escape_debug().to_string())
+        .map(|r| r.escape_ascii().to_string())
         .collect();
     records.sort();
     records
@@ -42,8 +42,16 @@ pub fn assert_same_metadata(expected: &Path, actual: &Path) {
              only in the source:\n  {}\nonly in the restore:\n  {}",
             expected.display(),
             actual.display(),
-            only_a.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
-            only_b.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
+            only_a
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  "),
+            only_b
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  "),
         );
     }
 }
@@ -86,7 +94,10 @@ fn is_same_kind_special_file_line(line: &str) -> bool {
     };
     let kind = |s: &str| s.rsplit_once(" is a ").map(|(_, k)| k.to_string());
     let (kl, kr) = (kind(left), kind(right));
-    kl.is_some() && kl == kr && kl.as_deref() != Some("directory") && kl.as_deref() != Some("regular file")
+    kl.is_some()
+        && kl == kr
+        && kl.as_deref() != Some("directory")
+        && kl.as_deref() != Some("regular file")
 }
 
 /// `rsync -aHXn --checksum --itemize-changes SRC/ DST/` would change nothing: the judge of

@@ -6,7 +6,7 @@
 //! - `json`: a small reader for the `--json` outputs.
 //!
 //! Each test file uses only part of these helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod cmd;
 pub mod compare;
@@ -15,14 +15,17 @@ pub mod workdir;
 
 pub use cmd::{Archive, Cmd, Out, Running, require_tool, sh, strata, strata_as, strata_bin};
 pub use compare::{
-    allocated_bytes, assert_diff_clean, assert_rsync_clean, assert_same_metadata, metadata_listing, xattrs,
+    allocated_bytes, assert_diff_clean, assert_rsync_clean, assert_same_metadata, metadata_listing,
+    xattrs,
 };
 pub use json::Json;
 pub use workdir::*;
 
 /// Whether `s` is `n` lowercase hex digits.
 pub fn is_hex(s: &str, n: usize) -> bool {
-    s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == n
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether `s` looks like an RFC 3339 UTC timestamp: `YYYY-MM-DDTHH:MM:SS[.frac]Z`
@@ -56,4 +59,33 @@ pub fn is_rfc3339(s: &str) -> bool {
         rest = &frac[n..];
     }
     rest == "Z" || rest == "z" || rest == "+00:00"
+}
+
+/// Seconds since the epoch and nanoseconds of an RFC 3339 UTC timestamp.
+pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
+    if !is_rfc3339(s) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let nanos = match s[19..].strip_prefix('.') {
+        Some(frac) => {
+            let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
+            if digits.len() > 9 {
+                return None;
+            }
+            format!("{digits:0<9}").parse::<u32>().ok()?
+        }
+        None => 0,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3_600 + mi * 60 + sec, nanos))
 }

@@ -128,7 +128,14 @@ pub fn set_mtime(p: &Path, secs: i64, nanos: i64) {
     ];
     // SAFETY: `c` is a valid NUL-terminated path and `ts` points to two timespecs, as
     // utimensat requires; both outlive the call.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     assert_eq!(
         rc,
         0,
@@ -142,7 +149,13 @@ pub fn mkfifo(p: &Path, mode: u32) {
     let c = cpath(p);
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     let rc = unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) };
-    assert_eq!(rc, 0, "mkfifo {}: {}", p.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "mkfifo {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
     set_mode(p, mode);
 }
 
@@ -200,7 +213,11 @@ pub fn stamp_mtimes(root: &Path) {
         }
         *counter += 1;
         let i = *counter;
-        set_mtime(p, 1_600_000_000 + i * 3_613, (i * 123_456_789 + 987) % 1_000_000_000);
+        set_mtime(
+            p,
+            1_600_000_000 + i * 3_613,
+            (i * 123_456_789 + 987) % 1_000_000_000,
+        );
     }
     let mut counter = 0;
     walk(root, &mut counter);
@@ -243,7 +260,11 @@ pub fn generate_full_tree(root: &Path) -> TreeFacts {
     w("readonly.txt", b"read only\n", 0o444);
     let big_len = 3 * 1024 * 1024 + 12_345;
     write_random_file(&root.join("big.bin"), 2, big_len);
-    w("text/compressible.txt", "all work and no play\n".repeat(20_000).as_bytes(), 0o644);
+    w(
+        "text/compressible.txt",
+        "all work and no play\n".repeat(20_000).as_bytes(),
+        0o644,
+    );
 
     // Hard links: three names of one inode, across two directories.
     let one = w("links/one.txt", b"linked content\n", 0o640);
