@@ -613,3 +613,48 @@ fn init_accepts_compression_level_and_append_only_and_rejects_bad_levels() {
         assert!(!dir.join("config").exists());
     }
 }
+
+#[test]
+fn odd_snapshot_specs_are_answered_without_a_panic() {
+    let wd = Workdir::new();
+    let archive = wd.archive(&[]);
+    let src = wd.join("src");
+    generate_plain_tree(&src, 5);
+    archive.ingest([&src]);
+    let specs = [
+        "",
+        ":",
+        "latest:",
+        "latest:/",
+        "latest://src",
+        "latest:..",
+        "latest:src/../..",
+        "latest:src/a.txt/x",
+        "latest:src\n",
+        "LATEST",
+        "zz",
+        "g",
+        "0000000000000000000000000000000000000000000000000000000000000000000",
+    ];
+    for spec in specs {
+        for sub in ["ls", "cat"] {
+            let out = archive.cmd(sub).arg(spec).run();
+            match out.code() {
+                Some(0) => {}
+                Some(1) => assert!(
+                    out.stderr_str().starts_with("strata: error: "),
+                    "errors start with `strata: error: `\n{out}"
+                ),
+                _ => panic!("`{sub}` of {spec:?} must exit 0 or 1\n{out}"),
+            }
+        }
+    }
+    // A restore target that is a file.
+    let file = wd.write("a-file", "x");
+    archive
+        .cmd("restore")
+        .arg("latest")
+        .arg(&file)
+        .code(1)
+        .assert_one_line_error("a-file");
+}

@@ -48,7 +48,15 @@ fn earlier_snapshots_survive_an_ingest_killed_at_any_moment() {
     // Or command output, which never touches the disk before strata.
     let urandom = "head -c 400M /dev/urandom";
 
-    let delays_ms = [150u64, 400, 700, 1000, 1300];
+    // Kill moments: after a delay, or (None) as soon as the ingest creates a new pack file.
+    let delays_ms = [
+        Some(100u64),
+        Some(250),
+        None,
+        Some(450),
+        Some(700),
+        Some(1000),
+    ];
     let mut killed_while_running = 0;
     // Snapshots committed by the large ingests (finished, or killed just after commit).
     let mut extra = 0;
@@ -62,11 +70,24 @@ fn earlier_snapshots_survive_an_ingest_killed_at_any_moment() {
         };
         let mut running = cmd.spawn();
         let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(*delay) && running.is_running() {
-            std::thread::sleep(Duration::from_millis(5));
+        let packs_before = archive.pack_files().len();
+        let due = || match delay {
+            Some(ms) => start.elapsed() >= Duration::from_millis(*ms),
+            None => {
+                archive.pack_files().len() > packs_before
+                    || start.elapsed() > Duration::from_secs(20)
+            }
+        };
+        while !due() && running.is_running() {
+            std::thread::sleep(Duration::from_millis(2));
         }
         let finished = !running.is_running();
         let out = running.kill9();
+        eprintln!(
+            "round {round}: {} at {delay:?} ms; packs now {:?}",
+            if finished { "finished" } else { "killed" },
+            archive.pack_files()
+        );
         if finished {
             // Finished before the kill: it must have succeeded and is a valid snapshot.
             assert_eq!(
@@ -83,7 +104,7 @@ fn earlier_snapshots_survive_an_ingest_killed_at_any_moment() {
         let earlier: Vec<&str> = expected.iter().map(|(id, _)| id.as_str()).collect();
         assert!(
             ids.len() >= earlier.len() && ids[..earlier.len()] == earlier[..],
-            "round {round} (kill after {delay} ms): earlier snapshots are no longer listed first: {ids:?}"
+            "round {round} (kill at {delay:?} ms): earlier snapshots are no longer listed first: {ids:?}"
         );
         if !finished && ids.len() > earlier.len() + extra {
             // Killed after its commit but before exiting: the snapshot must be whole.

@@ -100,20 +100,20 @@ impl Cmd {
         self
     }
 
-    /// The command line as a person would type it (for messages).
+    /// The command line as a person would type it, with its working directory.
     pub fn display(&self) -> String {
-        let mut s = String::new();
-        if let Some(d) = &self.dir {
-            s.push_str(&format!("(cd {} && ", d.display()));
-        }
+        let cwd = self
+            .dir
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
+        let mut s = format!("(cd {} && ", shell_quote(cwd.as_os_str()));
         s.push_str(&shell_quote(&self.program));
         for a in &self.args {
             s.push(' ');
             s.push_str(&shell_quote(a));
         }
-        if self.dir.is_some() {
-            s.push(')');
-        }
+        s.push(')');
         s
     }
 
