@@ -47,9 +47,8 @@ impl Dir {
             )
         })?;
         // SAFETY: fd was just returned by open and is owned by nobody else.
-        Ok(Dir {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Dir { fd })
     }
 
     /// Opens the subdirectory `name`, refusing symlinks.
@@ -64,9 +63,8 @@ impl Dir {
             )
         })?;
         // SAFETY: fd was just returned by openat.
-        Ok(Dir {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Dir { fd })
     }
 
     /// Opens a file for reading, refusing symlinks, without updating its atime.

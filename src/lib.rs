@@ -25,3 +25,4 @@ pub mod read;
 pub mod restore;
 pub mod tree;
 pub mod util;
+pub mod vfs;

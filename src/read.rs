@@ -6,66 +6,33 @@
 use crate::archive::{Archive, ArchiveError};
 use crate::format::BlobId;
 use crate::format::tree::{Extent, Node};
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex};
 
 /// A bounded cache of decompressed chunks, shared between threads. Eviction is least
-/// recently used; memory stays within `capacity` bytes plus one chunk.
+/// recently used; memory stays within `capacity` bytes.
 pub struct ChunkCache {
-    capacity: usize,
-    inner: Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    map: HashMap<BlobId, (Arc<Vec<u8>>, u64)>,
-    bytes: usize,
-    tick: u64,
+    lru: crate::util::Lru<BlobId, Arc<Vec<u8>>>,
 }
 
 impl ChunkCache {
     pub fn new(capacity: usize) -> ChunkCache {
         ChunkCache {
-            capacity,
-            inner: Mutex::new(CacheInner::default()),
+            lru: crate::util::Lru::new(capacity),
         }
     }
 
     pub fn get(&self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.tick += 1;
-        let tick = g.tick;
-        g.map.get_mut(id).map(|(v, t)| {
-            *t = tick;
-            v.clone()
-        })
+        self.lru.get(id)
     }
 
     pub fn insert(&self, id: BlobId, data: Arc<Vec<u8>>) {
-        if data.len() > self.capacity {
-            return;
-        }
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.tick += 1;
-        let tick = g.tick;
-        let len = data.len();
-        if let Some((old, _)) = g.map.insert(id, (data, tick)) {
-            g.bytes -= old.len();
-        }
-        g.bytes += len;
-        while g.bytes > self.capacity {
-            let Some((&victim, _)) = g.map.iter().min_by_key(|(_, (_, t))| *t) else {
-                break;
-            };
-            if let Some((v, _)) = g.map.remove(&victim) {
-                g.bytes -= v.len();
-            }
-        }
+        let w = data.len();
+        self.lru.insert(id, data, w);
     }
 
     pub fn bytes(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).bytes
+        self.lru.weight()
     }
 }
 

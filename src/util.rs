@@ -321,6 +321,78 @@ impl Names {
     }
 }
 
+/// A least-recently-used map bounded by a total weight, safe to share between threads.
+/// Operations are O(log n): recency is kept in a BTreeMap keyed by a use counter.
+pub struct Lru<K, V> {
+    budget: usize,
+    inner: std::sync::Mutex<LruInner<K, V>>,
+}
+
+struct LruInner<K, V> {
+    map: HashMap<K, (V, usize, u64)>,
+    order: std::collections::BTreeMap<u64, K>,
+    weight: usize,
+    tick: u64,
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Clone> Lru<K, V> {
+    pub fn new(budget: usize) -> Lru<K, V> {
+        Lru {
+            budget,
+            inner: std::sync::Mutex::new(LruInner {
+                map: HashMap::new(),
+                order: std::collections::BTreeMap::new(),
+                weight: 0,
+                tick: 0,
+            }),
+        }
+    }
+
+    pub fn get(&self, k: &K) -> Option<V> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.tick += 1;
+        let tick = g.tick;
+        let (v, old) = {
+            let e = g.map.get_mut(k)?;
+            let old = e.2;
+            e.2 = tick;
+            (e.0.clone(), old)
+        };
+        g.order.remove(&old);
+        g.order.insert(tick, *k);
+        Some(v)
+    }
+
+    /// Inserts `v` with weight `w`, evicting the least recently used entries beyond the
+    /// budget. An entry heavier than the whole budget is not kept.
+    pub fn insert(&self, k: K, v: V, w: usize) {
+        if w > self.budget {
+            return;
+        }
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.tick += 1;
+        let tick = g.tick;
+        if let Some((_, ow, ot)) = g.map.insert(k, (v, w, tick)) {
+            g.weight -= ow;
+            g.order.remove(&ot);
+        }
+        g.order.insert(tick, k);
+        g.weight += w;
+        while g.weight > self.budget {
+            let Some((_, victim)) = g.order.pop_first() else {
+                break;
+            };
+            if let Some((_, vw, _)) = g.map.remove(&victim) {
+                g.weight -= vw;
+            }
+        }
+    }
+
+    pub fn weight(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).weight
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +433,23 @@ mod tests {
         assert_eq!(parse_size("x"), None);
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(12), "12 B");
+    }
+
+    #[test]
+    fn lru_keeps_within_budget_and_evicts_least_recent() {
+        let l: Lru<u32, u32> = Lru::new(100);
+        for i in 0..10 {
+            l.insert(i, i, 30);
+            assert!(l.weight() <= 100);
+        }
+        assert_eq!(l.get(&9), Some(9));
+        assert_eq!(l.get(&0), None);
+        l.get(&7);
+        l.insert(10, 10, 30);
+        assert_eq!(l.get(&7), Some(7), "recently used entry survives");
+        assert_eq!(l.get(&8), None, "least recently used entry goes first");
+        l.insert(11, 11, 101);
+        assert_eq!(l.get(&11), None, "heavier than the budget is not kept");
     }
 
     #[test]

@@ -276,17 +276,11 @@ impl Archive {
 
     /// A tree's nodes. Trees are small and decoded on each call; callers cache.
     pub fn read_tree(&self, id: &BlobId) -> Result<Vec<Node>, ArchiveError> {
+        // Blobs are content-addressed and deduplicated by id alone, so the bytes of a tree
+        // may have been stored first as a file chunk (a file that happens to hold exactly
+        // those bytes): the kind recorded for an id is informational, never a reason to
+        // refuse identical bytes.
         let loc = self.location(id)?;
-        if loc.kind != BlobKind::Tree {
-            return Err(ArchiveError::Format {
-                what: "tree",
-                id: *id,
-                source: FormatError::Invalid {
-                    what: "blob kind",
-                    value: loc.kind.name().into(),
-                },
-            });
-        }
         // Trees are verified by hash too: a tree feeds every path beneath it.
         let bytes = self.packs.read(id, &loc, true)?;
         decode_tree(&bytes).map_err(|source| ArchiveError::Format {

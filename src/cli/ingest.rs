@@ -86,11 +86,15 @@ fn parse_source(s: &str) -> SourceSpec {
 
 pub fn run(a: Args) -> CmdResult {
     if a.cmds.len() != a.cmd_as.len() {
-        return Err(Failure::new(format!(
-            "{} --cmd but {} --as: give each --cmd its --as PATH",
-            a.cmds.len(),
-            a.cmd_as.len()
-        )));
+        return Err(Failure {
+            code: super::EXIT_USAGE,
+            message: format!(
+                "{} --cmd but {} --as: give each --cmd its --as PATH",
+                a.cmds.len(),
+                a.cmd_as.len()
+            ),
+            hint: None,
+        });
     }
     let mut sources: Vec<SourceSpec> = a.sources.iter().map(|s| parse_source(s)).collect();
     if let Some(p) = &a.stdin_as {

@@ -17,6 +17,7 @@ use strata::index::SnapshotRow;
 /// Exit codes, documented in the README.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PARTIAL: u8 = 3;
 pub const EXIT_LOCKED: u8 = 4;
 
@@ -87,6 +88,18 @@ impl From<ArchiveError> for Failure {
 pub type CmdResult = Result<u8, Failure>;
 
 pub fn run() -> ExitCode {
+    // Trees nest as deep as paths do (a 4096-byte path has up to 2048 levels) and are
+    // walked recursively: run on a thread with room for that.
+    std::thread::Builder::new()
+        .name("strata".into())
+        .stack_size(512 << 20)
+        .spawn(run_main)
+        .ok()
+        .and_then(|h| h.join().ok())
+        .unwrap_or(ExitCode::from(EXIT_ERROR))
+}
+
+fn run_main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(a) => init::run(a),

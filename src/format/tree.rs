@@ -26,6 +26,9 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_LINK_LEN: usize = 4095;
 /// Largest xattr value Linux allows.
 pub const MAX_XATTR_LEN: u64 = 65536;
+/// Smallest encoded node: name 2+1, kind 1, mode/uid/gid 12, user/group 4, times 24,
+/// size/dev/ino/nlink/rdev 40, xattr count 2.
+pub const MIN_NODE_LEN: usize = 86;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NodeKind {
@@ -262,8 +265,8 @@ pub fn decode_tree(b: &[u8]) -> Result<Vec<Node>, FormatError> {
         });
     }
     let raw_count = d.u32()? as u64;
-    // A node takes at least 110 bytes.
-    let count = d.count("tree node count", raw_count, 110)?;
+    // A node takes at least 86 bytes (a 1-byte name, no xattrs, no payload).
+    let count = d.count("tree node count", raw_count, MIN_NODE_LEN)?;
     let mut nodes: Vec<Node> = Vec::with_capacity(count);
     for _ in 0..count {
         let name = d.bytes16()?.to_vec();
@@ -524,6 +527,29 @@ mod tests {
             decode_tree(&bytes),
             Err(FormatError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn the_smallest_nodes_decode() {
+        let mut fifo = file_node(b"p", vec![]);
+        fifo.kind = NodeKind::Fifo;
+        fifo.payload = Payload::Other;
+        fifo.xattrs.clear();
+        fifo.user.clear();
+        fifo.group.clear();
+        let bytes = encode_tree(std::slice::from_ref(&fifo)).unwrap();
+        assert_eq!(bytes.len(), 9 + MIN_NODE_LEN);
+        assert_eq!(decode_tree(&bytes).unwrap(), vec![fifo]);
+        let mut empty = file_node(b"e", vec![]);
+        empty.xattrs.clear();
+        let many: Vec<Node> = (0..5u8)
+            .map(|i| {
+                let mut n = empty.clone();
+                n.name = vec![b'a' + i];
+                n
+            })
+            .collect();
+        assert_eq!(decode_tree(&encode_tree(&many).unwrap()).unwrap(), many);
     }
 
     #[test]

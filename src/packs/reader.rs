@@ -11,7 +11,7 @@ use super::{Location, PackError};
 use crate::format::pack::{
     BLOB_HEADER_LEN, BlobHeader, Compression, PACK_HEADER_LEN, decode_pack_header,
 };
-use crate::format::{BlobId, PackId};
+use crate::format::{BlobId, MAX_BLOB_LEN, PackId};
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -39,7 +39,12 @@ impl PackReader {
     }
 
     fn file(&self, pack: PackId) -> Result<Arc<File>, PackError> {
-        if let Some(f) = self.files.lock().unwrap_or_else(|e| e.into_inner()).get(&pack) {
+        if let Some(f) = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pack)
+        {
             return Ok(f.clone());
         }
         let path = self.path_of(pack);
@@ -54,13 +59,25 @@ impl PackReader {
 
     /// Reads one blob's plain bytes, verifying the record header against `loc` and `id`
     /// and the crc32 of the stored bytes. With `verify_hash`, also checks BLAKE3.
-    pub fn read(&self, id: &BlobId, loc: &Location, verify_hash: bool) -> Result<Vec<u8>, PackError> {
+    pub fn read(
+        &self,
+        id: &BlobId,
+        loc: &Location,
+        verify_hash: bool,
+    ) -> Result<Vec<u8>, PackError> {
+        if loc.stored_len > MAX_BLOB_LEN || loc.raw_len > MAX_BLOB_LEN {
+            return Err(PackError::Mismatch {
+                pack: loc.pack,
+                offset: loc.offset,
+                what: format!("index gives impossible lengths (stored {}, plain {})", loc.stored_len, loc.raw_len),
+            });
+        }
         let file = self.file(loc.pack)?;
         let len = BLOB_HEADER_LEN + loc.stored_len as usize;
         let mut buf = vec![0u8; len];
         let mut done = 0;
         while done < len {
-            match file.read_at(&mut buf[done..], loc.offset + done as u64) {
+            match file.read_at(&mut buf[done..], loc.offset.saturating_add(done as u64)) {
                 Ok(0) => {
                     return Err(PackError::PastEnd {
                         pack: loc.pack,
@@ -80,8 +97,13 @@ impl PackReader {
         }
         // Only the header's own lengths are trusted for slicing, and they must agree
         // with the index.
-        let (header, stored) = slice_record(&buf, loc.pack, 0).map_err(|e| rebase(e, loc.offset))?;
-        if header.id != *id || header.raw_len != loc.raw_len || header.kind != loc.kind || header.stored_len != loc.stored_len {
+        let (header, stored) =
+            slice_record(&buf, loc.pack, 0).map_err(|e| rebase(e, loc.offset))?;
+        if header.id != *id
+            || header.raw_len != loc.raw_len
+            || header.kind != loc.kind
+            || header.stored_len != loc.stored_len
+        {
             return Err(PackError::Mismatch {
                 pack: loc.pack,
                 offset: loc.offset,
@@ -111,9 +133,25 @@ impl PackReader {
 /// Errors from slicing a buffer that starts at `base` in the pack report pack offsets.
 fn rebase(e: PackError, base: u64) -> PackError {
     match e {
-        PackError::Format { pack, offset, source } => PackError::Format { pack, offset: offset + base, source },
-        PackError::CrcMismatch { pack, offset, id } => PackError::CrcMismatch { pack, offset: offset + base, id },
-        PackError::PastEnd { pack, offset, len } => PackError::PastEnd { pack, offset: offset + base, len },
+        PackError::Format {
+            pack,
+            offset,
+            source,
+        } => PackError::Format {
+            pack,
+            offset: offset + base,
+            source,
+        },
+        PackError::CrcMismatch { pack, offset, id } => PackError::CrcMismatch {
+            pack,
+            offset: offset + base,
+            id,
+        },
+        PackError::PastEnd { pack, offset, len } => PackError::PastEnd {
+            pack,
+            offset: offset + base,
+            len,
+        },
         other => other,
     }
 }

@@ -1,0 +1,65 @@
+//! VFS errors and their one errno each, decided in a single exhaustive match.
+
+use crate::archive::ArchiveError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum VfsError {
+    #[error("no such entry")]
+    NotFound,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("invalid request for this kind of file")]
+    Invalid,
+    #[error("no such extended attribute")]
+    NoXattr,
+    #[error("unknown inode (stale)")]
+    Stale,
+    #[error("unknown file handle")]
+    BadHandle,
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("{what}: {source}")]
+    Corrupt {
+        what: String,
+        #[source]
+        source: Box<ArchiveError>,
+    },
+    #[error(transparent)]
+    Archive(Box<ArchiveError>),
+}
+
+impl From<ArchiveError> for VfsError {
+    fn from(e: ArchiveError) -> VfsError {
+        VfsError::Archive(Box::new(e))
+    }
+}
+
+pub trait ToErrno {
+    fn to_errno(&self) -> i32;
+}
+
+impl ToErrno for VfsError {
+    fn to_errno(&self) -> i32 {
+        match self {
+            VfsError::NotFound => libc::ENOENT,
+            VfsError::NotDir => libc::ENOTDIR,
+            VfsError::IsDir => libc::EISDIR,
+            VfsError::Invalid => libc::EINVAL,
+            VfsError::NoXattr => libc::ENODATA,
+            VfsError::Stale => libc::ESTALE,
+            VfsError::BadHandle => libc::EBADF,
+            VfsError::ReadOnly => libc::EROFS,
+            // Damaged data, a missing blob, an unreadable pack: never ENOENT or ENOSYS.
+            VfsError::Corrupt { .. } | VfsError::Archive(_) => libc::EIO,
+        }
+    }
+}
+
+impl From<crate::index::IndexError> for VfsError {
+    fn from(e: crate::index::IndexError) -> VfsError {
+        VfsError::Archive(Box::new(ArchiveError::Index(e)))
+    }
+}

@@ -1,0 +1,834 @@
+//! Filesystem semantics of a mounted archive, independent of FUSE: stable inode numbers,
+//! attributes, lookup, readdir, readlink, xattrs and reads over snapshot trees, plus the
+//! synthetic top level (one directory per snapshot, `latest`, `latest-LABEL`, `by-id/`,
+//! `by-tag/`). The `fuse` module only forwards kernel requests here; tests call it
+//! directly.
+//!
+//! Invariants:
+//! - Content never changes: a snapshot's inode numbers are derived from its id and the
+//!   path (or, for hard links, the stored device and inode), so every mount shows the
+//!   same numbers and hard links share one.
+//! - Memory is bounded: the inode table holds only what the kernel holds (dropped on
+//!   `forget`), decoded trees and chunks live in bounded caches.
+//! - Corruption is `Corrupt` (EIO), never "not found".
+
+mod error;
+mod prefetch;
+
+pub use error::{ToErrno, VfsError};
+
+use crate::archive::{Archive, ArchiveError};
+use crate::format::BlobId;
+use crate::format::tree::{Node, NodeKind, Payload};
+use crate::index::SnapshotRow;
+use crate::read::{ChunkCache, FileContent};
+use prefetch::Prefetcher;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+pub const ROOT_INO: u64 = 1;
+/// How long the top level's view of the snapshot list is trusted.
+pub const CATALOG_TTL: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    CharDev,
+    BlockDev,
+    Socket,
+}
+
+impl From<NodeKind> for Kind {
+    fn from(k: NodeKind) -> Kind {
+        match k {
+            NodeKind::File => Kind::File,
+            NodeKind::Dir => Kind::Dir,
+            NodeKind::Symlink => Kind::Symlink,
+            NodeKind::Fifo => Kind::Fifo,
+            NodeKind::CharDev => Kind::CharDev,
+            NodeKind::BlockDev => Kind::BlockDev,
+            NodeKind::Socket => Kind::Socket,
+        }
+    }
+}
+
+/// Attributes as `stat` shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// 512-byte blocks actually stored (holes are not counted).
+    pub blocks: u64,
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+    pub nlink: u32,
+    pub rdev: u32,
+    /// True for content that never changes (long kernel cache lifetimes).
+    pub immutable: bool,
+}
+
+/// A directory entry with its attributes (readdirplus).
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub attr: Attr,
+}
+
+/// What an inode stands for.
+#[derive(Clone, Debug)]
+enum Target {
+    /// The mount root in archive layout.
+    Top,
+    ById,
+    ByTag,
+    TagDir(String),
+    /// A symlink made up by the top level (`latest`, `by-id/ID`, ...).
+    Link(Vec<u8>),
+    /// A node of a snapshot (its root is a synthetic directory node).
+    Snap {
+        snap: Arc<SnapInfo>,
+        node: Arc<Node>,
+        path: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+pub struct SnapInfo {
+    pub row: SnapshotRow,
+    pub dir_name: String,
+}
+
+struct Inode {
+    target: Target,
+    lookups: AtomicU64,
+}
+
+struct Catalog {
+    snaps: Vec<Arc<SnapInfo>>,
+    loaded: Option<Instant>,
+}
+
+pub struct OpenFile {
+    content: FileContent,
+    snap: Arc<SnapInfo>,
+    path: Vec<u8>,
+    seq: Mutex<(u64, usize)>,
+}
+
+pub struct Options {
+    /// Bytes of decompressed chunks to keep.
+    pub cache_size: usize,
+    /// Serve this one snapshot at the root instead of the archive layout.
+    pub snapshot: Option<BlobId>,
+    /// Owner shown for the synthetic top-level directories.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct Vfs {
+    archive: Arc<Archive>,
+    single: Option<Arc<SnapInfo>>,
+    inodes: RwLock<HashMap<u64, Arc<Inode>>>,
+    trees: TreeCache,
+    cache: Arc<ChunkCache>,
+    catalog: Mutex<Catalog>,
+    handles: RwLock<HashMap<u64, Arc<OpenFile>>>,
+    next_fh: AtomicU64,
+    prefetch: Prefetcher,
+    uid: u32,
+    gid: u32,
+    started: (i64, u32),
+}
+
+/// 64-bit inode number from a hash; never 0 or 1 (root).
+fn ino_of(parts: &[&[u8]]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let b = h.finalize();
+    let v = u64::from_le_bytes(b.as_bytes()[..8].try_into().expect("8 bytes"));
+    v.max(2)
+}
+
+/// Directory name of a snapshot at the top level: sorts by time, reads as
+/// `2026-11-21T020000Z-jira-1a2b3c4d` (no colons, so rsync and scp take it as local).
+pub fn snapshot_dir_name(row: &SnapshotRow) -> String {
+    let t = crate::util::rfc3339(row.time.0, 0, false).replace(':', "");
+    let label: String = row
+        .label
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.+@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if label.is_empty() {
+        format!("{t}-{}", row.id.short())
+    } else {
+        format!("{t}-{label}-{}", row.id.short())
+    }
+}
+
+fn blocks_of(bytes: u64) -> u64 {
+    bytes.div_ceil(512)
+}
+
+impl Vfs {
+    pub fn new(archive: Arc<Archive>, opts: Options) -> Result<Vfs, VfsError> {
+        let cache = Arc::new(ChunkCache::new(opts.cache_size));
+        let single = match opts.snapshot {
+            Some(id) => {
+                let row = archive
+                    .snapshots()?
+                    .into_iter()
+                    .find(|r| r.id == id)
+                    .ok_or(VfsError::NotFound)?;
+                let dir_name = snapshot_dir_name(&row);
+                Some(Arc::new(SnapInfo { row, dir_name }))
+            }
+            None => None,
+        };
+        let vfs = Vfs {
+            prefetch: Prefetcher::new(archive.clone(), cache.clone(), 2),
+            archive,
+            single,
+            inodes: RwLock::new(HashMap::new()),
+            trees: TreeCache::new(64 << 20),
+            cache,
+            catalog: Mutex::new(Catalog {
+                snaps: Vec::new(),
+                loaded: None,
+            }),
+            handles: RwLock::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            uid: opts.uid,
+            gid: opts.gid,
+            started: crate::ingest::now(),
+        };
+        let root_target = match &vfs.single {
+            Some(s) => Target::Snap {
+                snap: s.clone(),
+                node: Arc::new(crate::tree::root_node(s.row.root, s.row.time)),
+                path: Vec::new(),
+            },
+            None => Target::Top,
+        };
+        vfs.inodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                ROOT_INO,
+                Arc::new(Inode {
+                    target: root_target,
+                    lookups: AtomicU64::new(1),
+                }),
+            );
+        Ok(vfs)
+    }
+
+    pub fn cache(&self) -> &ChunkCache {
+        &self.cache
+    }
+
+    /// The snapshot list, reloaded from the index at most once per [`CATALOG_TTL`].
+    fn snapshots(&self) -> Result<Vec<Arc<SnapInfo>>, VfsError> {
+        let mut c = self.catalog.lock().unwrap_or_else(|e| e.into_inner());
+        if c.loaded.is_none_or(|t| t.elapsed() >= CATALOG_TTL) {
+            let rows = self.archive.snapshots()?;
+            c.snaps = rows
+                .into_iter()
+                .map(|row| {
+                    let dir_name = snapshot_dir_name(&row);
+                    Arc::new(SnapInfo { row, dir_name })
+                })
+                .collect();
+            c.loaded = Some(Instant::now());
+        }
+        Ok(c.snaps.clone())
+    }
+
+    fn inode(&self, ino: u64) -> Result<Arc<Inode>, VfsError> {
+        self.inodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ino)
+            .cloned()
+            .ok_or(VfsError::Stale)
+    }
+
+    /// Records that the kernel now holds one more reference to `ino`.
+    fn remember(&self, ino: u64, target: Target) {
+        let mut map = self.inodes.write().unwrap_or_else(|e| e.into_inner());
+        let e = map.entry(ino).or_insert_with(|| {
+            Arc::new(Inode {
+                target,
+                lookups: AtomicU64::new(0),
+            })
+        });
+        e.lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut map = self.inodes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = map.get(&ino) {
+            let prev = i
+                .lookups
+                .fetch_sub(n.min(i.lookups.load(Ordering::Relaxed)), Ordering::Relaxed);
+            if prev <= n {
+                map.remove(&ino);
+            }
+        }
+    }
+
+    /// Inodes currently known (for tests and memory accounting).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn synthetic_dir(&self, ino: u64, immutable: bool) -> Attr {
+        let t = if immutable {
+            self.started
+        } else {
+            self.catalog
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .snaps
+                .last()
+                .map(|s| s.row.time)
+                .unwrap_or(self.started)
+        };
+        Attr {
+            ino,
+            kind: Kind::Dir,
+            perm: 0o555,
+            uid: self.uid,
+            gid: self.gid,
+            size: 0,
+            blocks: 0,
+            mtime: t,
+            ctime: t,
+            nlink: 2,
+            rdev: 0,
+            immutable,
+        }
+    }
+
+    fn link_attr(&self, ino: u64, target: &[u8]) -> Attr {
+        Attr {
+            ino,
+            kind: Kind::Symlink,
+            perm: 0o777,
+            uid: self.uid,
+            gid: self.gid,
+            size: target.len() as u64,
+            blocks: 0,
+            mtime: self.started,
+            ctime: self.started,
+            nlink: 1,
+            rdev: 0,
+            immutable: false,
+        }
+    }
+
+    fn node_ino(snap: &SnapInfo, node: &Node, path: &[u8]) -> u64 {
+        if path.is_empty() {
+            return ino_of(&[b"snap", &snap.row.id.0]);
+        }
+        if node.kind != NodeKind::Dir && node.nlink > 1 {
+            return ino_of(&[
+                b"link",
+                &snap.row.id.0,
+                &node.dev.to_le_bytes(),
+                &node.ino.to_le_bytes(),
+            ]);
+        }
+        ino_of(&[b"node", &snap.row.id.0, path])
+    }
+
+    fn node_attr(&self, ino: u64, node: &Node, is_snapshot_root: bool) -> Attr {
+        let (perm, uid, gid) = if is_snapshot_root {
+            (0o555, self.uid, self.gid)
+        } else {
+            (node.mode as u16, node.uid, node.gid)
+        };
+        Attr {
+            ino,
+            kind: node.kind.into(),
+            perm,
+            uid,
+            gid,
+            size: node.size,
+            blocks: match node.kind {
+                NodeKind::File => blocks_of(node.allocated()),
+                _ => 0,
+            },
+            mtime: node.mtime,
+            ctime: node.ctime,
+            nlink: node.nlink.clamp(1, u32::MAX as u64) as u32,
+            rdev: node.rdev as u32,
+            immutable: true,
+        }
+    }
+
+    fn attr_of(&self, ino: u64, target: &Target) -> Attr {
+        match target {
+            Target::Top => self.synthetic_dir(ino, false),
+            Target::ById | Target::ByTag | Target::TagDir(_) => self.synthetic_dir(ino, false),
+            Target::Link(t) => self.link_attr(ino, t),
+            Target::Snap { node, path, .. } => self.node_attr(ino, node, path.is_empty()),
+        }
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr, VfsError> {
+        let i = self.inode(ino)?;
+        Ok(self.attr_of(ino, &i.target))
+    }
+
+    fn tree(&self, id: &BlobId) -> Result<Arc<Vec<Node>>, VfsError> {
+        if let Some(t) = self.trees.get(id) {
+            return Ok(t);
+        }
+        let nodes = Arc::new(self.archive.read_tree(id)?);
+        self.trees.insert(*id, nodes.clone());
+        Ok(nodes)
+    }
+
+    /// Every entry of a directory inode (without "." and ".."), with its target.
+    fn children(&self, target: &Target) -> Result<Vec<(Vec<u8>, u64, Target)>, VfsError> {
+        let mut out = Vec::new();
+        match target {
+            Target::Top => {
+                let snaps = self.snapshots()?;
+                for s in &snaps {
+                    out.push(self.snap_entry(s, s.dir_name.clone().into_bytes()));
+                }
+                if let Some(newest) = snaps.last() {
+                    out.push(self.link_entry(
+                        b"latest",
+                        b"top",
+                        newest.dir_name.as_bytes().to_vec(),
+                    ));
+                }
+                let mut labels: Vec<&str> = snaps
+                    .iter()
+                    .map(|s| s.row.label.as_str())
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                labels.sort_unstable();
+                labels.dedup();
+                for l in labels {
+                    if let Some(s) = snaps.iter().rev().find(|s| s.row.label == l) {
+                        let name = format!("latest-{}", sanitize(l));
+                        out.push(self.link_entry(
+                            name.as_bytes(),
+                            b"top",
+                            s.dir_name.as_bytes().to_vec(),
+                        ));
+                    }
+                }
+                out.push((b"by-id".to_vec(), ino_of(&[b"by-id"]), Target::ById));
+                out.push((b"by-tag".to_vec(), ino_of(&[b"by-tag"]), Target::ByTag));
+            }
+            Target::ById => {
+                for s in self.snapshots()? {
+                    let target = format!("../{}", s.dir_name).into_bytes();
+                    out.push(self.link_entry(s.row.id.hex().as_bytes(), b"by-id", target));
+                }
+            }
+            Target::ByTag => {
+                let mut tags: Vec<String> = self
+                    .snapshots()?
+                    .iter()
+                    .flat_map(|s| s.row.tags.clone())
+                    .collect();
+                tags.sort_unstable();
+                tags.dedup();
+                for t in tags {
+                    let name = sanitize(&t);
+                    out.push((
+                        name.clone().into_bytes(),
+                        ino_of(&[b"tag", t.as_bytes()]),
+                        Target::TagDir(t),
+                    ));
+                }
+            }
+            Target::TagDir(tag) => {
+                for s in self
+                    .snapshots()?
+                    .iter()
+                    .filter(|s| s.row.tags.contains(tag))
+                {
+                    let target = format!("../../{}", s.dir_name).into_bytes();
+                    let scope = [b"tag/".as_slice(), tag.as_bytes()].concat();
+                    out.push(self.link_entry(s.dir_name.as_bytes(), &scope, target));
+                }
+            }
+            Target::Link(_) => return Err(VfsError::NotDir),
+            Target::Snap { snap, node, path } => {
+                let Some(sub) = node.subtree() else {
+                    return Err(VfsError::NotDir);
+                };
+                for child in self.tree(&sub)?.iter() {
+                    let cpath = child_path(path, &child.name);
+                    let ino = Self::node_ino(snap, child, &cpath);
+                    out.push((
+                        child.name.clone(),
+                        ino,
+                        Target::Snap {
+                            snap: snap.clone(),
+                            node: Arc::new(child.clone()),
+                            path: cpath,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn snap_entry(&self, s: &Arc<SnapInfo>, name: Vec<u8>) -> (Vec<u8>, u64, Target) {
+        let node = Arc::new(crate::tree::root_node(s.row.root, s.row.time));
+        let ino = Self::node_ino(s, &node, b"");
+        (
+            name,
+            ino,
+            Target::Snap {
+                snap: s.clone(),
+                node,
+                path: Vec::new(),
+            },
+        )
+    }
+
+    fn link_entry(&self, name: &[u8], scope: &[u8], target: Vec<u8>) -> (Vec<u8>, u64, Target) {
+        // A made-up link's number depends on where it points, so `latest` gets a new
+        // inode (and the kernel a fresh target) when a newer snapshot arrives.
+        let ino = ino_of(&[b"link", scope, name, &target]);
+        (name.to_vec(), ino, Target::Link(target))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr, VfsError> {
+        let p = self.inode(parent)?;
+        let (ino, target) = match &p.target {
+            Target::Snap { snap, node, path } => {
+                // A binary search in one tree, not a listing of the directory.
+                let Some(sub) = node.subtree() else {
+                    return Err(VfsError::NotDir);
+                };
+                let tree = self.tree(&sub)?;
+                let i = tree
+                    .binary_search_by(|n| n.name.as_slice().cmp(name))
+                    .map_err(|_| VfsError::NotFound)?;
+                let child = &tree[i];
+                let cpath = child_path(path, &child.name);
+                let ino = Self::node_ino(snap, child, &cpath);
+                (
+                    ino,
+                    Target::Snap {
+                        snap: snap.clone(),
+                        node: Arc::new(child.clone()),
+                        path: cpath,
+                    },
+                )
+            }
+            Target::ById => {
+                // Also accept a unique id prefix (e.g. the short id from `strata snapshots`).
+                let s = std::str::from_utf8(name).map_err(|_| VfsError::NotFound)?;
+                let snaps = self.snapshots()?;
+                let m: Vec<_> = snaps
+                    .iter()
+                    .filter(|x| s.len() >= 4 && x.row.id.hex().starts_with(s))
+                    .collect();
+                if m.len() != 1 {
+                    return Err(VfsError::NotFound);
+                }
+                let target = format!("../{}", m[0].dir_name).into_bytes();
+                let (_, ino, t) = self.link_entry(name, b"by-id", target);
+                (ino, t)
+            }
+            other => {
+                let kids = self.children(other)?;
+                let (_, ino, t) = kids
+                    .into_iter()
+                    .find(|(n, _, _)| n == name)
+                    .ok_or(VfsError::NotFound)?;
+                (ino, t)
+            }
+        };
+        let attr = self.attr_of(ino, &target);
+        self.remember(ino, target);
+        Ok(attr)
+    }
+
+    /// Entries from position `offset` on (0 is the first entry after "." and ".."),
+    /// with attributes. With `plus`, each returned entry counts as a lookup.
+    pub fn readdir(&self, ino: u64, offset: usize, plus: bool) -> Result<Vec<DirEntry>, VfsError> {
+        let i = self.inode(ino)?;
+        let kids = self.children(&i.target)?;
+        let mut out = Vec::new();
+        for (name, cino, target) in kids.into_iter().skip(offset) {
+            let attr = self.attr_of(cino, &target);
+            if plus {
+                self.remember(cino, target);
+            }
+            out.push(DirEntry { name, attr });
+        }
+        Ok(out)
+    }
+
+    /// Like `readdir`, but only `limit` entries, remembering only those (a readdirplus
+    /// reply that fills up must not leave references the kernel never received).
+    pub fn readdir_some(
+        &self,
+        ino: u64,
+        offset: usize,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>, VfsError> {
+        let i = self.inode(ino)?;
+        let kids = self.children(&i.target)?;
+        Ok(kids
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(name, cino, target)| {
+                let attr = self.attr_of(cino, &target);
+                if plus {
+                    self.remember(cino, target);
+                }
+                DirEntry { name, attr }
+            })
+            .collect())
+    }
+
+    /// Undoes the lookup count of an entry that readdirplus could not send.
+    pub fn unremember(&self, ino: u64) {
+        self.forget(ino, 1);
+    }
+
+    pub fn parent_of(&self, _ino: u64) -> u64 {
+        // The kernel tracks ".." itself for lookups; readdir's ".." entry only needs a
+        // plausible number, and the root's parent is the root.
+        ROOT_INO
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
+        match &self.inode(ino)?.target {
+            Target::Link(t) => Ok(t.clone()),
+            Target::Snap { node, .. } => match &node.payload {
+                Payload::Symlink(t) => Ok(t.clone()),
+                _ => Err(VfsError::Invalid),
+            },
+            _ => Err(VfsError::Invalid),
+        }
+    }
+
+    pub fn open(&self, ino: u64) -> Result<u64, VfsError> {
+        let i = self.inode(ino)?;
+        let Target::Snap { snap, node, path } = &i.target else {
+            return Err(VfsError::IsDir);
+        };
+        match node.kind {
+            NodeKind::File => {}
+            NodeKind::Dir => return Err(VfsError::IsDir),
+            _ => return Err(VfsError::Invalid),
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let f = Arc::new(OpenFile {
+            content: FileContent::new(node),
+            snap: snap.clone(),
+            path: path.clone(),
+            seq: Mutex::new((0, 0)),
+        });
+        self.handles
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, f);
+        Ok(fh)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh);
+    }
+
+    /// Reads up to `size` bytes at `offset`. A sequential reader gets the chunks after
+    /// this read prefetched in a window that doubles while reads stay sequential.
+    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>, VfsError> {
+        let f = self
+            .handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)?;
+        let end = offset.saturating_add(size as u64).min(f.content.size());
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let n = f
+            .content
+            .read_at(&self.archive, &self.cache, offset, &mut buf)
+            .map_err(|e| corrupt(&f.snap, &f.path, e))?;
+        buf.truncate(n);
+        let window = {
+            let mut s = f.seq.lock().unwrap_or_else(|e| e.into_inner());
+            let w = if s.0 == offset && offset > 0 {
+                (s.1 * 2).clamp(2, 32)
+            } else {
+                0
+            };
+            *s = (end, w);
+            w
+        };
+        if window > 0
+            && let Some(i) = f.content.extent_at(end.saturating_sub(1))
+        {
+            let ids: Vec<BlobId> = f.content.extents()[i + 1..]
+                .iter()
+                .take(window)
+                .filter_map(|e| match e {
+                    crate::format::tree::Extent::Data { id, .. } => Some(*id),
+                    _ => None,
+                })
+                .collect();
+            self.prefetch.want(&ids);
+        }
+        Ok(buf)
+    }
+
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
+        let mut out = Vec::new();
+        if let Target::Snap { node, .. } = &self.inode(ino)?.target {
+            for (k, _) in &node.xattrs {
+                out.extend_from_slice(k);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, VfsError> {
+        if let Target::Snap { node, .. } = &self.inode(ino)?.target
+            && let Some((_, v)) = node.xattrs.iter().find(|(k, _)| k == name)
+        {
+            return Ok(v.clone());
+        }
+        Err(VfsError::NoXattr)
+    }
+
+    /// (total bytes stored in packs, number of snapshots)
+    pub fn statfs(&self) -> Result<(u64, u64), VfsError> {
+        let packs = self.archive.root().join(crate::archive::PACKS_DIR);
+        let mut total = 0u64;
+        if let Ok(rd) = std::fs::read_dir(packs) {
+            for e in rd.flatten() {
+                total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        Ok((total, self.snapshots()?.len() as u64))
+    }
+
+    /// For the adapter's one-line error log: which snapshot and path an inode is.
+    pub fn describe(&self, ino: u64) -> String {
+        match self.inode(ino).map(|i| i.target.clone()) {
+            Ok(Target::Snap { snap, path, .. }) => {
+                format!(
+                    "snapshot {} path /{}",
+                    snap.row.id.short(),
+                    String::from_utf8_lossy(&path)
+                )
+            }
+            Ok(_) => "top level".into(),
+            Err(_) => format!("inode {ino}"),
+        }
+    }
+}
+
+fn corrupt(snap: &SnapInfo, path: &[u8], e: ArchiveError) -> VfsError {
+    VfsError::Corrupt {
+        what: format!(
+            "snapshot {} path /{}",
+            snap.row.id.short(),
+            String::from_utf8_lossy(path)
+        ),
+        source: Box::new(e),
+    }
+}
+
+fn child_path(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = parent.to_vec();
+    if !p.is_empty() {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+fn sanitize(s: &str) -> String {
+    let t: String = s
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    match t.as_str() {
+        "" | "." | ".." => format!("_{t}"),
+        _ => t,
+    }
+}
+
+/// Decoded trees, bounded by an estimate of their memory.
+struct TreeCache {
+    lru: crate::util::Lru<BlobId, Arc<Vec<Node>>>,
+}
+
+impl TreeCache {
+    fn new(budget: usize) -> TreeCache {
+        TreeCache {
+            lru: crate::util::Lru::new(budget),
+        }
+    }
+
+    fn weight(t: &[Node]) -> usize {
+        t.iter()
+            .map(|n| {
+                200 + n.name.len()
+                    + n.extents().len() * 48
+                    + n.xattrs
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 48)
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + 64
+    }
+
+    fn get(&self, id: &BlobId) -> Option<Arc<Vec<Node>>> {
+        self.lru.get(id)
+    }
+
+    fn insert(&self, id: BlobId, t: Arc<Vec<Node>>) {
+        let w = Self::weight(&t);
+        self.lru.insert(id, t, w);
+    }
+}
