@@ -5,6 +5,15 @@ use std::fmt::Write as _;
 
 pub const ARCHIVE_VERSION: u32 = 1;
 pub const CONFIG_MAGIC: &str = "strata archive";
+const KEYS: &[&str] = &[
+    "format",
+    "chunk_min",
+    "chunk_avg",
+    "chunk_max",
+    "compression_level",
+    "append_only",
+    "pack_size",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -51,7 +60,7 @@ impl Config {
             return Err("not a strata config file".into());
         }
         let mut c = Config::new(1 << 20, 3, false);
-        let mut seen_version = false;
+        let mut seen: Vec<&str> = Vec::new();
         for line in text.lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -65,11 +74,11 @@ impl Config {
                 v.parse::<u64>()
                     .map_err(|_| format!("bad value for {k}: {v:?}"))
             };
+            if seen.contains(&k) {
+                return Err(format!("key {k:?} appears twice"));
+            }
             match k {
-                "format" => {
-                    c.version = num(v)? as u32;
-                    seen_version = true;
-                }
+                "format" => c.version = num(v)? as u32,
                 "chunk_min" => c.chunk_min = num(v)? as u32,
                 "chunk_avg" => c.chunk_avg = num(v)? as u32,
                 "chunk_max" => c.chunk_max = num(v)? as u32,
@@ -78,13 +87,25 @@ impl Config {
                         .parse()
                         .map_err(|_| format!("bad compression_level {v:?}"))?
                 }
-                "append_only" => c.append_only = v == "true",
+                "append_only" => {
+                    c.append_only = match v {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(format!("append_only must be true or false, not {v:?}")),
+                    }
+                }
                 "pack_size" => c.pack_size = num(v)?,
                 _ => return Err(format!("unknown key {k:?}")),
             }
+            seen.push(k);
         }
-        if !seen_version {
-            return Err("no format version".into());
+        for key in KEYS {
+            if !seen.contains(key) {
+                return Err(format!("missing key {key:?}"));
+            }
+        }
+        if c.version == 0 {
+            return Err("format version 0 does not exist".into());
         }
         c.validate()?;
         Ok(c)
@@ -145,5 +166,9 @@ mod tests {
         let c = Config::new(1 << 20, 3, false).encode();
         assert!(Config::decode(&c.replace("chunk_avg = 1048576", "chunk_avg = 3")).is_err());
         assert!(Config::decode(&c.replace("format = 1\n", "")).is_err());
+        assert!(Config::decode(&c.replace("format = 1", "format = 0")).is_err());
+        assert!(Config::decode(&c.replace("append_only = false", "append_only = yes")).is_err());
+        assert!(Config::decode(&c.replace("pack_size = 67108864\n", "")).is_err());
+        assert!(Config::decode(&format!("{c}format = 1\n")).is_err());
     }
 }

@@ -26,10 +26,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> CmdResult {
     let avg = strata::util::parse_size(&a.chunk_size)
-        .filter(|&n| (256..=4 << 20).contains(&n) && n % 2 == 0)
+        .filter(|&n| (256..=4 << 20).contains(&n) && n % 8 == 0)
         .ok_or_else(|| {
             Failure::new(format!(
-                "--chunk-size {:?}: give an even size between 256 and 4M, e.g. 1M",
+                "--chunk-size {:?}: give a multiple of 8 bytes between 256 and 4M, e.g. 512K or 1M",
                 a.chunk_size
             ))
         })?;

@@ -240,13 +240,9 @@ mod tests {
         let h = encode_pack_header(PackId(1));
         let expected: [u8; 24] = [
             b'S', b'T', b'R', b'A', b'T', b'A', b'P', b'K', 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
-            0x4f, 0x1b, 0x6e, 0x3c,
+            0xea, 0x63, 0x52, 0xcc,
         ];
-        assert_eq!(
-            h[..20],
-            expected[..20],
-            "format changed, version bump required"
-        );
+        assert_eq!(h, expected, "format changed, version bump required");
         assert_eq!(
             h[20..],
             crc32fast::hash(&h[..20]).to_le_bytes(),
@@ -270,8 +266,16 @@ mod tests {
             expected[..],
             "format changed, version bump required"
         );
+        assert_eq!(h[60..], HEADER_CRC, "format changed, version bump required");
+        assert_eq!(
+            h[60..],
+            crc32fast::hash(&expected).to_le_bytes(),
+            "crc covers bytes 0..60"
+        );
         assert_eq!(BlobHeader::decode(&h), Ok(sample()));
     }
+
+    const HEADER_CRC: [u8; 4] = [100, 5, 214, 139];
 
     #[test]
     fn every_flipped_header_byte_is_rejected() {

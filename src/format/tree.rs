@@ -190,6 +190,44 @@ pub fn encode_tree(nodes: &[Node]) -> Result<Vec<u8>, FormatError> {
             return Err(invalid("node order", String::from_utf8_lossy(&n.name)));
         }
         prev = Some(&n.name);
+        // Refuse here whatever the decoder would refuse, so nothing unreadable is stored.
+        if n.mode & !0o7777 != 0 || n.mtime.1 >= 1_000_000_000 || n.ctime.1 >= 1_000_000_000 {
+            return Err(invalid(
+                "node mode or time",
+                format!("{:o} {:?} {:?}", n.mode, n.mtime, n.ctime),
+            ));
+        }
+        if n.user.len() > u16::MAX as usize || n.group.len() > u16::MAX as usize {
+            return Err(invalid(
+                "owner name length",
+                n.user.len().max(n.group.len()).to_string(),
+            ));
+        }
+        if n.xattrs.len() > u16::MAX as usize
+            || n.xattrs.iter().any(|(k, v)| {
+                k.is_empty() || k.len() > u16::MAX as usize || v.len() as u64 > MAX_XATTR_LEN
+            })
+        {
+            return Err(invalid(
+                "xattr name or value length",
+                String::from_utf8_lossy(&n.name),
+            ));
+        }
+        if let Payload::Symlink(t) = &n.payload
+            && t.contains(&0)
+        {
+            return Err(invalid("symlink target", "contains NUL"));
+        }
+        if let Payload::File(x) = &n.payload {
+            let total = x.iter().try_fold(0u64, |a, e| a.checked_add(e.len()));
+            if total != Some(n.size)
+                || x.iter().any(
+                    |e| matches!(e, Extent::Data { len, .. } if *len == 0 || *len > MAX_BLOB_LEN),
+                )
+            {
+                return Err(invalid("file extents", String::from_utf8_lossy(&n.name)));
+            }
+        }
         e.bytes16(&n.name);
         e.u8(n.kind as u8);
         e.u32(n.mode);
@@ -242,6 +280,13 @@ pub fn encode_tree(nodes: &[Node]) -> Result<Vec<u8>, FormatError> {
             ) => {}
             (_, k) => return Err(invalid("payload for node kind", k.name())),
         }
+    }
+    if e.buf.len() as u64 > MAX_BLOB_LEN {
+        return Err(FormatError::TooLong {
+            what: "tree",
+            len: e.buf.len() as u64,
+            limit: MAX_BLOB_LEN,
+        });
     }
     Ok(e.buf)
 }
@@ -556,7 +601,13 @@ mod tests {
     fn extents_must_add_up_to_size() {
         let mut n = file_node(b"f", vec![Extent::Hole { len: 10 }]);
         n.size = 11;
-        let bytes = encode_tree(&[n]).unwrap();
+        assert!(encode_tree(std::slice::from_ref(&n)).is_err(), "encoder refuses it too");
+        n.size = 10;
+        let mut bytes = encode_tree(&[n]).unwrap();
+        // size is the first u64 after name (2+1), kind, mode/uid/gid, owners, times.
+        let size_at = 9 + 3 + 1 + 12 + (2 + 4) + (2 + 5) + 24;
+        assert_eq!(bytes[size_at], 10);
+        bytes[size_at] = 11;
         assert!(decode_tree(&bytes).is_err());
     }
 

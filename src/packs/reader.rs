@@ -69,7 +69,10 @@ impl PackReader {
             return Err(PackError::Mismatch {
                 pack: loc.pack,
                 offset: loc.offset,
-                what: format!("index gives impossible lengths (stored {}, plain {})", loc.stored_len, loc.raw_len),
+                what: format!(
+                    "index gives impossible lengths (stored {}, plain {})",
+                    loc.stored_len, loc.raw_len
+                ),
             });
         }
         let file = self.file(loc.pack)?;
