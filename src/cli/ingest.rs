@@ -28,7 +28,7 @@ pub struct Args {
     /// Archive directory
     archive: PathBuf,
     /// Directories or files to store; `SRC:NAME` stores SRC as NAME (may contain '/')
-    sources: Vec<String>,
+    sources: Vec<std::ffi::OsString>,
     /// Label of the snapshot (e.g. jira); the parent is the latest snapshot with it
     #[arg(long, default_value = "")]
     label: String,
@@ -62,16 +62,19 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_source(s: &str) -> SourceSpec {
+/// `SRC` or `SRC:NAME`. An existing path is always taken whole, so a path that
+/// contains ':' still works; otherwise the part after the last ':' is the name.
+fn parse_source(s: &std::ffi::OsStr) -> SourceSpec {
+    let bytes = s.as_bytes();
     let as_path = PathBuf::from(s);
     if !as_path.exists()
-        && let Some((src, name)) = s.rsplit_once(':')
-        && !src.is_empty()
-        && !name.is_empty()
+        && let Some(colon) = bytes.iter().rposition(|&b| b == b':')
+        && colon > 0
+        && colon + 1 < bytes.len()
     {
         return SourceSpec::Path {
-            path: PathBuf::from(src),
-            name: name.as_bytes().to_vec(),
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[..colon])),
+            name: bytes[colon + 1..].to_vec(),
         };
     }
     let name = std::path::absolute(&as_path)
@@ -92,6 +95,27 @@ pub fn run(a: Args) -> CmdResult {
                 "{} --cmd but {} --as: give each --cmd its --as PATH",
                 a.cmds.len(),
                 a.cmd_as.len()
+            ),
+            hint: None,
+        });
+    }
+    if let Some(t) = a
+        .tags
+        .iter()
+        .find(|t| t.is_empty() || t.contains(['\n', '/', '\0']))
+    {
+        return Err(Failure {
+            code: super::EXIT_USAGE,
+            message: format!("--tag {t:?}: a tag is a non-empty word without '/' or newlines"),
+            hint: None,
+        });
+    }
+    if a.label.contains(['\n', '/', '\0']) {
+        return Err(Failure {
+            code: super::EXIT_USAGE,
+            message: format!(
+                "--label {:?}: a label cannot contain '/' or newlines",
+                a.label
             ),
             hint: None,
         });

@@ -601,7 +601,10 @@ mod tests {
     fn extents_must_add_up_to_size() {
         let mut n = file_node(b"f", vec![Extent::Hole { len: 10 }]);
         n.size = 11;
-        assert!(encode_tree(std::slice::from_ref(&n)).is_err(), "encoder refuses it too");
+        assert!(
+            encode_tree(std::slice::from_ref(&n)).is_err(),
+            "encoder refuses it too"
+        );
         n.size = 10;
         let mut bytes = encode_tree(&[n]).unwrap();
         // size is the first u64 after name (2+1), kind, mode/uid/gid, owners, times.
