@@ -17,6 +17,7 @@
 pub mod archive;
 pub mod chunker;
 pub mod format;
+pub mod fuse;
 pub mod fsops;
 pub mod index;
 pub mod ingest;

@@ -154,7 +154,9 @@ pub fn run(a: Args) -> CmdResult {
         one_file_system: a.one_file_system,
         parent,
         strict: a.strict,
-        argv: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
+        argv: std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
     };
     install_interrupt_handler();
     let progress = Progress::default();

@@ -5,6 +5,7 @@
 mod ingest;
 mod init;
 mod ls;
+mod mount;
 mod restore;
 mod snapshots;
 
@@ -47,6 +48,8 @@ enum Command {
     Ls(ls::LsArgs),
     Cat(ls::CatArgs),
     Restore(restore::Args),
+    Mount(mount::Args),
+    Umount(mount::UmountArgs),
 }
 
 /// A command's failure: the error, an optional hint, and the exit code.
@@ -108,6 +111,8 @@ fn run_main() -> ExitCode {
         Command::Ls(a) => ls::run_ls(a),
         Command::Cat(a) => ls::run_cat(a),
         Command::Restore(a) => restore::run(a),
+        Command::Mount(a) => mount::run(a),
+        Command::Umount(a) => mount::run_umount(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

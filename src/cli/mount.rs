@@ -1,0 +1,332 @@
+//! `strata mount` and `strata umount`: the archive as a read-only FUSE filesystem.
+
+use super::{CmdResult, EXIT_OK, Failure};
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use strata::fuse::StrataFs;
+use strata::vfs::{Options, Vfs};
+
+/// Mount an archive read-only (every snapshot, or one)
+///
+/// Without --snapshot the root holds one directory per snapshot (named time, label,
+/// short id, so `ls` sorts them by time), `latest`, `latest-LABEL`, `by-id/ID` and
+/// `by-tag/TAG/`. New snapshots appear within a second. Runs until Ctrl-C, SIGTERM, or
+/// `strata umount MOUNTPOINT`, and always unmounts on the way out.
+///
+/// Examples:
+///   strata mount /backups/jira.strata /mnt/jira
+///   cp /mnt/jira/latest/export/2026-11-21--0200.zip /var/jira/import/
+///   strata mount A /mnt/structr --snapshot latest --daemon
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Archive directory
+    archive: PathBuf,
+    /// Empty directory to mount on
+    mountpoint: PathBuf,
+    /// Mount only this snapshot (id, prefix or `latest`) as the root
+    #[arg(long, value_name = "SNAP")]
+    snapshot: Option<String>,
+    /// Let other users see the mount (stored permissions still apply; needs
+    /// user_allow_other in /etc/fuse.conf when not root)
+    #[arg(long)]
+    allow_other: bool,
+    /// Threads serving requests
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+    /// Memory for decompressed chunks (e.g. 256M, 1G)
+    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    cache_size: String,
+    /// Return once the mount is ready and keep serving in the background
+    #[arg(long)]
+    daemon: bool,
+    /// (internal) file descriptor to report readiness on, used by --daemon
+    #[arg(long, hide = true)]
+    ready_fd: Option<i32>,
+}
+
+/// Unmount a strata mount
+#[derive(clap::Args)]
+pub struct UmountArgs {
+    /// Where the archive is mounted
+    mountpoint: PathBuf,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_stop_handler() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe); the struct
+        // is zeroed and fully initialised.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Is `path` a mount point (per /proc/self/mountinfo)?
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.as_os_str().as_bytes();
+    info.split(|&b| b == b'\n').any(|line| {
+        line.split(|&b| b == b' ').nth(4).is_some_and(|mp| unescape(mp) == want)
+    })
+}
+
+fn unescape(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'\\' && i + 3 < s.len() + 0 && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (s[i + 1] - b'0') * 64 + (s[i + 2] - b'0') * 8 + (s[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn check_mountpoint(mp: &Path, archive: &Path) -> Result<PathBuf, Failure> {
+    let show = mp.display();
+    match std::fs::metadata(mp) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(Failure::new(format!(
+                "{show}: a stale mount is left there by a process that was killed"
+            ))
+            .hint(Some(format!("clear it with `fusermount3 -u {show}` (or `umount -l {show}`), then mount again"))));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::new(format!("{show}: mountpoint does not exist"))
+                .hint(Some(format!("create it with `mkdir -p {show}`"))));
+        }
+        Err(e) => return Err(Failure::new(format!("{show}: {e}"))),
+        Ok(m) if !m.is_dir() => {
+            return Err(Failure::new(format!("{show}: mountpoint is not a directory")));
+        }
+        Ok(_) => {}
+    }
+    let canon = std::fs::canonicalize(mp).map_err(|e| Failure::new(format!("{show}: {e}")))?;
+    if is_mounted(&canon) {
+        return Err(Failure::new(format!("{show}: something is already mounted there"))
+            .hint(Some(format!("unmount it first with `fusermount3 -u {show}`"))));
+    }
+    if let Ok(a) = std::fs::canonicalize(archive)
+        && canon.starts_with(&a)
+    {
+        return Err(Failure::new(format!(
+            "{show}: mountpoint is inside the archive directory {}",
+            a.display()
+        ))
+        .hint(Some("mount somewhere outside the archive, e.g. /mnt/NAME".into())));
+    }
+    let mut entries = std::fs::read_dir(&canon).map_err(|e| Failure::new(format!("{show}: {e}")))?;
+    if entries.next().is_some() {
+        return Err(Failure::new(format!("{show}: mountpoint is not empty"))
+            .hint(Some("mount on an empty directory".into())));
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err(Failure::new("FUSE is not available here: /dev/fuse is missing").hint(Some(
+            "`strata restore` and `strata cat` read snapshots without FUSE; or install fuse3 and load the fuse module"
+                .into(),
+        )));
+    }
+    Ok(canon)
+}
+
+pub fn run(a: Args) -> CmdResult {
+    let cache_size = strata::util::parse_size(&a.cache_size)
+        .filter(|&n| n >= 8 << 20)
+        .ok_or_else(|| Failure::new(format!("--cache-size {:?}: give a size of at least 8M, e.g. 256M", a.cache_size)))?;
+    let archive = Arc::new(super::open(&a.archive)?);
+    let snapshot = match &a.snapshot {
+        Some(s) => Some(archive.resolve(s, None)?.id),
+        None => None,
+    };
+    let mp = check_mountpoint(&a.mountpoint, &a.archive)?;
+    if a.daemon {
+        return daemonize(&mp);
+    }
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let vfs = Vfs::new(
+        archive,
+        Options {
+            cache_size: cache_size as usize,
+            snapshot,
+            uid,
+            gid,
+        },
+    )
+    .map_err(|e| Failure::new(format!("{}: {e}", a.archive.display())))?;
+    let mut options = vec![
+        fuser::MountOption::RO,
+        fuser::MountOption::FSName(format!("strata:{}", std::path::absolute(&a.archive).unwrap_or(a.archive.clone()).display())),
+        fuser::MountOption::Subtype("strata".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+    ];
+    options.dedup();
+    let mut config = fuser::Config::default();
+    config.mount_options = options;
+    config.acl = if a.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    config.n_threads = Some(a.threads as usize);
+    install_stop_handler();
+    let mut session = fuser::Session::new(StrataFs::new(vfs), &mp, &config).map_err(|e| {
+        Failure::new(format!("{}: mounting failed: {e}", mp.display())).hint(Some(
+            "check that fuse3 is installed and /dev/fuse is usable; `strata restore` needs no FUSE".into(),
+        ))
+    })?;
+    let mut unmounter = session.unmount_callable();
+    eprintln!(
+        "mounted {} at {} (read-only); Ctrl-C or `strata umount {}` to unmount",
+        a.archive.display(),
+        mp.display(),
+        mp.display()
+    );
+    if let Some(fd) = a.ready_fd {
+        // SAFETY: the parent passed this descriptor to us for exactly this message.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        let _ = f.write_all(b"ok\n");
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        let mp = mp.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if STOP.load(Ordering::Relaxed) {
+                    if let Err(e) = unmounter.unmount() {
+                        eprintln!("strata: unmounting {}: {e}", mp.display());
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let result = session.run();
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    session_guard(&mp);
+    match result {
+        Ok(()) => {
+            eprintln!("unmounted {}", mp.display());
+            Ok(EXIT_OK)
+        }
+        Err(e) => Err(Failure::new(format!("{}: {e}", mp.display()))),
+    }
+}
+
+/// After the session ends, make sure nothing is left mounted (e.g. the loop ended on an
+/// error while the kernel still had the mount).
+fn session_guard(mp: &Path) {
+    if is_mounted(mp) {
+        let _ = umount(mp);
+    }
+}
+
+/// Starts the mount in a child process and returns once it is ready (or failed).
+fn daemonize(mp: &Path) -> CmdResult {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Failure::new(format!("pipe: {}", std::io::Error::last_os_error())));
+    }
+    let (rfd, wfd) = (fds[0], fds[1]);
+    let exe = std::env::current_exe().map_err(|e| Failure::new(format!("finding strata's own path: {e}")))?;
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).filter(|a| a != "--daemon").collect();
+    args.push("--ready-fd".into());
+    args.push(wfd.to_string().into());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec: setsid, fcntl.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            let flags = libc::fcntl(wfd, libc::F_GETFD);
+            libc::fcntl(wfd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| Failure::new(format!("starting the mount process: {e}")))?;
+    // SAFETY: wfd is ours; the child has its own copy.
+    unsafe { libc::close(wfd) };
+    // SAFETY: rfd is the read end of the pipe made above, owned here.
+    let mut r = unsafe { std::fs::File::from_raw_fd(rfd) };
+    let mut msg = String::new();
+    let _ = r.read_to_string(&mut msg);
+    let _ = r.into_raw_fd();
+    // SAFETY: closing the read end we own.
+    unsafe { libc::close(rfd) };
+    if msg.starts_with("ok") {
+        eprintln!("mount process {} serves {}", child.id(), mp.display());
+        Ok(EXIT_OK)
+    } else {
+        Err(Failure::new(format!("{}: the mount process exited before the mount was ready (see its error above)", mp.display())))
+    }
+}
+
+fn umount(mp: &Path) -> Result<(), String> {
+    let c = std::ffi::CString::new(mp.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: c is a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(mp)
+        .output()
+        .map_err(|e| format!("running fusermount3: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+pub fn run_umount(a: UmountArgs) -> CmdResult {
+    let show = a.mountpoint.display();
+    let canon = match std::fs::canonicalize(&a.mountpoint) {
+        Ok(c) => c,
+        // A stale mount cannot be stat'ed: unmount it by the name given.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => std::path::absolute(&a.mountpoint).unwrap_or(a.mountpoint.clone()),
+        Err(e) => return Err(Failure::new(format!("{show}: {e}"))),
+    };
+    if !is_mounted(&canon) {
+        return Err(Failure::new(format!("{show}: nothing is mounted there")));
+    }
+    umount(&canon).map_err(|e| {
+        Failure::new(format!("{show}: unmount failed: {e}"))
+            .hint(Some(format!("close files open under it (see `fuser -vm {show}`), or `umount -l {show}`")))
+    })?;
+    // The serving process sees the unmount and exits by itself.
+    for _ in 0..100 {
+        if !is_mounted(&canon) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("unmounted {show}");
+    Ok(EXIT_OK)
+}
