@@ -51,6 +51,13 @@ impl Dir {
         Ok(Dir { fd })
     }
 
+    /// A second descriptor for the same directory.
+    pub fn try_clone(&self) -> io::Result<Dir> {
+        Ok(Dir {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// Opens the subdirectory `name`, refusing symlinks.
     pub fn open_dir(&self, name: &[u8]) -> io::Result<Dir> {
         let c = cstr(name)?;

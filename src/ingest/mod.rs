@@ -5,6 +5,7 @@
 //! recorded in the snapshot (or, with `strict`, fails the ingest).
 
 mod pipeline;
+mod readahead;
 mod walk;
 
 use crate::archive::{Archive, ArchiveError};

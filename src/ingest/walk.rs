@@ -24,6 +24,7 @@ pub struct Walker<'a> {
     sink: Sink<'a>,
     progress: &'a Progress,
     chunker: Chunker,
+    readahead: super::readahead::Readahead,
     names: Names,
     pub stats: Stats,
     pub errors: Vec<PathError>,
@@ -115,6 +116,7 @@ impl<'a> Walker<'a> {
             sink,
             progress,
             chunker: Chunker::from_config(archive.config()),
+            readahead: super::readahead::Readahead::new(),
             names: Names::default(),
             stats: Stats::default(),
             errors: Vec::new(),
@@ -436,29 +438,56 @@ impl<'a> Walker<'a> {
                 Vec::new()
             }
         };
-        let mut nodes = Vec::with_capacity(names.len());
+        // First the metadata of every entry, so the files that will be read (new or
+        // changed) are known up front and the read-ahead can start on them.
+        let mut entries = Vec::with_capacity(names.len());
         for name in names {
             self.check_interrupt()?;
             let path = join(snap_path, &name);
             if self.excluded(&name, &path) {
                 continue;
             }
-            let st = match dir.stat(&name) {
-                Ok(st) => st,
-                Err(e) => {
-                    self.io_error(&path, &e);
-                    continue;
-                }
-            };
-            let parent_node = parent.as_ref().and_then(|p| {
-                p.binary_search_by(|n| n.name.as_slice().cmp(&name))
-                    .ok()
-                    .map(|i| &p[i])
-            });
-            if let Some(n) = self.entry_node(dir, &name, &st, &path, parent_node, depth)? {
-                nodes.push(n);
+            match dir.stat(&name) {
+                Ok(st) => entries.push((name, path, st)),
+                Err(e) => self.io_error(&path, &e),
             }
         }
+        let parent_of = |name: &[u8]| -> Option<&Node> {
+            parent
+                .as_ref()
+                .and_then(|p| p.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &p[i]))
+        };
+        let is_dir = |st: &Stat| st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let to_read: Vec<(Vec<u8>, u64)> = entries
+            .iter()
+            .filter(|(name, _, st)| {
+                st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    && st.st_size > 0
+                    && !parent_of(name).is_some_and(|p| node_is_unchanged(p, st))
+            })
+            .map(|(name, _, st)| (name.clone(), st.st_size as u64))
+            .collect();
+        self.readahead.submit(dir, to_read.clone());
+        let mut pending = to_read.iter().peekable();
+        // Files (and other non-directories) first, in the order the read-ahead was given,
+        // then subdirectories; the tree is sorted by name again before it is stored.
+        let mut nodes = Vec::with_capacity(entries.len());
+        for pass_dirs in [false, true] {
+            for (name, path, st) in entries.iter().filter(|(_, _, st)| is_dir(st) == pass_dirs) {
+                self.check_interrupt()?;
+                let node = self.entry_node(dir, name, st, path, parent_of(name), depth)?;
+                if let Some((n, size)) = pending.peek()
+                    && n == name
+                {
+                    self.readahead.consumed(*size);
+                    pending.next();
+                }
+                if let Some(n) = node {
+                    nodes.push(n);
+                }
+            }
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
         self.store_tree(&nodes)
     }
 
