@@ -15,6 +15,7 @@
 //! ```
 
 pub mod archive;
+pub mod check;
 pub mod chunker;
 pub mod format;
 pub mod fuse;

@@ -12,6 +12,7 @@
 
 pub mod config;
 mod lock;
+pub mod repair;
 
 pub use config::Config;
 

@@ -3,6 +3,7 @@
 //! No archive logic lives here.
 
 mod ingest;
+mod check;
 mod init;
 mod ls;
 mod mount;
@@ -32,7 +33,7 @@ dumps in an append-only, deduplicated archive (zstd-compressed chunks in crc32-c
 files, indexed in SQLite), and restores any snapshot exactly.\n\n\
 Typical night:  strata ingest /backups/jira.strata /var/jira/export --label jira\n\
 Typical restore: strata cat /backups/jira.strata latest:export/2026-11-21--0200.zip > /var/jira/import/x.zip",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked.\n\
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked, 5 check found errors.\n\
 SNAP is a snapshot id, a unique id prefix, or `latest`."
 )]
 struct Cli {
@@ -48,6 +49,8 @@ enum Command {
     Ls(ls::LsArgs),
     Cat(ls::CatArgs),
     Restore(restore::Args),
+    Check(check::Args),
+    Repair(check::RepairArgs),
     Mount(mount::Args),
     Umount(mount::UmountArgs),
 }
@@ -111,6 +114,8 @@ fn run_main() -> ExitCode {
         Command::Ls(a) => ls::run_ls(a),
         Command::Cat(a) => ls::run_cat(a),
         Command::Restore(a) => restore::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Repair(a) => check::run_repair(a),
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => mount::run_umount(a),
     };

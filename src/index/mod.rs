@@ -150,6 +150,16 @@ impl Index {
         })
     }
 
+    /// Folds the write-ahead log into the database file and closes it, leaving one
+    /// self-contained file (so it can be renamed into place).
+    pub fn close_checkpointed(self) -> Result<(), IndexError> {
+        self.with(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            c.pragma_update(None, "journal_mode", "DELETE")?;
+            Ok(())
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -203,6 +213,70 @@ impl Index {
             })
         })
         .map(|v| v as u64)
+    }
+
+    /// Every blob and where it lives, ordered by pack and offset (for `check`).
+    pub fn all_blobs(&self) -> Result<Vec<(BlobId, Location)>, IndexError> {
+        let rows = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, kind, pack, offset, raw_len, stored_len FROM blobs ORDER BY pack, offset",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, kind, pack, offset, raw, stored) in rows {
+            let (Some(id), Some(kind)) = (
+                blob_id(id),
+                u8::try_from(kind)
+                    .ok()
+                    .and_then(|k| BlobKind::from_u8(k).ok()),
+            ) else {
+                return Err(IndexError::BadRow {
+                    path: self.path.clone(),
+                    what: "blob row with a bad id or kind".into(),
+                });
+            };
+            out.push((
+                id,
+                Location {
+                    pack: PackId(pack as u64),
+                    offset: offset as u64,
+                    kind,
+                    raw_len: raw as u64,
+                    stored_len: stored as u64,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every pack the index knows: (pack, size, blob count).
+    pub fn packs(&self) -> Result<Vec<(PackId, u64, u64)>, IndexError> {
+        let rows = self.with(|c| {
+            let mut st = c.prepare("SELECT id, size, blobs FROM packs ORDER BY id")?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, s, n)| (PackId(p as u64), s as u64, n as u64))
+            .collect())
     }
 
     /// Makes new blobs, packs and (optionally) a snapshot visible in one transaction.

@@ -9,7 +9,7 @@
 mod reader;
 mod writer;
 
-pub use reader::{PackReader, ScanEntry, ScanResult, scan_pack};
+pub use reader::{PackReader, ScanEntry, ScanResult, Survey, scan_pack, survey_pack};
 pub use writer::PackWriter;
 
 use crate::format::pack::{BlobKind, Compression};

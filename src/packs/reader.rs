@@ -305,10 +305,115 @@ pub fn scan_pack(map: &[u8], expected: PackId) -> Result<ScanResult, PackError> 
     })
 }
 
+/// What a tolerant scan of a whole pack found: sound records, records whose header is
+/// sound but whose stored bytes fail their crc32, undecodable stretches in the middle
+/// (skipped by searching for the next sound header), and a torn tail.
+#[derive(Debug, Default)]
+pub struct Survey {
+    pub sound: Vec<ScanEntry>,
+    pub damaged: Vec<ScanEntry>,
+    /// `(start, end)` byte ranges that hold no decodable record.
+    pub gaps: Vec<(u64, u64)>,
+    /// Offset where an incomplete last record (or trailing garbage) starts, if any.
+    pub torn_tail: Option<u64>,
+}
+
+/// Scans every record of a pack, continuing past damage. Never panics; the pack header
+/// itself must be sound (else `Err`).
+pub fn survey_pack(map: &[u8], expected: PackId) -> Result<Survey, PackError> {
+    let head = map.get(..PACK_HEADER_LEN).ok_or(PackError::PastEnd {
+        pack: expected,
+        offset: 0,
+        len: PACK_HEADER_LEN as u64,
+    })?;
+    let id = decode_pack_header(head).map_err(|source| PackError::Format {
+        pack: expected,
+        offset: 0,
+        source,
+    })?;
+    if id != expected {
+        return Err(PackError::Mismatch {
+            pack: expected,
+            offset: 0,
+            what: format!("header names pack {id}"),
+        });
+    }
+    let mut out = Survey::default();
+    let mut pos = PACK_HEADER_LEN;
+    while pos < map.len() {
+        match slice_record(map, id, pos as u64) {
+            Ok((header, stored)) => {
+                out.sound.push(ScanEntry {
+                    offset: pos as u64,
+                    header,
+                });
+                pos += BLOB_HEADER_LEN + stored.len();
+            }
+            Err(PackError::CrcMismatch { .. }) => {
+                // The header (its own crc passed) says how long the record is.
+                let Ok(header) = BlobHeader::decode(&map[pos..pos + BLOB_HEADER_LEN]) else {
+                    break;
+                };
+                out.damaged.push(ScanEntry {
+                    offset: pos as u64,
+                    header,
+                });
+                pos += BLOB_HEADER_LEN + header.stored_len as usize;
+            }
+            Err(_) => {
+                // Find the next record whose header is sound and which fits in the file.
+                let next = (pos + 1..map.len().saturating_sub(BLOB_HEADER_LEN - 1)).find(|&p| {
+                    map[p..p + 4] == crate::format::pack::BLOB_MAGIC
+                        && BlobHeader::decode(&map[p..p + BLOB_HEADER_LEN])
+                            .is_ok_and(|h| p + BLOB_HEADER_LEN + h.stored_len as usize <= map.len())
+                });
+                match next {
+                    Some(n) => {
+                        out.gaps.push((pos as u64, n as u64));
+                        pos = n;
+                    }
+                    None => {
+                        out.torn_tail = Some(pos as u64);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::pack::BlobKind;
+
+    #[test]
+    fn a_survey_continues_past_damage_and_finds_the_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = write_pack(dir.path());
+        let mut bytes = std::fs::read(dir.path().join(PackId(1).file_name())).unwrap();
+        // Damage blob 1's data and blob 3's header, and cut blob 4 in half.
+        let at = |i: usize| blobs[i].1.offset as usize;
+        bytes[at(1) + BLOB_HEADER_LEN + 5] ^= 1;
+        bytes[at(3) + 10] ^= 1;
+        let cut = at(4) + 30;
+        bytes.truncate(cut);
+        let s = survey_pack(&bytes, PackId(1)).unwrap();
+        let offs = |v: &[ScanEntry]| v.iter().map(|e| e.offset as usize).collect::<Vec<_>>();
+        assert_eq!(offs(&s.sound), vec![at(0), at(2)]);
+        assert_eq!(offs(&s.damaged), vec![at(1)]);
+        assert_eq!(
+            s.torn_tail,
+            Some(at(3) as u64),
+            "blob 3's header is gone and nothing sound follows"
+        );
+        let s = survey_pack(&bytes[..at(4)], PackId(1)).unwrap();
+        assert_eq!(s.torn_tail, Some(at(3) as u64));
+        for n in 0..bytes.len() {
+            let _ = survey_pack(&bytes[..n], PackId(1));
+        }
+    }
     use crate::packs::{PackWriter, StoredBlob};
 
     fn write_pack(dir: &Path) -> Vec<(BlobId, Location, Vec<u8>)> {

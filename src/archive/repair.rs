@@ -1,0 +1,233 @@
+//! `repair`: rebuilds `index.sqlite` from the packs alone. Every pack is surveyed record
+//! by record (continuing past damage); every snapshot record found is registered when
+//! every blob it reaches exists, and listed with the reason when not; a torn tail left
+//! by a crash is copied to `quarantine/` and cut from its (never sealed) pack; nothing
+//! that cannot be accounted for is deleted without saying so.
+
+use super::{Archive, ArchiveError, INDEX_FILE, LOCK_FILE, PACKS_DIR, io};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Extent, decode_tree};
+use crate::format::{BlobId, PackId};
+use crate::index::Index;
+use crate::packs::{Location, PackReader, survey_pack};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+#[derive(Default, Debug)]
+pub struct RepairReport {
+    pub packs: u64,
+    pub blobs: u64,
+    /// Records whose stored bytes fail their crc32 (indexed, so reads of them fail
+    /// loudly and `check` names the files they damage).
+    pub damaged: Vec<(PackId, u64, BlobId)>,
+    /// Undecodable stretches inside packs: (pack, start, end).
+    pub gaps: Vec<(PackId, u64, u64)>,
+    /// Torn tails set aside: (pack, offset, bytes, where the bytes were put).
+    pub torn: Vec<(PackId, u64, u64, String)>,
+    /// Pack files that are not packs (bad header): moved to quarantine.
+    pub unreadable: Vec<(String, String)>,
+    pub recovered: Vec<(BlobId, String)>,
+    pub incomplete: Vec<(BlobId, String)>,
+}
+
+pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
+    let config = Archive::read_config(root)?;
+    let lock_path = root.join(LOCK_FILE);
+    let _lock = super::lock::WriterLock::acquire(&lock_path).map_err(|e| match e {
+        super::lock::LockError::Held { pid } => ArchiveError::Locked { pid },
+        super::lock::LockError::Io(source) => ArchiveError::Io { path: lock_path.clone(), source },
+    })?;
+    let packs_dir = root.join(PACKS_DIR);
+    let quarantine = root.join(QUARANTINE_DIR);
+    let mut report = RepairReport::default();
+
+    let mut names: Vec<(PackId, String)> = fs::read_dir(&packs_dir)
+        .map_err(io(&packs_dir))?
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.to_owned();
+            Some((PackId::from_file_name(&n)?, n))
+        })
+        .collect();
+    names.sort();
+
+    // Survey every pack; the first sound copy of each blob wins, a damaged copy only
+    // when there is no sound one.
+    let mut sound: HashMap<BlobId, Location> = HashMap::new();
+    let mut damaged: HashMap<BlobId, Location> = HashMap::new();
+    let mut pack_rows = Vec::new();
+    for (pack, name) in names {
+        let path = packs_dir.join(&name);
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        let survey = match survey_pack(&bytes, pack) {
+            Ok(s) => s,
+            Err(e) => {
+                set_aside_file(&quarantine, &path, &name)?;
+                report.unreadable.push((name, format!("{e}; moved to {QUARANTINE_DIR}/")));
+                continue;
+            }
+        };
+        report.packs += 1;
+        let mut count = 0u64;
+        for (list, target) in [(&survey.sound, &mut sound), (&survey.damaged, &mut damaged)] {
+            for e in list {
+                count += 1;
+                target.entry(e.header.id).or_insert(Location {
+                    pack,
+                    offset: e.offset,
+                    kind: e.header.kind,
+                    raw_len: e.header.raw_len,
+                    stored_len: e.header.stored_len,
+                });
+            }
+        }
+        for e in &survey.damaged {
+            report.damaged.push((pack, e.offset, e.header.id));
+        }
+        for (a, b) in &survey.gaps {
+            report.gaps.push((pack, *a, *b));
+        }
+        let mut size = bytes.len() as u64;
+        if let Some(at) = survey.torn_tail {
+            let kept = cut_tail(&quarantine, &path, &name, &bytes, at)?;
+            report.torn.push((pack, at, bytes.len() as u64 - at, kept));
+            size = at;
+        }
+        pack_rows.push((pack, size, count));
+    }
+    for (id, loc) in damaged {
+        sound.entry(id).or_insert(loc);
+    }
+    report.blobs = sound.len() as u64;
+
+    // Snapshots: register those whose every reachable blob exists.
+    let reader = PackReader::new(&packs_dir);
+    let mut snapshots: Vec<(BlobId, Snapshot)> = Vec::new();
+    let mut complete_trees: HashSet<BlobId> = HashSet::new();
+    let snap_ids: Vec<(BlobId, Location)> = sound
+        .iter()
+        .filter(|(_, l)| l.kind == BlobKind::Snapshot)
+        .map(|(i, l)| (*i, *l))
+        .collect();
+    for (id, loc) in snap_ids {
+        let snap = match reader.read(&id, &loc, true).map_err(|e| e.to_string()).and_then(|b| Snapshot::decode(&b).map_err(|e| e.to_string())) {
+            Ok(s) => s,
+            Err(e) => {
+                report.incomplete.push((id, format!("snapshot record unreadable: {e}")));
+                continue;
+            }
+        };
+        match reachable_complete(&reader, &sound, snap.root, &mut complete_trees) {
+            Ok(()) => {
+                report.recovered.push((id, format!("{} {}", crate::util::rfc3339(snap.time.0, 0, false), snap.label)));
+                snapshots.push((id, snap));
+            }
+            Err(why) => report.incomplete.push((id, why)),
+        }
+    }
+    snapshots.sort_by_key(|(_, s)| s.time);
+
+    // Write the new index beside the old one, then switch in one rename.
+    let tmp = root.join("index.sqlite.repair");
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = fs::remove_file(format!("{}{suffix}", tmp.display()));
+    }
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+    let index = Index::create(&tmp)?;
+    let blobs: Vec<(BlobId, Location)> = sound.into_iter().collect();
+    index.commit(&pack_rows, &blobs, None)?;
+    for (id, s) in &snapshots {
+        index.commit(&[], &[], Some((*id, s)))?;
+    }
+    index.close_checkpointed()?;
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    let live = root.join(INDEX_FILE);
+    for suffix in ["-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", live.display()));
+    }
+    fs::rename(&tmp, &live).map_err(io(&live))?;
+    fs::File::open(root).and_then(|d| d.sync_all()).map_err(io(root))?;
+    let _ = config;
+    report.recovered.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(report)
+}
+
+/// Every tree reachable from `root` is present and decodes, and every chunk exists.
+fn reachable_complete(
+    reader: &PackReader,
+    blobs: &HashMap<BlobId, Location>,
+    root: BlobId,
+    done: &mut HashSet<BlobId>,
+) -> Result<(), String> {
+    let mut stack = vec![(root, 0usize)];
+    while let Some((tree, depth)) = stack.pop() {
+        if done.contains(&tree) {
+            continue;
+        }
+        if depth > crate::tree::MAX_DEPTH {
+            return Err("trees nest too deep".into());
+        }
+        let loc = blobs.get(&tree).ok_or_else(|| format!("tree {} is missing", tree.short()))?;
+        let bytes = reader.read(&tree, loc, true).map_err(|e| format!("tree {}: {e}", tree.short()))?;
+        let nodes = decode_tree(&bytes).map_err(|e| format!("tree {}: {e}", tree.short()))?;
+        for n in &nodes {
+            if let Some(sub) = n.subtree() {
+                stack.push((sub, depth + 1));
+            }
+            for x in n.extents() {
+                if let Extent::Data { id, .. } = x
+                    && !blobs.contains_key(id)
+                {
+                    return Err(format!(
+                        "chunk {} of {} is missing",
+                        id.short(),
+                        String::from_utf8_lossy(&n.name)
+                    ));
+                }
+            }
+        }
+        done.insert(tree);
+    }
+    Ok(())
+}
+
+fn ensure_quarantine(q: &Path) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().mode(0o700).create(q) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(q)(e)),
+    }
+}
+
+fn set_aside_file(q: &Path, path: &Path, name: &str) -> Result<(), ArchiveError> {
+    ensure_quarantine(q)?;
+    let to = q.join(name);
+    fs::rename(path, &to).map_err(io(&to))
+}
+
+/// Copies `bytes[at..]` to the quarantine (synced), then cuts the pack at `at`. Only a
+/// pack that a crash left unsealed has a torn tail; nothing references its tail.
+fn cut_tail(q: &Path, path: &Path, name: &str, bytes: &[u8], at: u64) -> Result<String, ArchiveError> {
+    ensure_quarantine(q)?;
+    let dest = q.join(format!("{name}.tail-{at}"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&dest)
+        .map_err(io(&dest))?;
+    f.write_all(&bytes[at as usize..]).map_err(io(&dest))?;
+    f.sync_all().map_err(io(&dest))?;
+    let p = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+    p.set_len(at).map_err(io(path))?;
+    p.sync_all().map_err(io(path))?;
+    Ok(format!("{QUARANTINE_DIR}/{name}.tail-{at}"))
+}

@@ -1,0 +1,329 @@
+//! `check`: index and packs agree, every blob a snapshot references exists, every tree
+//! and snapshot record decodes; with `read_data`, every stored byte is read and its
+//! crc32 and BLAKE3 verified on all cores. Returns findings (never stops at the first),
+//! and for each damaged or missing blob the snapshots and paths it damages.
+
+use crate::archive::{Archive, ArchiveError, PACKS_DIR};
+use crate::format::pack::{BLOB_HEADER_LEN, BlobHeader};
+use crate::format::tree::{Extent, NodeKind};
+use crate::format::{BlobId, PackId};
+use crate::packs::Location;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub severity: Severity,
+    /// What is wrong.
+    pub what: String,
+    /// Where: pack and offset, snapshot, or file.
+    pub location: String,
+    /// What to do about it.
+    pub fix: String,
+    /// `SNAPSHOT:/path` of every file or directory this damages.
+    pub damages: Vec<String>,
+}
+
+pub struct CheckOptions {
+    pub read_data: bool,
+    /// Only these snapshots (empty: all).
+    pub snapshots: Vec<BlobId>,
+    /// Verifying threads for `read_data`.
+    pub threads: usize,
+}
+
+/// Counters for a progress bar.
+#[derive(Default)]
+pub struct CheckProgress {
+    pub bytes_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct CheckReport {
+    pub findings: Vec<Finding>,
+    pub packs: u64,
+    pub blobs: u64,
+    pub snapshots: u64,
+    pub trees: u64,
+    /// Stored bytes read and verified (with `read_data`).
+    pub bytes_verified: u64,
+    pub seconds: f64,
+}
+
+impl CheckReport {
+    pub fn errors(&self) -> usize {
+        self.findings.iter().filter(|f| f.severity == Severity::Error).count()
+    }
+}
+
+const FIX_DAMAGE: &str = "restore this pack file from another copy of the archive if you have one; \
+     the files listed cannot be restored from this archive, every other file can";
+const FIX_REPAIR: &str = "run `strata repair ARCHIVE` to rebuild the index from the packs";
+
+/// Blobs found bad while reading data: id → (what, where).
+type Bad = HashMap<BlobId, (String, String)>;
+
+pub fn check(archive: &Archive, opts: &CheckOptions, progress: &CheckProgress) -> Result<CheckReport, ArchiveError> {
+    let started = Instant::now();
+    let mut report = CheckReport::default();
+    let mut bad: Bad = HashMap::new();
+
+    // 1. Packs: every pack the index knows exists with at least its recorded size; every
+    //    pack file is known to the index.
+    let packs_dir = archive.root().join(PACKS_DIR);
+    let known = archive.index().packs()?;
+    let known_ids: HashSet<PackId> = known.iter().map(|(p, _, _)| *p).collect();
+    for (p, size, _) in &known {
+        report.packs += 1;
+        match std::fs::metadata(packs_dir.join(p.file_name())) {
+            Ok(m) if m.len() >= *size => {}
+            Ok(m) => report.findings.push(Finding {
+                severity: Severity::Error,
+                what: format!("pack is {} bytes, the index expects {size}", m.len()),
+                location: format!("packs/{}", p.file_name()),
+                fix: FIX_DAMAGE.into(),
+                damages: Vec::new(),
+            }),
+            Err(e) => report.findings.push(Finding {
+                severity: Severity::Error,
+                what: format!("pack cannot be read: {e}"),
+                location: format!("packs/{}", p.file_name()),
+                fix: FIX_DAMAGE.into(),
+                damages: Vec::new(),
+            }),
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(&packs_dir) {
+        let mut unknown: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| PackId::from_file_name(n).is_some_and(|p| !known_ids.contains(&p)))
+            .collect();
+        unknown.sort();
+        for n in unknown {
+            report.findings.push(Finding {
+                severity: Severity::Warning,
+                what: "pack is not in the index (left by an interrupted ingest, or the index is older than the packs)".into(),
+                location: format!("packs/{n}"),
+                fix: "`strata repair ARCHIVE` indexes what it holds and sets aside a torn tail".into(),
+                damages: Vec::new(),
+            });
+        }
+    }
+
+    // 2. Blobs: each index row matches the record in its pack; with read_data every
+    //    record's bytes are verified (crc32 and BLAKE3), spread over threads.
+    let blobs = archive.index().all_blobs()?;
+    report.blobs = blobs.len() as u64;
+    if opts.read_data {
+        let total: u64 = blobs.iter().map(|(_, l)| l.stored_len + BLOB_HEADER_LEN as u64).sum();
+        progress.bytes_total.store(total, Ordering::Relaxed);
+        let next = AtomicUsize::new(0);
+        let found = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..opts.threads.max(1) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((id, loc)) = blobs.get(i) else { break };
+                        if let Err(e) = archive.packs().read(id, loc, true) {
+                            found.lock().unwrap_or_else(|p| p.into_inner()).push((*id, *loc, e.to_string()));
+                        }
+                        progress
+                            .bytes_done
+                            .fetch_add(loc.stored_len + BLOB_HEADER_LEN as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        report.bytes_verified = total;
+        for (id, loc, e) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            bad.insert(id, (e, where_of(&loc)));
+        }
+    } else {
+        for (id, loc) in &blobs {
+            if let Err(e) = header_matches(archive, id, loc) {
+                bad.insert(*id, (e, where_of(loc)));
+            }
+        }
+    }
+
+    // 3. Snapshots: every record decodes; every tree reachable decodes (read with crc32
+    //    and BLAKE3); every chunk it references is in the index. Subtrees known to be
+    //    clean are not walked again.
+    let rows = archive.snapshots()?;
+    let selected: Vec<_> = rows
+        .iter()
+        .filter(|r| opts.snapshots.is_empty() || opts.snapshots.contains(&r.id))
+        .collect();
+    let mut walker = Walker {
+        archive,
+        bad: &bad,
+        clean: HashSet::new(),
+        damages: HashMap::new(),
+        tree_errors: HashMap::new(),
+        trees: 0,
+    };
+    for row in selected {
+        report.snapshots += 1;
+        let snap = row.id.short();
+        match archive.load_snapshot(&row.id) {
+            Ok(s) => {
+                if s.root != row.root {
+                    report.findings.push(Finding {
+                        severity: Severity::Error,
+                        what: "the index row and the snapshot record disagree on the root tree".into(),
+                        location: format!("snapshot {snap}"),
+                        fix: FIX_REPAIR.into(),
+                        damages: Vec::new(),
+                    });
+                }
+                walker.walk(&snap, row.root, &mut Vec::new(), 0);
+            }
+            Err(e) => report.findings.push(Finding {
+                severity: Severity::Error,
+                what: format!("snapshot record cannot be read: {e}"),
+                location: format!("snapshot {snap}"),
+                fix: if e.is_corruption() { FIX_DAMAGE.into() } else { FIX_REPAIR.into() },
+                damages: vec![format!("{snap}:/")],
+            }),
+        }
+    }
+    report.trees = walker.trees;
+    let Walker {
+        damages, tree_errors, ..
+    } = walker;
+
+    // Damaged blobs (whether or not a snapshot uses them) and missing ones.
+    let mut ids: Vec<&BlobId> = bad.keys().chain(damages.keys().filter(|k| !bad.contains_key(k))).collect();
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        let mut paths = damages.get(id).cloned().unwrap_or_default();
+        paths.sort();
+        paths.dedup();
+        let (what, location, fix) = match (bad.get(id), tree_errors.get(id)) {
+            (Some((e, w)), _) => (format!("blob {} is damaged: {e}", id.short()), w.clone(), FIX_DAMAGE.to_string()),
+            (None, Some(e)) => (format!("tree {} cannot be read: {e}", id.short()), "index".into(), FIX_REPAIR.to_string()),
+            (None, None) => (
+                format!("blob {} is referenced but missing from the index", id.short()),
+                "index".into(),
+                FIX_REPAIR.to_string(),
+            ),
+        };
+        report.findings.push(Finding {
+            severity: Severity::Error,
+            what,
+            location,
+            fix,
+            damages: paths,
+        });
+    }
+    report.findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.location.cmp(&b.location)));
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn where_of(loc: &Location) -> String {
+    format!("packs/{} offset {}", loc.pack.file_name(), loc.offset)
+}
+
+/// Reads only the 64-byte record header and compares it with the index row.
+fn header_matches(archive: &Archive, id: &BlobId, loc: &Location) -> Result<(), String> {
+    let path = archive.packs().path_of(loc.pack);
+    let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut h = [0u8; BLOB_HEADER_LEN];
+    f.read_exact_at(&mut h, loc.offset).map_err(|e| format!("reading the record header: {e}"))?;
+    let header = BlobHeader::decode(&h).map_err(|e| format!("record header: {e}"))?;
+    if header.id != *id || header.raw_len != loc.raw_len || header.stored_len != loc.stored_len {
+        return Err("the record in the pack does not match the index".into());
+    }
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if loc.offset + (BLOB_HEADER_LEN as u64) + loc.stored_len > len {
+        return Err("the record runs past the end of the pack".into());
+    }
+    Ok(())
+}
+
+struct Walker<'a> {
+    archive: &'a Archive,
+    bad: &'a Bad,
+    /// Trees whose whole subtree is known to be sound.
+    clean: HashSet<BlobId>,
+    /// Damaged or missing blob → `snapshot:/path` it damages.
+    damages: HashMap<BlobId, Vec<String>>,
+    tree_errors: HashMap<BlobId, String>,
+    trees: u64,
+}
+
+impl Walker<'_> {
+    /// Walks a tree; returns true when everything below it is sound.
+    fn walk(&mut self, snap: &str, tree: BlobId, path: &mut Vec<u8>, depth: usize) -> bool {
+        if self.clean.contains(&tree) {
+            return true;
+        }
+        let show = |p: &[u8]| format!("{snap}:/{}", String::from_utf8_lossy(p));
+        if depth > crate::tree::MAX_DEPTH {
+            self.tree_errors.insert(tree, "nested too deep (a cycle?)".into());
+            self.damages.entry(tree).or_default().push(show(path));
+            return false;
+        }
+        let nodes = match self.archive.read_tree(&tree) {
+            Ok(n) => n,
+            Err(e) => {
+                if !self.bad.contains_key(&tree) {
+                    self.tree_errors.insert(tree, e.to_string());
+                }
+                self.damages.entry(tree).or_default().push(show(path));
+                return false;
+            }
+        };
+        self.trees += 1;
+        let mut sound = true;
+        for n in &nodes {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&n.name);
+            match n.kind {
+                NodeKind::Dir => {
+                    if let Some(sub) = n.subtree() {
+                        sound &= self.walk(snap, sub, path, depth + 1);
+                    }
+                }
+                NodeKind::File => {
+                    for x in n.extents() {
+                        if let Extent::Data { id, .. } = x {
+                            let present = !self.bad.contains_key(id) && self.archive.index().contains(id).unwrap_or(false);
+                            if !present {
+                                sound = false;
+                                let v = self.damages.entry(*id).or_default();
+                                let p = show(path);
+                                if v.last() != Some(&p) {
+                                    v.push(p);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            path.truncate(len);
+        }
+        if sound {
+            self.clean.insert(tree);
+        }
+        sound
+    }
+}
