@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod packs;
 pub mod read;
 pub mod restore;
+pub mod retention;
 pub mod tree;
 pub mod util;
 pub mod vfs;

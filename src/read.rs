@@ -47,8 +47,7 @@ pub fn chunk(
     if let Some(c) = cache.and_then(|c| c.get(id)) {
         return Ok(c);
     }
-    let loc = archive.location(id)?;
-    let data = Arc::new(archive.packs().read(id, &loc, verify)?);
+    let data = Arc::new(archive.read_verified(id, verify)?);
     if let Some(c) = cache {
         c.insert(*id, data.clone());
     }

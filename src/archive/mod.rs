@@ -102,6 +102,9 @@ impl ArchiveError {
                 Some("run `strata check --read-data ARCHIVE` to see what is damaged".into())
             }
             ArchiveError::Ambiguous { .. } => Some("give more digits of the id".into()),
+            ArchiveError::AppendOnly(_) => Some(
+                "this archive was made append-only so history cannot be destroyed; keep it, or copy what you need to a new archive".into(),
+            ),
             ArchiveError::SnapshotNotFound { .. } => {
                 Some("list snapshots with `strata snapshots ARCHIVE`".into())
             }
@@ -194,6 +197,30 @@ impl Archive {
         Ok(())
     }
 
+    /// Switches the archive to append-only (one way: there is no switch back). Returns
+    /// whether it already was.
+    pub fn set_append_only(path: &Path) -> Result<bool, ArchiveError> {
+        let mut config = Self::read_config(path)?;
+        if config.append_only {
+            return Ok(true);
+        }
+        config.append_only = true;
+        let tmp = path.join("config.tmp");
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(config.encode().as_bytes()).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        let cfg = path.join(CONFIG_FILE);
+        fs::rename(&tmp, &cfg).map_err(io(&cfg))?;
+        fs::File::open(path).and_then(|d| d.sync_all()).map_err(io(path))?;
+        Ok(false)
+    }
+
     /// Reads only the config: tells whether `path` is an archive, and of which version.
     pub fn read_config(path: &Path) -> Result<Config, ArchiveError> {
         let cfg_path = path.join(CONFIG_FILE);
@@ -271,8 +298,27 @@ impl Archive {
 
     /// A blob's plain bytes, crc32-checked.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
+        self.read_verified(id, false)
+    }
+
+    /// A blob's plain bytes (crc32 always checked; BLAKE3 too with `verify`). If its pack
+    /// vanished between the index lookup and the read (prune moved the blob and deleted
+    /// the old pack), the location is looked up again once.
+    pub fn read_verified(&self, id: &BlobId, verify: bool) -> Result<Vec<u8>, ArchiveError> {
         let loc = self.location(id)?;
-        Ok(self.packs.read(id, &loc, false)?)
+        match self.packs.read(id, &loc, verify) {
+            Err(PackError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let again = self.location(id)?;
+                if again == loc {
+                    return Err(ArchiveError::Pack(PackError::Io {
+                        path: self.packs.path_of(loc.pack),
+                        source,
+                    }));
+                }
+                Ok(self.packs.read(id, &again, verify)?)
+            }
+            r => Ok(r?),
+        }
     }
 
     /// A tree's nodes. Trees are small and decoded on each call; callers cache.
@@ -281,9 +327,8 @@ impl Archive {
         // may have been stored first as a file chunk (a file that happens to hold exactly
         // those bytes): the kind recorded for an id is informational, never a reason to
         // refuse identical bytes.
-        let loc = self.location(id)?;
         // Trees are verified by hash too: a tree feeds every path beneath it.
-        let bytes = self.packs.read(id, &loc, true)?;
+        let bytes = self.read_verified(id, true)?;
         decode_tree(&bytes).map_err(|source| ArchiveError::Format {
             what: "tree",
             id: *id,
@@ -292,8 +337,7 @@ impl Archive {
     }
 
     pub fn load_snapshot(&self, id: &BlobId) -> Result<Snapshot, ArchiveError> {
-        let loc = self.location(id)?;
-        let bytes = self.packs.read(id, &loc, true)?;
+        let bytes = self.read_verified(id, true)?;
         Snapshot::decode(&bytes).map_err(|source| ArchiveError::Format {
             what: "snapshot",
             id: *id,
@@ -467,6 +511,61 @@ impl<'a> WriteSession<'a> {
         self.put_stored(&StoredBlob::new(&mut c, BlobKind::Snapshot, id, &bytes))?;
         self.finish_packs(Some((id, snapshot)))?;
         Ok(id)
+    }
+
+    /// Appends a forget record and, in the same index transaction, removes the
+    /// forgotten snapshots from the catalogue. Refused on an append-only archive.
+    pub fn commit_forget(mut self, record: &crate::format::forget::ForgetRecord) -> Result<BlobId, ArchiveError> {
+        if self.archive.config.append_only {
+            return Err(ArchiveError::AppendOnly("forget"));
+        }
+        let mut c = zstd::bulk::Compressor::new(self.archive.config.compression_level)
+            .map_err(|e| ArchiveError::Invalid(format!("zstd: {e}")))?;
+        let bytes = record.encode();
+        let id = BlobId::of(&bytes);
+        self.put_stored(&StoredBlob::new(&mut c, BlobKind::Forget, id, &bytes))?;
+        let packs = self.seal_all()?;
+        self.committed = true;
+        self.archive.index.commit_forget(&packs, &self.added, &record.snapshots)?;
+        Ok(id)
+    }
+
+    /// Seals every pack of this session and fsyncs the directory; returns the index rows
+    /// for them.
+    fn seal_all(&mut self) -> Result<Vec<(PackId, u64, u64)>, ArchiveError> {
+        let sealed = self.writer.finish()?;
+        let mut packs = Vec::new();
+        for p in sealed {
+            let n = self.added.iter().filter(|(_, l)| l.pack == p).count() as u64;
+            let path = self.archive.packs.path_of(p);
+            let size = fs::metadata(&path).map_err(io(&path))?.len();
+            packs.push((p, size, n));
+        }
+        Ok(packs)
+    }
+
+    /// The pack writer, for prune's copying of blobs.
+    pub(crate) fn writer(&mut self) -> &mut PackWriter {
+        &mut self.writer
+    }
+
+    /// Prune's commit: seal the new packs, then switch the index in one transaction.
+    pub(crate) fn commit_switch(
+        mut self,
+        moved: &[(BlobId, Location)],
+        removed_blobs: &[BlobId],
+        removed_packs: &[PackId],
+    ) -> Result<(), ArchiveError> {
+        let packs = self.seal_all()?;
+        let mut packs_with_counts = packs;
+        for (p, _, n) in packs_with_counts.iter_mut() {
+            *n = moved.iter().filter(|(_, l)| l.pack == *p).count() as u64;
+        }
+        self.committed = true;
+        self.archive
+            .index
+            .switch(&packs_with_counts, moved, removed_blobs, removed_packs)?;
+        Ok(())
     }
 
     fn finish_packs(&mut self, snapshot: Option<(BlobId, &Snapshot)>) -> Result<(), ArchiveError> {

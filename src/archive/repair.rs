@@ -34,6 +34,8 @@ pub struct RepairReport {
     pub unreadable: Vec<(String, String)>,
     pub recovered: Vec<(BlobId, String)>,
     pub incomplete: Vec<(BlobId, String)>,
+    /// Snapshot records found but named by a forget record (not registered).
+    pub forgotten: u64,
 }
 
 pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
@@ -106,8 +108,18 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     }
     report.blobs = sound.len() as u64;
 
-    // Snapshots: register those whose every reachable blob exists.
+    // Snapshots: register those whose every reachable blob exists, unless a forget
+    // record names them.
     let reader = PackReader::new(&packs_dir);
+    let mut forgotten: HashSet<BlobId> = HashSet::new();
+    for (id, loc) in sound.iter().filter(|(_, l)| l.kind == BlobKind::Forget) {
+        match reader.read(id, loc, true).map_err(|e| e.to_string()).and_then(|b| {
+            crate::format::forget::ForgetRecord::decode(&b).map_err(|e| e.to_string())
+        }) {
+            Ok(r) => forgotten.extend(r.snapshots),
+            Err(e) => report.incomplete.push((*id, format!("forget record unreadable: {e}"))),
+        }
+    }
     let mut snapshots: Vec<(BlobId, Snapshot)> = Vec::new();
     let mut complete_trees: HashSet<BlobId> = HashSet::new();
     let snap_ids: Vec<(BlobId, Location)> = sound
@@ -116,6 +128,10 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         .map(|(i, l)| (*i, *l))
         .collect();
     for (id, loc) in snap_ids {
+        if forgotten.contains(&id) {
+            report.forgotten += 1;
+            continue;
+        }
         let snap = match reader.read(&id, &loc, true).map_err(|e| e.to_string()).and_then(|b| Snapshot::decode(&b).map_err(|e| e.to_string())) {
             Ok(s) => s,
             Err(e) => {

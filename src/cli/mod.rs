@@ -8,6 +8,7 @@ mod init;
 mod ls;
 mod mount;
 mod restore;
+mod retention;
 mod snapshots;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,9 @@ enum Command {
     Restore(restore::Args),
     Check(check::Args),
     Repair(check::RepairArgs),
+    Forget(retention::ForgetArgs),
+    Prune(retention::PruneArgs),
+    AppendOnly(retention::AppendOnlyArgs),
     Mount(mount::Args),
     Umount(mount::UmountArgs),
 }
@@ -116,6 +120,9 @@ fn run_main() -> ExitCode {
         Command::Restore(a) => restore::run(a),
         Command::Check(a) => check::run(a),
         Command::Repair(a) => check::run_repair(a),
+        Command::Forget(a) => retention::run_forget(a),
+        Command::Prune(a) => retention::run_prune(a),
+        Command::AppendOnly(a) => retention::run_append_only(a),
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => mount::run_umount(a),
     };

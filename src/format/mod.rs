@@ -4,6 +4,7 @@
 //! Every record is versioned; `docs/FORMAT.md` describes every byte, and the golden-bytes
 //! tests in each submodule pin the encodings ("format changed, version bump required").
 
+pub mod forget;
 pub mod ids;
 pub mod pack;
 pub mod snapshot;

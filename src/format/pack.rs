@@ -10,7 +10,7 @@
 //!  20  header crc   u32  crc32 of bytes 0..20
 //! blob record (64-byte header + stored bytes)
 //!   0  magic        [4]  "BLOB"
-//!   4  kind         u8   1 chunk, 2 tree, 3 snapshot
+//!   4  kind         u8   1 chunk, 2 tree, 3 snapshot, 4 forget
 //!   5  compression  u8   0 none, 1 zstd
 //!   6  flags        u16  0 (reserved: encryption key id)
 //!   8  id           [32] BLAKE3 of the plain bytes
@@ -45,6 +45,9 @@ pub enum BlobKind {
     Chunk = 1,
     Tree = 2,
     Snapshot = 3,
+    /// A record that snapshots were forgotten (retention); kept so that rebuilding the
+    /// index from packs never brings a forgotten snapshot back.
+    Forget = 4,
 }
 
 impl BlobKind {
@@ -53,6 +56,7 @@ impl BlobKind {
             1 => Ok(BlobKind::Chunk),
             2 => Ok(BlobKind::Tree),
             3 => Ok(BlobKind::Snapshot),
+            4 => Ok(BlobKind::Forget),
             _ => Err(FormatError::Invalid {
                 what: "blob kind",
                 value: v.to_string(),
@@ -64,6 +68,7 @@ impl BlobKind {
             BlobKind::Chunk => "chunk",
             BlobKind::Tree => "tree",
             BlobKind::Snapshot => "snapshot",
+            BlobKind::Forget => "forget",
         }
     }
 }

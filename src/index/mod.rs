@@ -288,31 +288,63 @@ impl Index {
     ) -> Result<(), IndexError> {
         self.with(|c| {
             let tx = c.transaction()?;
+            insert_rows(&tx, packs, blobs)?;
+            if let Some((id, s)) = snapshot {
+                insert_snapshot(&tx, id, s)?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Records a forget: the forget record's blob (and its pack) become visible and the
+    /// forgotten snapshots disappear, in one transaction.
+    pub fn commit_forget(
+        &self,
+        packs: &[(PackId, u64, u64)],
+        blobs: &[(BlobId, Location)],
+        forgotten: &[BlobId],
+    ) -> Result<(), IndexError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            insert_rows(&tx, packs, blobs)?;
             {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO packs(id, size, blobs) VALUES (?1, ?2, ?3)",
-                )?;
-                for (p, size, n) in packs {
-                    st.execute(params![p.0 as i64, *size as i64, *n as i64])?;
-                }
-                let mut st = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO blobs(id, kind, pack, offset, raw_len, stored_len)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for (id, l) in blobs {
-                    st.execute(params![
-                        &id.0[..],
-                        l.kind as i64,
-                        l.pack.0 as i64,
-                        l.offset as i64,
-                        l.raw_len as i64,
-                        l.stored_len as i64
-                    ])?;
-                }
-                if let Some((id, s)) = snapshot {
-                    insert_snapshot(&tx, id, s)?;
+                let mut st = tx.prepare_cached("DELETE FROM snapshots WHERE id = ?1")?;
+                for id in forgotten {
+                    st.execute(params![&id.0[..]])?;
                 }
             }
+            tx.commit()
+        })
+    }
+
+    /// Prune's switch, in one transaction: new packs appear, moved blobs point into
+    /// them, unused blobs and emptied packs disappear.
+    pub fn switch(
+        &self,
+        new_packs: &[(PackId, u64, u64)],
+        moved: &[(BlobId, Location)],
+        removed_blobs: &[BlobId],
+        removed_packs: &[PackId],
+    ) -> Result<(), IndexError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached("DELETE FROM blobs WHERE id = ?1")?;
+                for id in removed_blobs {
+                    st.execute(params![&id.0[..]])?;
+                }
+                let mut st = tx.prepare_cached("DELETE FROM packs WHERE id = ?1")?;
+                for p in removed_packs {
+                    st.execute(params![p.0 as i64])?;
+                }
+                let mut st = tx.prepare_cached(
+                    "UPDATE blobs SET pack = ?2, offset = ?3, stored_len = ?4 WHERE id = ?1",
+                )?;
+                for (id, l) in moved {
+                    st.execute(params![&id.0[..], l.pack.0 as i64, l.offset as i64, l.stored_len as i64])?;
+                }
+            }
+            insert_rows(&tx, new_packs, &[])?;
             tx.commit()
         })
     }
@@ -376,6 +408,32 @@ fn split_list(s: &str) -> Vec<String> {
     } else {
         s.split('\n').map(str::to_owned).collect()
     }
+}
+
+fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    packs: &[(PackId, u64, u64)],
+    blobs: &[(BlobId, Location)],
+) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached("INSERT OR REPLACE INTO packs(id, size, blobs) VALUES (?1, ?2, ?3)")?;
+    for (p, size, n) in packs {
+        st.execute(params![p.0 as i64, *size as i64, *n as i64])?;
+    }
+    let mut st = tx.prepare_cached(
+        "INSERT OR IGNORE INTO blobs(id, kind, pack, offset, raw_len, stored_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (id, l) in blobs {
+        st.execute(params![
+            &id.0[..],
+            l.kind as i64,
+            l.pack.0 as i64,
+            l.offset as i64,
+            l.raw_len as i64,
+            l.stored_len as i64
+        ])?;
+    }
+    Ok(())
 }
 
 fn insert_snapshot(
