@@ -186,7 +186,7 @@ pub fn apply(policy: &Policy, group: &[SnapshotRow]) -> Vec<Decision> {
             if *last != Some(value) {
                 *last = Some(value);
                 *left -= 1;
-                reasons.push(format!("{name}"));
+                reasons.push(name.to_string());
             }
         }
         out.push(Decision {
