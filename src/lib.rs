@@ -16,6 +16,7 @@
 
 pub mod archive;
 pub mod check;
+pub mod diff;
 pub mod chunker;
 pub mod format;
 pub mod fuse;

@@ -4,6 +4,7 @@
 
 mod ingest;
 mod check;
+mod diff;
 mod init;
 mod ls;
 mod mount;
@@ -50,6 +51,7 @@ enum Command {
     Ls(ls::LsArgs),
     Cat(ls::CatArgs),
     Restore(restore::Args),
+    Diff(diff::Args),
     Check(check::Args),
     Repair(check::RepairArgs),
     Forget(retention::ForgetArgs),
@@ -118,6 +120,7 @@ fn run_main() -> ExitCode {
         Command::Ls(a) => ls::run_ls(a),
         Command::Cat(a) => ls::run_cat(a),
         Command::Restore(a) => restore::run(a),
+        Command::Diff(a) => diff::run(a),
         Command::Check(a) => check::run(a),
         Command::Repair(a) => check::run_repair(a),
         Command::Forget(a) => retention::run_forget(a),
