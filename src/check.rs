@@ -62,7 +62,10 @@ pub struct CheckReport {
 
 impl CheckReport {
     pub fn errors(&self) -> usize {
-        self.findings.iter().filter(|f| f.severity == Severity::Error).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
     }
 }
 
@@ -73,7 +76,11 @@ const FIX_REPAIR: &str = "run `strata repair ARCHIVE` to rebuild the index from 
 /// Blobs found bad while reading data: id → (what, where).
 type Bad = HashMap<BlobId, (String, String)>;
 
-pub fn check(archive: &Archive, opts: &CheckOptions, progress: &CheckProgress) -> Result<CheckReport, ArchiveError> {
+pub fn check(
+    archive: &Archive,
+    opts: &CheckOptions,
+    progress: &CheckProgress,
+) -> Result<CheckReport, ArchiveError> {
     let started = Instant::now();
     let mut report = CheckReport::default();
     let mut bad: Bad = HashMap::new();
@@ -126,7 +133,10 @@ pub fn check(archive: &Archive, opts: &CheckOptions, progress: &CheckProgress) -
     let blobs = archive.index().all_blobs()?;
     report.blobs = blobs.len() as u64;
     if opts.read_data {
-        let total: u64 = blobs.iter().map(|(_, l)| l.stored_len + BLOB_HEADER_LEN as u64).sum();
+        let total: u64 = blobs
+            .iter()
+            .map(|(_, l)| l.stored_len + BLOB_HEADER_LEN as u64)
+            .sum();
         progress.bytes_total.store(total, Ordering::Relaxed);
         let next = AtomicUsize::new(0);
         let found = Mutex::new(Vec::new());
@@ -137,7 +147,11 @@ pub fn check(archive: &Archive, opts: &CheckOptions, progress: &CheckProgress) -
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((id, loc)) = blobs.get(i) else { break };
                         if let Err(e) = archive.packs().read(id, loc, true) {
-                            found.lock().unwrap_or_else(|p| p.into_inner()).push((*id, *loc, e.to_string()));
+                            found.lock().unwrap_or_else(|p| p.into_inner()).push((
+                                *id,
+                                *loc,
+                                e.to_string(),
+                            ));
                         }
                         progress
                             .bytes_done
@@ -182,7 +196,8 @@ pub fn check(archive: &Archive, opts: &CheckOptions, progress: &CheckProgress) -
                 if s.root != row.root {
                     report.findings.push(Finding {
                         severity: Severity::Error,
-                        what: "the index row and the snapshot record disagree on the root tree".into(),
+                        what: "the index row and the snapshot record disagree on the root tree"
+                            .into(),
                         location: format!("snapshot {snap}"),
                         fix: FIX_REPAIR.into(),
                         damages: Vec::new(),
@@ -194,18 +209,27 @@ pub fn check(archive: &Archive, opts: &CheckOptions, progress: &CheckProgress) -
                 severity: Severity::Error,
                 what: format!("snapshot record cannot be read: {e}"),
                 location: format!("snapshot {snap}"),
-                fix: if e.is_corruption() { FIX_DAMAGE.into() } else { FIX_REPAIR.into() },
+                fix: if e.is_corruption() {
+                    FIX_DAMAGE.into()
+                } else {
+                    FIX_REPAIR.into()
+                },
                 damages: vec![format!("{snap}:/")],
             }),
         }
     }
     report.trees = walker.trees;
     let Walker {
-        damages, tree_errors, ..
+        damages,
+        tree_errors,
+        ..
     } = walker;
 
     // Damaged blobs (whether or not a snapshot uses them) and missing ones.
-    let mut ids: Vec<&BlobId> = bad.keys().chain(damages.keys().filter(|k| !bad.contains_key(k))).collect();
+    let mut ids: Vec<&BlobId> = bad
+        .keys()
+        .chain(damages.keys().filter(|k| !bad.contains_key(k)))
+        .collect();
     ids.sort();
     ids.dedup();
     for id in ids {
@@ -213,10 +237,21 @@ pub fn check(archive: &Archive, opts: &CheckOptions, progress: &CheckProgress) -
         paths.sort();
         paths.dedup();
         let (what, location, fix) = match (bad.get(id), tree_errors.get(id)) {
-            (Some((e, w)), _) => (format!("blob {} is damaged: {e}", id.short()), w.clone(), FIX_DAMAGE.to_string()),
-            (None, Some(e)) => (format!("tree {} cannot be read: {e}", id.short()), "index".into(), FIX_REPAIR.to_string()),
+            (Some((e, w)), _) => (
+                format!("blob {} is damaged: {e}", id.short()),
+                w.clone(),
+                FIX_DAMAGE.to_string(),
+            ),
+            (None, Some(e)) => (
+                format!("tree {} cannot be read: {e}", id.short()),
+                "index".into(),
+                FIX_REPAIR.to_string(),
+            ),
             (None, None) => (
-                format!("blob {} is referenced but missing from the index", id.short()),
+                format!(
+                    "blob {} is referenced but missing from the index",
+                    id.short()
+                ),
                 "index".into(),
                 FIX_REPAIR.to_string(),
             ),
@@ -229,7 +264,11 @@ pub fn check(archive: &Archive, opts: &CheckOptions, progress: &CheckProgress) -
             damages: paths,
         });
     }
-    report.findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.location.cmp(&b.location)));
+    report.findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.location.cmp(&b.location))
+    });
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -243,7 +282,8 @@ fn header_matches(archive: &Archive, id: &BlobId, loc: &Location) -> Result<(), 
     let path = archive.packs().path_of(loc.pack);
     let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut h = [0u8; BLOB_HEADER_LEN];
-    f.read_exact_at(&mut h, loc.offset).map_err(|e| format!("reading the record header: {e}"))?;
+    f.read_exact_at(&mut h, loc.offset)
+        .map_err(|e| format!("reading the record header: {e}"))?;
     let header = BlobHeader::decode(&h).map_err(|e| format!("record header: {e}"))?;
     if header.id != *id || header.raw_len != loc.raw_len || header.stored_len != loc.stored_len {
         return Err("the record in the pack does not match the index".into());
@@ -274,7 +314,8 @@ impl Walker<'_> {
         }
         let show = |p: &[u8]| format!("{snap}:/{}", String::from_utf8_lossy(p));
         if depth > crate::tree::MAX_DEPTH {
-            self.tree_errors.insert(tree, "nested too deep (a cycle?)".into());
+            self.tree_errors
+                .insert(tree, "nested too deep (a cycle?)".into());
             self.damages.entry(tree).or_default().push(show(path));
             return false;
         }
@@ -305,7 +346,8 @@ impl Walker<'_> {
                 NodeKind::File => {
                     for x in n.extents() {
                         if let Extent::Data { id, .. } = x {
-                            let present = !self.bad.contains_key(id) && self.archive.index().contains(id).unwrap_or(false);
+                            let present = !self.bad.contains_key(id)
+                                && self.archive.index().contains(id).unwrap_or(false);
                             if !present {
                                 sound = false;
                                 let v = self.damages.entry(*id).or_default();

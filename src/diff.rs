@@ -177,7 +177,11 @@ fn whole(
 ) -> Result<(), ArchiveError> {
     push(out, change, path, n, Vec::new());
     if let Some(sub) = n.subtree() {
-        let (old, new) = if change == Change::Removed { (Some(sub), None) } else { (None, Some(sub)) };
+        let (old, new) = if change == Change::Removed {
+            (Some(sub), None)
+        } else {
+            (None, Some(sub))
+        };
         walk(archive, old, new, path, out, depth + 1)?;
     }
     Ok(())

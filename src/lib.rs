@@ -16,11 +16,11 @@
 
 pub mod archive;
 pub mod check;
-pub mod diff;
 pub mod chunker;
+pub mod diff;
 pub mod format;
-pub mod fuse;
 pub mod fsops;
+pub mod fuse;
 pub mod index;
 pub mod ingest;
 pub mod packs;

@@ -47,14 +47,20 @@ impl Span {
                 num.push(c);
                 continue;
             }
-            let n: i64 = num.parse().map_err(|_| format!("{s:?}: expected a number before {c:?}"))?;
+            let n: i64 = num
+                .parse()
+                .map_err(|_| format!("{s:?}: expected a number before {c:?}"))?;
             num.clear();
             match c {
                 'y' => span.years += n,
                 'm' => span.months += n,
                 'd' => span.days += n,
                 'h' => span.hours += n,
-                _ => return Err(format!("{s:?}: unknown unit {c:?} (use y, m, d, h: e.g. 1y6m, 14d, 36h)")),
+                _ => {
+                    return Err(format!(
+                        "{s:?}: unknown unit {c:?} (use y, m, d, h: e.g. 1y6m, 14d, 36h)"
+                    ));
+                }
             }
             any = true;
         }
@@ -199,7 +205,11 @@ pub fn apply(policy: &Policy, group: &[SnapshotRow]) -> Vec<Decision> {
 }
 
 /// Decides per label: every label is its own group (or only `label`, when given).
-pub fn plan(archive: &Archive, policy: &Policy, label: Option<&str>) -> Result<Vec<Decision>, ArchiveError> {
+pub fn plan(
+    archive: &Archive,
+    policy: &Policy,
+    label: Option<&str>,
+) -> Result<Vec<Decision>, ArchiveError> {
     let rows = archive.snapshots()?;
     let mut groups: HashMap<String, Vec<SnapshotRow>> = HashMap::new();
     for r in rows {
@@ -217,7 +227,11 @@ pub fn plan(archive: &Archive, policy: &Policy, label: Option<&str>) -> Result<V
 }
 
 /// Appends a forget record for `ids` and removes them from the catalogue.
-pub fn forget(archive: &Archive, ids: &[BlobId], reason: &str) -> Result<Option<BlobId>, ArchiveError> {
+pub fn forget(
+    archive: &Archive,
+    ids: &[BlobId],
+    reason: &str,
+) -> Result<Option<BlobId>, ArchiveError> {
     if archive.config().append_only {
         return Err(ArchiveError::AppendOnly("forget"));
     }
@@ -269,7 +283,9 @@ fn used_blobs(archive: &Archive) -> Result<HashSet<BlobId>, ArchiveError> {
             continue;
         }
         if depth > crate::tree::MAX_DEPTH {
-            return Err(ArchiveError::Invalid("trees nest too deep (damaged archive?)".into()));
+            return Err(ArchiveError::Invalid(
+                "trees nest too deep (damaged archive?)".into(),
+            ));
         }
         let nodes = archive.read_tree(&tree).map_err(|e| {
             ArchiveError::Invalid(format!(
@@ -328,7 +344,11 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
     for (pack, size, _) in &packs {
         report.bytes_before += size;
         let list = by_pack.remove(pack).unwrap_or_default();
-        let used_bytes: u64 = list.iter().filter(|(i, l)| keep(i, l)).map(|(_, l)| record(l)).sum();
+        let used_bytes: u64 = list
+            .iter()
+            .filter(|(i, l)| keep(i, l))
+            .map(|(_, l)| record(l))
+            .sum();
         let unused = size.saturating_sub(used_bytes + PACK_HEADER_LEN as u64);
         if used_bytes == 0 {
             report.packs_deleted += 1;
@@ -380,7 +400,14 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
         drop(session);
         return Ok(report);
     }
-    finish(session, &moved, &removed_blobs, &removed_packs, archive, &mut report)?;
+    finish(
+        session,
+        &moved,
+        &removed_blobs,
+        &removed_packs,
+        archive,
+        &mut report,
+    )?;
     Ok(report)
 }
 
@@ -454,49 +481,88 @@ mod tests {
 
     #[test]
     fn keep_last_keeps_the_newest_n() {
-        let p = Policy { last: Some(3), ..Policy::default() };
+        let p = Policy {
+            last: Some(3),
+            ..Policy::default()
+        };
         assert_eq!(
             kept(&p, &year()),
-            vec!["2026-12-30T14:00:00Z", "2026-12-31T02:00:00Z", "2026-12-31T14:00:00Z"]
+            vec![
+                "2026-12-30T14:00:00Z",
+                "2026-12-31T02:00:00Z",
+                "2026-12-31T14:00:00Z"
+            ]
         );
     }
 
     #[test]
     fn keep_daily_keeps_the_newest_of_each_of_the_last_n_days() {
-        let p = Policy { daily: Some(3), ..Policy::default() };
+        let p = Policy {
+            daily: Some(3),
+            ..Policy::default()
+        };
         assert_eq!(
             kept(&p, &year()),
-            vec!["2026-12-29T14:00:00Z", "2026-12-30T14:00:00Z", "2026-12-31T14:00:00Z"]
+            vec![
+                "2026-12-29T14:00:00Z",
+                "2026-12-30T14:00:00Z",
+                "2026-12-31T14:00:00Z"
+            ]
         );
     }
 
     #[test]
     fn keep_weekly_uses_iso_weeks() {
         // 2026-12-31 is a Thursday (ISO week 53 of 2026); weeks end on Sundays.
-        let p = Policy { weekly: Some(3), ..Policy::default() };
+        let p = Policy {
+            weekly: Some(3),
+            ..Policy::default()
+        };
         assert_eq!(
             kept(&p, &year()),
-            vec!["2026-12-20T14:00:00Z", "2026-12-27T14:00:00Z", "2026-12-31T14:00:00Z"]
+            vec![
+                "2026-12-20T14:00:00Z",
+                "2026-12-27T14:00:00Z",
+                "2026-12-31T14:00:00Z"
+            ]
         );
     }
 
     #[test]
     fn keep_monthly_and_yearly() {
-        let p = Policy { monthly: Some(3), ..Policy::default() };
+        let p = Policy {
+            monthly: Some(3),
+            ..Policy::default()
+        };
         assert_eq!(
             kept(&p, &year()),
-            vec!["2026-10-31T14:00:00Z", "2026-11-30T14:00:00Z", "2026-12-31T14:00:00Z"]
+            vec![
+                "2026-10-31T14:00:00Z",
+                "2026-11-30T14:00:00Z",
+                "2026-12-31T14:00:00Z"
+            ]
         );
-        let p = Policy { yearly: Some(5), ..Policy::default() };
+        let p = Policy {
+            yearly: Some(5),
+            ..Policy::default()
+        };
         assert_eq!(kept(&p, &year()), vec!["2026-12-31T14:00:00Z"]);
     }
 
     #[test]
     fn keep_hourly_counts_hours_that_have_snapshots() {
-        let p = Policy { hourly: Some(4), ..Policy::default() };
+        let p = Policy {
+            hourly: Some(4),
+            ..Policy::default()
+        };
         assert_eq!(
             kept(&p, &year()),
-            vec!["2026-12-30T02:00:00Z", "2026-12-30T14:00:00Z", "2026-12-31T02:00:00Z", "2026-12-31T14:00:00Z"]
+            vec![
+                "2026-12-30T02:00:00Z",
+                "2026-12-30T14:00:00Z",
+                "2026-12-31T02:00:00Z",
+                "2026-12-31T14:00:00Z"
+            ]
         );
     }
 
@@ -527,7 +593,10 @@ mod tests {
             tags: vec!["release".into()],
             ..Policy::default()
         };
-        assert_eq!(kept(&p, &rows), vec!["2026-01-06T02:00:00Z", "2026-12-31T14:00:00Z"]);
+        assert_eq!(
+            kept(&p, &rows),
+            vec!["2026-01-06T02:00:00Z", "2026-12-31T14:00:00Z"]
+        );
     }
 
     #[test]
@@ -548,19 +617,39 @@ mod tests {
         }
         expected.push("2026-12-20T14:00:00Z".into()); // weekly: weeks 53, 52, 51 (20th), 50 (13th)
         expected.push("2026-12-13T14:00:00Z".into());
-        for m in ["01-31", "02-28", "03-31", "04-30", "05-31", "06-30", "07-31", "08-31", "09-30", "10-31", "11-30"] {
+        for m in [
+            "01-31", "02-28", "03-31", "04-30", "05-31", "06-30", "07-31", "08-31", "09-30",
+            "10-31", "11-30",
+        ] {
             expected.push(format!("2026-{m}T14:00:00Z")); // monthly 12 (December is the 31st)
         }
         expected.sort();
         assert_eq!(k, expected);
-        let newest = apply(&p, &rows).into_iter().find(|d| d.row.time.0 == rows[729].time.0).unwrap();
-        assert_eq!(newest.reasons, vec!["last", "daily", "weekly", "monthly", "yearly"]);
-        assert_eq!(apply(&p, &rows).iter().filter(|d| d.keep).count(), expected.len());
+        let newest = apply(&p, &rows)
+            .into_iter()
+            .find(|d| d.row.time.0 == rows[729].time.0)
+            .unwrap();
+        assert_eq!(
+            newest.reasons,
+            vec!["last", "daily", "weekly", "monthly", "yearly"]
+        );
+        assert_eq!(
+            apply(&p, &rows).iter().filter(|d| d.keep).count(),
+            expected.len()
+        );
     }
 
     #[test]
     fn spans_parse_and_subtract_by_the_calendar() {
-        assert_eq!(Span::parse("1y6m14d12h").unwrap(), Span { years: 1, months: 6, days: 14, hours: 12 });
+        assert_eq!(
+            Span::parse("1y6m14d12h").unwrap(),
+            Span {
+                years: 1,
+                months: 6,
+                days: 14,
+                hours: 12
+            }
+        );
         assert!(Span::parse("5").is_err());
         assert!(Span::parse("3w").is_err());
         // 2026-03-31 minus one month is "2026-02-31", which normalises to 2026-03-03.

@@ -26,6 +26,8 @@ fn archive_with(src: &Path, dir: &Path, label: &str) -> Arc<Archive> {
         parent: None,
         strict: false,
         argv: vec![],
+        before: None,
+        after: None,
     };
     ingest(&archive, &opts, &Progress::default()).unwrap();
     Arc::new(archive)

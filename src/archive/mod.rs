@@ -217,7 +217,9 @@ impl Archive {
         f.sync_all().map_err(io(&tmp))?;
         let cfg = path.join(CONFIG_FILE);
         fs::rename(&tmp, &cfg).map_err(io(&cfg))?;
-        fs::File::open(path).and_then(|d| d.sync_all()).map_err(io(path))?;
+        fs::File::open(path)
+            .and_then(|d| d.sync_all())
+            .map_err(io(path))?;
         Ok(false)
     }
 
@@ -515,7 +517,10 @@ impl<'a> WriteSession<'a> {
 
     /// Appends a forget record and, in the same index transaction, removes the
     /// forgotten snapshots from the catalogue. Refused on an append-only archive.
-    pub fn commit_forget(mut self, record: &crate::format::forget::ForgetRecord) -> Result<BlobId, ArchiveError> {
+    pub fn commit_forget(
+        mut self,
+        record: &crate::format::forget::ForgetRecord,
+    ) -> Result<BlobId, ArchiveError> {
         if self.archive.config.append_only {
             return Err(ArchiveError::AppendOnly("forget"));
         }
@@ -526,7 +531,9 @@ impl<'a> WriteSession<'a> {
         self.put_stored(&StoredBlob::new(&mut c, BlobKind::Forget, id, &bytes))?;
         let packs = self.seal_all()?;
         self.committed = true;
-        self.archive.index.commit_forget(&packs, &self.added, &record.snapshots)?;
+        self.archive
+            .index
+            .commit_forget(&packs, &self.added, &record.snapshots)?;
         Ok(id)
     }
 

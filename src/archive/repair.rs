@@ -43,7 +43,10 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     let lock_path = root.join(LOCK_FILE);
     let _lock = super::lock::WriterLock::acquire(&lock_path).map_err(|e| match e {
         super::lock::LockError::Held { pid } => ArchiveError::Locked { pid },
-        super::lock::LockError::Io(source) => ArchiveError::Io { path: lock_path.clone(), source },
+        super::lock::LockError::Io(source) => ArchiveError::Io {
+            path: lock_path.clone(),
+            source,
+        },
     })?;
     let packs_dir = root.join(PACKS_DIR);
     let quarantine = root.join(QUARANTINE_DIR);
@@ -71,7 +74,9 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
             Ok(s) => s,
             Err(e) => {
                 set_aside_file(&quarantine, &path, &name)?;
-                report.unreadable.push((name, format!("{e}; moved to {QUARANTINE_DIR}/")));
+                report
+                    .unreadable
+                    .push((name, format!("{e}; moved to {QUARANTINE_DIR}/")));
                 continue;
             }
         };
@@ -113,11 +118,16 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     let reader = PackReader::new(&packs_dir);
     let mut forgotten: HashSet<BlobId> = HashSet::new();
     for (id, loc) in sound.iter().filter(|(_, l)| l.kind == BlobKind::Forget) {
-        match reader.read(id, loc, true).map_err(|e| e.to_string()).and_then(|b| {
-            crate::format::forget::ForgetRecord::decode(&b).map_err(|e| e.to_string())
-        }) {
+        match reader
+            .read(id, loc, true)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                crate::format::forget::ForgetRecord::decode(&b).map_err(|e| e.to_string())
+            }) {
             Ok(r) => forgotten.extend(r.snapshots),
-            Err(e) => report.incomplete.push((*id, format!("forget record unreadable: {e}"))),
+            Err(e) => report
+                .incomplete
+                .push((*id, format!("forget record unreadable: {e}"))),
         }
     }
     let mut snapshots: Vec<(BlobId, Snapshot)> = Vec::new();
@@ -132,16 +142,29 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
             report.forgotten += 1;
             continue;
         }
-        let snap = match reader.read(&id, &loc, true).map_err(|e| e.to_string()).and_then(|b| Snapshot::decode(&b).map_err(|e| e.to_string())) {
+        let snap = match reader
+            .read(&id, &loc, true)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Snapshot::decode(&b).map_err(|e| e.to_string()))
+        {
             Ok(s) => s,
             Err(e) => {
-                report.incomplete.push((id, format!("snapshot record unreadable: {e}")));
+                report
+                    .incomplete
+                    .push((id, format!("snapshot record unreadable: {e}")));
                 continue;
             }
         };
         match reachable_complete(&reader, &sound, snap.root, &mut complete_trees) {
             Ok(()) => {
-                report.recovered.push((id, format!("{} {}", crate::util::rfc3339(snap.time.0, 0, false), snap.label)));
+                report.recovered.push((
+                    id,
+                    format!(
+                        "{} {}",
+                        crate::util::rfc3339(snap.time.0, 0, false),
+                        snap.label
+                    ),
+                ));
                 snapshots.push((id, snap));
             }
             Err(why) => report.incomplete.push((id, why)),
@@ -154,7 +177,12 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let _ = fs::remove_file(format!("{}{suffix}", tmp.display()));
     }
-    OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
     let index = Index::create(&tmp)?;
     let blobs: Vec<(BlobId, Location)> = sound.into_iter().collect();
     index.commit(&pack_rows, &blobs, None)?;
@@ -162,13 +190,17 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         index.commit(&[], &[], Some((*id, s)))?;
     }
     index.close_checkpointed()?;
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
     let live = root.join(INDEX_FILE);
     for suffix in ["-wal", "-shm"] {
         let _ = fs::remove_file(format!("{}{suffix}", live.display()));
     }
     fs::rename(&tmp, &live).map_err(io(&live))?;
-    fs::File::open(root).and_then(|d| d.sync_all()).map_err(io(root))?;
+    fs::File::open(root)
+        .and_then(|d| d.sync_all())
+        .map_err(io(root))?;
     let _ = config;
     report.recovered.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(report)
@@ -189,8 +221,12 @@ fn reachable_complete(
         if depth > crate::tree::MAX_DEPTH {
             return Err("trees nest too deep".into());
         }
-        let loc = blobs.get(&tree).ok_or_else(|| format!("tree {} is missing", tree.short()))?;
-        let bytes = reader.read(&tree, loc, true).map_err(|e| format!("tree {}: {e}", tree.short()))?;
+        let loc = blobs
+            .get(&tree)
+            .ok_or_else(|| format!("tree {} is missing", tree.short()))?;
+        let bytes = reader
+            .read(&tree, loc, true)
+            .map_err(|e| format!("tree {}: {e}", tree.short()))?;
         let nodes = decode_tree(&bytes).map_err(|e| format!("tree {}: {e}", tree.short()))?;
         for n in &nodes {
             if let Some(sub) = n.subtree() {
@@ -230,7 +266,13 @@ fn set_aside_file(q: &Path, path: &Path, name: &str) -> Result<(), ArchiveError>
 
 /// Copies `bytes[at..]` to the quarantine (synced), then cuts the pack at `at`. Only a
 /// pack that a crash left unsealed has a torn tail; nothing references its tail.
-fn cut_tail(q: &Path, path: &Path, name: &str, bytes: &[u8], at: u64) -> Result<String, ArchiveError> {
+fn cut_tail(
+    q: &Path,
+    path: &Path,
+    name: &str,
+    bytes: &[u8],
+    at: u64,
+) -> Result<String, ArchiveError> {
     ensure_quarantine(q)?;
     let dest = q.join(format!("{name}.tail-{at}"));
     let mut f = OpenOptions::new()
@@ -242,7 +284,10 @@ fn cut_tail(q: &Path, path: &Path, name: &str, bytes: &[u8], at: u64) -> Result<
         .map_err(io(&dest))?;
     f.write_all(&bytes[at as usize..]).map_err(io(&dest))?;
     f.sync_all().map_err(io(&dest))?;
-    let p = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+    let p = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
     p.set_len(at).map_err(io(path))?;
     p.sync_all().map_err(io(path))?;
     Ok(format!("{QUARANTINE_DIR}/{name}.tail-{at}"))

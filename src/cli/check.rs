@@ -51,7 +51,9 @@ pub fn run(a: Args) -> CmdResult {
     for s in &a.snapshots {
         snapshots.push(archive.resolve(s, None)?.id);
     }
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let opts = CheckOptions {
         read_data: a.read_data,
         snapshots,
@@ -69,18 +71,32 @@ pub fn run(a: Args) -> CmdResult {
     })?;
     let errors = report.errors();
     let warnings = report.findings.len() - errors;
-    let mbps = if report.seconds > 0.0 { report.bytes_verified as f64 / 1e6 / report.seconds } else { 0.0 };
+    let mbps = if report.seconds > 0.0 {
+        report.bytes_verified as f64 / 1e6 / report.seconds
+    } else {
+        0.0
+    };
     if a.json {
         let findings = report
             .findings
             .iter()
             .map(|f| {
                 Json::obj([
-                    ("severity", Json::str(if f.severity == Severity::Error { "error" } else { "warning" })),
+                    (
+                        "severity",
+                        Json::str(if f.severity == Severity::Error {
+                            "error"
+                        } else {
+                            "warning"
+                        }),
+                    ),
                     ("what", Json::str(f.what.clone())),
                     ("where", Json::str(f.location.clone())),
                     ("fix", Json::str(f.fix.clone())),
-                    ("damages", Json::Arr(f.damages.iter().map(|d| Json::str(d.clone())).collect())),
+                    (
+                        "damages",
+                        Json::Arr(f.damages.iter().map(|d| Json::str(d.clone())).collect()),
+                    ),
                 ])
             })
             .collect();
@@ -105,14 +121,22 @@ pub fn run(a: Args) -> CmdResult {
         report.blobs,
         report.packs,
         if a.read_data {
-            format!(" ({} read and verified, {:.0} MB/s)", human_bytes(report.bytes_verified), mbps)
+            format!(
+                " ({} read and verified, {:.0} MB/s)",
+                human_bytes(report.bytes_verified),
+                mbps
+            )
         } else {
             String::new()
         },
         report.seconds
     );
     for f in &report.findings {
-        let sev = if f.severity == Severity::Error { "error" } else { "warning" };
+        let sev = if f.severity == Severity::Error {
+            "error"
+        } else {
+            "warning"
+        };
         eprintln!("{sev}: {}", f.what);
         eprintln!("  where: {}", f.location);
         if !f.damages.is_empty() {
@@ -125,7 +149,14 @@ pub fn run(a: Args) -> CmdResult {
         eprintln!("  fix: {}", f.fix);
     }
     if errors == 0 {
-        eprintln!("no errors{}", if warnings > 0 { format!(" ({warnings} warning(s))") } else { String::new() });
+        eprintln!(
+            "no errors{}",
+            if warnings > 0 {
+                format!(" ({warnings} warning(s))")
+            } else {
+                String::new()
+            }
+        );
         Ok(EXIT_OK)
     } else {
         eprintln!("{errors} error(s), {warnings} warning(s)");
@@ -136,8 +167,10 @@ pub fn run(a: Args) -> CmdResult {
 fn draw(p: &CheckProgress, done: &AtomicBool) {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     while !done.load(Ordering::Relaxed) {
         bar.set_length(p.bytes_total.load(Ordering::Relaxed));
@@ -165,18 +198,32 @@ pub fn run_repair(a: RepairArgs) -> CmdResult {
         eprintln!("  NOT recovered {}: {why}", id.short());
     }
     for (p, at, len, kept) in &r.torn {
-        eprintln!("  torn tail of packs/{} at offset {at} ({len} bytes) set aside in {kept}", p.file_name());
+        eprintln!(
+            "  torn tail of packs/{} at offset {at} ({len} bytes) set aside in {kept}",
+            p.file_name()
+        );
     }
     for (n, why) in &r.unreadable {
         eprintln!("  packs/{n} is not a readable pack: {why}");
     }
     for (p, at, id) in &r.damaged {
-        eprintln!("  damaged blob {} at packs/{} offset {at} (run `strata check --read-data` to see which files)", id.short(), p.file_name());
+        eprintln!(
+            "  damaged blob {} at packs/{} offset {at} (run `strata check --read-data` to see which files)",
+            id.short(),
+            p.file_name()
+        );
     }
     for (p, a0, b) in &r.gaps {
-        eprintln!("  undecodable bytes in packs/{} from {a0} to {b} were skipped", p.file_name());
+        eprintln!(
+            "  undecodable bytes in packs/{} from {a0} to {b} were skipped",
+            p.file_name()
+        );
     }
-    if r.incomplete.is_empty() && r.damaged.is_empty() && r.gaps.is_empty() && r.unreadable.is_empty() {
+    if r.incomplete.is_empty()
+        && r.damaged.is_empty()
+        && r.gaps.is_empty()
+        && r.unreadable.is_empty()
+    {
         Ok(EXIT_OK)
     } else {
         Ok(EXIT_PARTIAL)

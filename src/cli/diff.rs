@@ -46,7 +46,10 @@ pub fn run(a: Args) -> CmdResult {
                     ("path", Json::str(String::from_utf8_lossy(&e.path))),
                     ("type", Json::str(e.kind.name())),
                     ("size", Json::int(e.size)),
-                    ("fields", Json::Arr(e.fields.iter().map(|f| Json::str(*f)).collect())),
+                    (
+                        "fields",
+                        Json::Arr(e.fields.iter().map(|f| Json::str(*f)).collect()),
+                    ),
                 ])
             })
             .collect();

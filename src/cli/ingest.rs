@@ -57,6 +57,14 @@ pub struct Args {
     /// Fail (committing nothing) if any path cannot be read
     #[arg(long)]
     strict: bool,
+    /// Run this shell command first (e.g. stop a service for a cold backup); if it fails
+    /// nothing is ingested (and --after still runs)
+    #[arg(long, value_name = "SHELL COMMAND")]
+    before: Option<String>,
+    /// Run this shell command once the sources are read, whatever happened (also on
+    /// failure or SIGINT/SIGTERM), e.g. start the service again
+    #[arg(long, value_name = "SHELL COMMAND")]
+    after: Option<String>,
     /// Print the summary as one JSON object on stdout
     #[arg(long)]
     json: bool,
@@ -154,6 +162,8 @@ pub fn run(a: Args) -> CmdResult {
         one_file_system: a.one_file_system,
         parent,
         strict: a.strict,
+        before: a.before.clone(),
+        after: a.after.clone(),
         argv: std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
@@ -212,6 +222,16 @@ pub fn run(a: Args) -> CmdResult {
         mbps,
         human_bytes(st.bytes_added)
     );
+    if let Some(d) = res.downtime {
+        eprintln!("  downtime (from --before to --after): {d:.1} s");
+    }
+    if let Some((status, tail)) = &res.after_failed {
+        let tail = tail.trim().replace('\n', " | ");
+        eprintln!(
+            "strata: warning: --after {status}: the snapshot is committed, but check the service{}",
+            if tail.is_empty() { String::new() } else { format!(" ({tail})") }
+        );
+    }
     if !s.errors.is_empty() {
         eprintln!(
             "  {} path(s) could not be read (recorded in the snapshot):",
@@ -235,6 +255,7 @@ pub fn run(a: Args) -> CmdResult {
             ("total_size", Json::int(st.total_size)),
             ("duration_s", Json::Float(secs)),
             ("mb_per_s", Json::Float(mbps)),
+            ("downtime_s", res.downtime.map(Json::Float).unwrap_or(Json::Null)),
             (
                 "errors",
                 Json::Arr(
@@ -252,7 +273,7 @@ pub fn run(a: Args) -> CmdResult {
         ]);
         println!("{}", j.render());
     }
-    Ok(if s.errors.is_empty() {
+    Ok(if s.errors.is_empty() && res.after_failed.is_none() {
         EXIT_OK
     } else {
         EXIT_PARTIAL

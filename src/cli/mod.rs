@@ -2,9 +2,9 @@
 //! results, and maps typed errors to one line, a hint and a documented exit code.
 //! No archive logic lives here.
 
-mod ingest;
 mod check;
 mod diff;
+mod ingest;
 mod init;
 mod ls;
 mod mount;

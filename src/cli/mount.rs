@@ -85,7 +85,9 @@ pub fn is_mounted(path: &Path) -> bool {
     };
     let want = path.as_os_str().as_bytes();
     info.split(|&b| b == b'\n').any(|line| {
-        line.split(|&b| b == b' ').nth(4).is_some_and(|mp| unescape(mp) == want)
+        line.split(|&b| b == b' ')
+            .nth(4)
+            .is_some_and(|mp| unescape(mp) == want)
     })
 }
 
@@ -93,7 +95,10 @@ fn unescape(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'\\' && i + 4 <= s.len() && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if s[i] == b'\\'
+            && i + 4 <= s.len()
+            && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (s[i + 1] - b'0') * 64 + (s[i + 2] - b'0') * 8 + (s[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -112,7 +117,9 @@ fn check_mountpoint(mp: &Path, archive: &Path) -> Result<PathBuf, Failure> {
             return Err(Failure::new(format!(
                 "{show}: a stale mount is left there by a process that was killed"
             ))
-            .hint(Some(format!("clear it with `fusermount3 -u {show}` (or `umount -l {show}`), then mount again"))));
+            .hint(Some(format!(
+                "clear it with `fusermount3 -u {show}` (or `umount -l {show}`), then mount again"
+            ))));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Failure::new(format!("{show}: mountpoint does not exist"))
@@ -120,14 +127,19 @@ fn check_mountpoint(mp: &Path, archive: &Path) -> Result<PathBuf, Failure> {
         }
         Err(e) => return Err(Failure::new(format!("{show}: {e}"))),
         Ok(m) if !m.is_dir() => {
-            return Err(Failure::new(format!("{show}: mountpoint is not a directory")));
+            return Err(Failure::new(format!(
+                "{show}: mountpoint is not a directory"
+            )));
         }
         Ok(_) => {}
     }
     let canon = std::fs::canonicalize(mp).map_err(|e| Failure::new(format!("{show}: {e}")))?;
     if is_mounted(&canon) {
-        return Err(Failure::new(format!("{show}: something is already mounted there"))
-            .hint(Some(format!("unmount it first with `fusermount3 -u {show}`"))));
+        return Err(
+            Failure::new(format!("{show}: something is already mounted there")).hint(Some(
+                format!("unmount it first with `fusermount3 -u {show}`"),
+            )),
+        );
     }
     if let Ok(a) = std::fs::canonicalize(archive)
         && canon.starts_with(&a)
@@ -136,9 +148,12 @@ fn check_mountpoint(mp: &Path, archive: &Path) -> Result<PathBuf, Failure> {
             "{show}: mountpoint is inside the archive directory {}",
             a.display()
         ))
-        .hint(Some("mount somewhere outside the archive, e.g. /mnt/NAME".into())));
+        .hint(Some(
+            "mount somewhere outside the archive, e.g. /mnt/NAME".into(),
+        )));
     }
-    let mut entries = std::fs::read_dir(&canon).map_err(|e| Failure::new(format!("{show}: {e}")))?;
+    let mut entries =
+        std::fs::read_dir(&canon).map_err(|e| Failure::new(format!("{show}: {e}")))?;
     if entries.next().is_some() {
         return Err(Failure::new(format!("{show}: mountpoint is not empty"))
             .hint(Some("mount on an empty directory".into())));
@@ -155,7 +170,12 @@ fn check_mountpoint(mp: &Path, archive: &Path) -> Result<PathBuf, Failure> {
 pub fn run(a: Args) -> CmdResult {
     let cache_size = strata::util::parse_size(&a.cache_size)
         .filter(|&n| n >= 8 << 20)
-        .ok_or_else(|| Failure::new(format!("--cache-size {:?}: give a size of at least 8M, e.g. 256M", a.cache_size)))?;
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "--cache-size {:?}: give a size of at least 8M, e.g. 256M",
+                a.cache_size
+            ))
+        })?;
     let archive = Arc::new(super::open(&a.archive)?);
     let snapshot = match &a.snapshot {
         Some(s) => Some(archive.resolve(s, None)?.id),
@@ -179,7 +199,12 @@ pub fn run(a: Args) -> CmdResult {
     .map_err(|e| Failure::new(format!("{}: {e}", a.archive.display())))?;
     let mut options = vec![
         fuser::MountOption::RO,
-        fuser::MountOption::FSName(format!("strata:{}", std::path::absolute(&a.archive).unwrap_or(a.archive.clone()).display())),
+        fuser::MountOption::FSName(format!(
+            "strata:{}",
+            std::path::absolute(&a.archive)
+                .unwrap_or(a.archive.clone())
+                .display()
+        )),
         fuser::MountOption::Subtype("strata".into()),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,
@@ -189,12 +214,17 @@ pub fn run(a: Args) -> CmdResult {
     options.dedup();
     let mut config = fuser::Config::default();
     config.mount_options = options;
-    config.acl = if a.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    config.acl = if a.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
     config.n_threads = Some(a.threads as usize);
     install_stop_handler();
     let mut session = fuser::Session::new(StrataFs::new(vfs), &mp, &config).map_err(|e| {
         Failure::new(format!("{}: mounting failed: {e}", mp.display())).hint(Some(
-            "check that fuse3 is installed and /dev/fuse is usable; `strata restore` needs no FUSE".into(),
+            "check that fuse3 is installed and /dev/fuse is usable; `strata restore` needs no FUSE"
+                .into(),
         ))
     })?;
     let mut unmounter = session.unmount_callable();
@@ -251,15 +281,24 @@ fn daemonize(mp: &Path) -> CmdResult {
     let mut fds = [0i32; 2];
     // SAFETY: fds has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Failure::new(format!("pipe: {}", std::io::Error::last_os_error())));
+        return Err(Failure::new(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     let (rfd, wfd) = (fds[0], fds[1]);
-    let exe = std::env::current_exe().map_err(|e| Failure::new(format!("finding strata's own path: {e}")))?;
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).filter(|a| a != "--daemon").collect();
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(format!("finding strata's own path: {e}")))?;
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--daemon")
+        .collect();
     args.push("--ready-fd".into());
     args.push(wfd.to_string().into());
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(&args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
     // SAFETY: only async-signal-safe calls between fork and exec: setsid, fcntl.
     unsafe {
         cmd.pre_exec(move || {
@@ -269,7 +308,9 @@ fn daemonize(mp: &Path) -> CmdResult {
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| Failure::new(format!("starting the mount process: {e}")))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| Failure::new(format!("starting the mount process: {e}")))?;
     // SAFETY: wfd is ours; the child has its own copy.
     unsafe { libc::close(wfd) };
     // SAFETY: rfd is the read end of the pipe made above, owned here.
@@ -283,7 +324,10 @@ fn daemonize(mp: &Path) -> CmdResult {
         eprintln!("mount process {} serves {}", child.id(), mp.display());
         Ok(EXIT_OK)
     } else {
-        Err(Failure::new(format!("{}: the mount process exited before the mount was ready (see its error above)", mp.display())))
+        Err(Failure::new(format!(
+            "{}: the mount process exited before the mount was ready (see its error above)",
+            mp.display()
+        )))
     }
 }
 
@@ -310,15 +354,18 @@ pub fn run_umount(a: UmountArgs) -> CmdResult {
     let canon = match std::fs::canonicalize(&a.mountpoint) {
         Ok(c) => c,
         // A stale mount cannot be stat'ed: unmount it by the name given.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => std::path::absolute(&a.mountpoint).unwrap_or(a.mountpoint.clone()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            std::path::absolute(&a.mountpoint).unwrap_or(a.mountpoint.clone())
+        }
         Err(e) => return Err(Failure::new(format!("{show}: {e}"))),
     };
     if !is_mounted(&canon) {
         return Err(Failure::new(format!("{show}: nothing is mounted there")));
     }
     umount(&canon).map_err(|e| {
-        Failure::new(format!("{show}: unmount failed: {e}"))
-            .hint(Some(format!("close files open under it (see `fuser -vm {show}`), or `umount -l {show}`")))
+        Failure::new(format!("{show}: unmount failed: {e}")).hint(Some(format!(
+            "close files open under it (see `fuser -vm {show}`), or `umount -l {show}`"
+        )))
     })?;
     // The serving process sees the unmount and exits by itself.
     for _ in 0..100 {

@@ -126,7 +126,18 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
         }
         let d = plan(&archive, &policy, a.label.as_deref())?;
         let ids = d.iter().filter(|x| !x.keep).map(|x| x.row.id).collect();
-        (ids, format!("policy {}", std::env::args_os().skip(3).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")), d)
+        (
+            ids,
+            format!(
+                "policy {}",
+                std::env::args_os()
+                    .skip(3)
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            d,
+        )
     };
     if a.json {
         let arr = decisions
@@ -134,23 +145,44 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
             .map(|d| {
                 Json::obj([
                     ("id", Json::str(d.row.id.hex())),
-                    ("time", Json::str(strata::util::rfc3339(d.row.time.0, d.row.time.1, false))),
+                    (
+                        "time",
+                        Json::str(strata::util::rfc3339(d.row.time.0, d.row.time.1, false)),
+                    ),
                     ("label", Json::str(d.row.label.clone())),
                     ("keep", Json::Bool(d.keep)),
-                    ("reasons", Json::Arr(d.reasons.iter().map(|r| Json::str(r.clone())).collect())),
+                    (
+                        "reasons",
+                        Json::Arr(d.reasons.iter().map(|r| Json::str(r.clone())).collect()),
+                    ),
                 ])
             })
             .collect();
-        let forgotten = ids.iter().map(|i: &strata::format::BlobId| Json::str(i.hex())).collect();
+        let forgotten = ids
+            .iter()
+            .map(|i: &strata::format::BlobId| Json::str(i.hex()))
+            .collect();
         println!(
             "{}",
-            Json::obj([("dry_run", Json::Bool(a.dry_run)), ("decisions", Json::Arr(arr)), ("forget", Json::Arr(forgotten))]).render()
+            Json::obj([
+                ("dry_run", Json::Bool(a.dry_run)),
+                ("decisions", Json::Arr(arr)),
+                ("forget", Json::Arr(forgotten))
+            ])
+            .render()
         );
     }
     let mut last_label: Option<&str> = None;
     for d in &decisions {
         if last_label != Some(d.row.label.as_str()) {
-            eprintln!("label {}:", if d.row.label.is_empty() { "(none)" } else { &d.row.label });
+            eprintln!(
+                "label {}:",
+                if d.row.label.is_empty() {
+                    "(none)"
+                } else {
+                    &d.row.label
+                }
+            );
             last_label = Some(&d.row.label);
         }
         eprintln!(
@@ -163,11 +195,17 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
     }
     let verb = if a.dry_run { "would forget" } else { "forgot" };
     if a.dry_run || ids.is_empty() {
-        eprintln!("{verb} {} snapshot(s); run `strata prune` to reclaim their space", ids.len());
+        eprintln!(
+            "{verb} {} snapshot(s); run `strata prune` to reclaim their space",
+            ids.len()
+        );
         return Ok(EXIT_OK);
     }
     forget(&archive, &ids, &reason)?;
-    eprintln!("{verb} {} snapshot(s); run `strata prune` to reclaim their space", ids.len());
+    eprintln!(
+        "{verb} {} snapshot(s); run `strata prune` to reclaim their space",
+        ids.len()
+    );
     Ok(EXIT_OK)
 }
 
@@ -175,7 +213,10 @@ pub fn run_prune(a: PruneArgs) -> CmdResult {
     if !(0.0..=100.0).contains(&a.max_unused) {
         return Err(Failure {
             code: EXIT_USAGE,
-            message: format!("--max-unused {}: give a percentage between 0 and 100", a.max_unused),
+            message: format!(
+                "--max-unused {}: give a percentage between 0 and 100",
+                a.max_unused
+            ),
             hint: None,
         });
     }
@@ -216,7 +257,10 @@ pub fn run_append_only(a: AppendOnlyArgs) -> CmdResult {
     if was {
         eprintln!("{} was already append-only", a.archive.display());
     } else {
-        eprintln!("{} is now append-only: forget and prune are refused from now on", a.archive.display());
+        eprintln!(
+            "{} is now append-only: forget and prune are refused from now on",
+            a.archive.display()
+        );
     }
     Ok(EXIT_OK)
 }

@@ -67,7 +67,11 @@ impl ForgetRecord {
             snapshots.push(BlobId(d.array()?));
         }
         d.finish()?;
-        Ok(ForgetRecord { time, reason, snapshots })
+        Ok(ForgetRecord {
+            time,
+            reason,
+            snapshots,
+        })
     }
 }
 
@@ -112,6 +116,9 @@ mod tests {
         let mut huge = b.clone();
         let at = 4 + 1 + 12 + 2 + r.reason.len();
         huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(ForgetRecord::decode(&huge), Err(FormatError::TooLong { .. })));
+        assert!(matches!(
+            ForgetRecord::decode(&huge),
+            Err(FormatError::TooLong { .. })
+        ));
     }
 }

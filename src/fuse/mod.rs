@@ -7,9 +7,9 @@
 
 use crate::vfs::{Attr, Kind, ToErrno, Vfs, VfsError};
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -38,7 +38,13 @@ impl StrataFs {
 
     fn fail(&self, op: &str, ino: u64, e: &VfsError) -> Errno {
         let errno = e.to_errno();
-        if errno == libc::EIO && self.logged.lock().unwrap_or_else(|p| p.into_inner()).insert(ino) {
+        if errno == libc::EIO
+            && self
+                .logged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ino)
+        {
             eprintln!("strata mount: {op} {}: {e} (EIO)", self.vfs.describe(ino));
         }
         Errno::from_i32(errno)
@@ -99,7 +105,9 @@ impl Filesystem for StrataFs {
             // Each is an optimisation: an old kernel without it still works.
             let _ = config.add_capabilities(flag);
         }
-        let _ = config.set_max_readahead(1 << 20).or_else(|max| config.set_max_readahead(max));
+        let _ = config
+            .set_max_readahead(1 << 20)
+            .or_else(|max| config.set_max_readahead(max));
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
         Ok(())
@@ -186,13 +194,23 @@ impl Filesystem for StrataFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.vfs.getattr(ino.0) {
             // Snapshot directories never change: let the kernel keep their listings.
-            Ok(a) if a.immutable => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR),
+            Ok(a) if a.immutable => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(self.fail("opendir", ino.0, &e)),
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let mut off = offset;
         if off == 0 {
             if reply.add(ino, 1, FileType::Directory, ".") {
@@ -201,7 +219,12 @@ impl Filesystem for StrataFs {
             off = 1;
         }
         if off == 1 {
-            if reply.add(INodeNo(self.vfs.parent_of(ino.0)), 2, FileType::Directory, "..") {
+            if reply.add(
+                INodeNo(self.vfs.parent_of(ino.0)),
+                2,
+                FileType::Directory,
+                "..",
+            ) {
                 return reply.ok();
             }
             off = 2;
@@ -210,7 +233,12 @@ impl Filesystem for StrataFs {
             Ok(entries) => {
                 for (i, e) in entries.iter().enumerate() {
                     let next = off + i as u64 + 1;
-                    if reply.add(INodeNo(e.attr.ino), next, file_type(&e.attr.kind), OsStr::from_bytes(&e.name)) {
+                    if reply.add(
+                        INodeNo(e.attr.ino),
+                        next,
+                        file_type(&e.attr.kind),
+                        OsStr::from_bytes(&e.name),
+                    ) {
                         break;
                     }
                 }
@@ -220,7 +248,14 @@ impl Filesystem for StrataFs {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let mut off = offset;
         let me = match self.vfs.getattr(ino.0) {
             Ok(a) => a,
@@ -255,7 +290,14 @@ impl Filesystem for StrataFs {
             let n = batch.len();
             for (i, e) in batch.iter().enumerate() {
                 let a = attr(&e.attr);
-                if reply.add(a.ino, (pos + 3) as u64, OsStr::from_bytes(&e.name), &ttl(&e.attr), &a, Generation(0)) {
+                if reply.add(
+                    a.ino,
+                    (pos + 3) as u64,
+                    OsStr::from_bytes(&e.name),
+                    &ttl(&e.attr),
+                    &a,
+                    Generation(0),
+                ) {
                     for rest in &batch[i..] {
                         self.vfs.unremember(rest.attr.ino);
                     }
@@ -272,7 +314,9 @@ impl Filesystem for StrataFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.vfs.statfs() {
-            Ok((bytes, snaps)) => reply.statfs(bytes.div_ceil(4096), 0, 0, snaps, 0, 4096, 255, 4096),
+            Ok((bytes, snaps)) => {
+                reply.statfs(bytes.div_ceil(4096), 0, 0, snaps, 0, 4096, 255, 4096)
+            }
             Err(e) => reply.error(self.fail("statfs", 1, &e)),
         }
     }
@@ -323,7 +367,16 @@ impl Filesystem for StrataFs {
         reply.error(Errno::EROFS)
     }
 
-    fn mknod(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _r: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _m: u32,
+        _u: u32,
+        _r: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS)
     }
 
@@ -339,7 +392,14 @@ impl Filesystem for StrataFs {
         reply.error(Errno::EROFS)
     }
 
-    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &std::path::Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _t: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS)
     }
 
@@ -375,11 +435,29 @@ impl Filesystem for StrataFs {
         reply.error(Errno::EROFS)
     }
 
-    fn create(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _f: i32, reply: fuser::ReplyCreate) {
+    fn create(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _m: u32,
+        _u: u32,
+        _f: i32,
+        reply: fuser::ReplyCreate,
+    ) {
         reply.error(Errno::EROFS)
     }
 
-    fn setxattr(&self, _req: &Request, _i: INodeNo, _n: &OsStr, _v: &[u8], _f: i32, _p: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _n: &OsStr,
+        _v: &[u8],
+        _f: i32,
+        _p: u32,
+        reply: ReplyEmpty,
+    ) {
         reply.error(Errno::EROFS)
     }
 
@@ -400,7 +478,14 @@ impl Filesystem for StrataFs {
         reply.error(Errno::EROFS)
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok()
     }
 

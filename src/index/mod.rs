@@ -341,7 +341,12 @@ impl Index {
                     "UPDATE blobs SET pack = ?2, offset = ?3, stored_len = ?4 WHERE id = ?1",
                 )?;
                 for (id, l) in moved {
-                    st.execute(params![&id.0[..], l.pack.0 as i64, l.offset as i64, l.stored_len as i64])?;
+                    st.execute(params![
+                        &id.0[..],
+                        l.pack.0 as i64,
+                        l.offset as i64,
+                        l.stored_len as i64
+                    ])?;
                 }
             }
             insert_rows(&tx, new_packs, &[])?;
@@ -415,7 +420,8 @@ fn insert_rows(
     packs: &[(PackId, u64, u64)],
     blobs: &[(BlobId, Location)],
 ) -> rusqlite::Result<()> {
-    let mut st = tx.prepare_cached("INSERT OR REPLACE INTO packs(id, size, blobs) VALUES (?1, ?2, ?3)")?;
+    let mut st =
+        tx.prepare_cached("INSERT OR REPLACE INTO packs(id, size, blobs) VALUES (?1, ?2, ?3)")?;
     for (p, size, n) in packs {
         st.execute(params![p.0 as i64, *size as i64, *n as i64])?;
     }

@@ -47,6 +47,12 @@ pub struct IngestOptions {
     pub parent: Option<BlobId>,
     pub strict: bool,
     pub argv: Vec<String>,
+    /// Shell command run after the lock is taken and before any source is read (e.g.
+    /// stop a service). If it fails, nothing is ingested (and `after` still runs).
+    pub before: Option<String>,
+    /// Shell command run once the sources are read, whatever happened (e.g. start the
+    /// service again): also when the ingest fails or is interrupted.
+    pub after: Option<String>,
 }
 
 /// Set by a signal handler (SIGINT, SIGTERM) to stop an ingest at the next chunk or
@@ -64,6 +70,10 @@ pub struct Progress {
 pub struct IngestResult {
     pub id: BlobId,
     pub snapshot: Snapshot,
+    /// Seconds from the start of `before` to the end of `after` (the service's downtime).
+    pub downtime: Option<f64>,
+    /// Exit status and stderr tail of a failed `after` (the snapshot is committed).
+    pub after_failed: Option<(String, String)>,
 }
 
 #[derive(Debug, Error)]
@@ -92,8 +102,20 @@ pub enum IngestError {
     Stdin(std::io::Error),
     #[error("{} path(s) could not be read and --strict is set; no snapshot was committed (first: {})", .0.len(), first_error(.0))]
     Strict(Vec<PathError>),
-    #[error("interrupted by a signal; no snapshot was committed")]
-    Interrupted,
+    #[error("interrupted by a signal; no snapshot was committed{}", after_text(.0))]
+    Interrupted(Option<String>),
+    #[error("--before `{command}` {status}; nothing was ingested{}{}", tail_text(.stderr_tail), after_text(.after))]
+    BeforeFailed {
+        command: String,
+        status: String,
+        stderr_tail: String,
+        after: Option<String>,
+    },
+    #[error("{error}{}", after_text(.after))]
+    WithAfter {
+        error: Box<IngestError>,
+        after: Option<String>,
+    },
     #[error("writing packs failed: {0}; no snapshot was committed")]
     Write(ArchiveError),
 }
@@ -107,6 +129,13 @@ fn tail_text(t: &str) -> String {
     }
 }
 
+fn after_text(a: &Option<String>) -> String {
+    match a {
+        Some(a) => format!("; --after {a}"),
+        None => String::new(),
+    }
+}
+
 fn first_error(e: &[PathError]) -> String {
     e.first()
         .map(|e| format!("{}: {}", String::from_utf8_lossy(&e.path), e.message))
@@ -117,6 +146,7 @@ impl IngestError {
     pub fn hint(&self) -> Option<String> {
         match self {
             IngestError::Archive(e) | IngestError::Write(e) => e.hint(),
+            IngestError::WithAfter { error, .. } => error.hint(),
             IngestError::SourceMissing { .. } => Some("check the path; nothing was written".into()),
             IngestError::Strict(_) => {
                 Some("fix the permissions or drop --strict to record unreadable paths".into())
@@ -197,17 +227,65 @@ pub fn ingest(
         None => None,
     };
     let session = archive.begin_write()?;
-    let out = pipeline::run(archive, session, opts, parent_root, progress)?;
+    let mut hooks = Vec::new();
+    let down_since = Instant::now();
+    if let Some(before) = &opts.before {
+        let (code, status, tail) = run_hook(before);
+        hooks.push(command_run(&format!("before: {before}"), code));
+        if code != 0 {
+            let after = opts.after.as_deref().map(|a| hook_summary(a, run_hook(a)));
+            return Err(IngestError::BeforeFailed {
+                command: before.clone(),
+                status,
+                stderr_tail: tail,
+                after,
+            });
+        }
+    }
+    let result = pipeline::run(archive, session, opts, parent_root, progress);
+    // The sources are read (or the read failed): bring the service back now, before
+    // the commit, so the downtime is only the time spent reading.
+    let mut after_failed = None;
+    if let Some(after) = &opts.after {
+        let (code, status, tail) = run_hook(after);
+        hooks.push(command_run(&format!("after: {after}"), code));
+        if code != 0 {
+            after_failed = Some((status, tail));
+        }
+    }
+    let downtime = opts
+        .before
+        .as_ref()
+        .map(|_| down_since.elapsed().as_secs_f64());
+    let after_note = || {
+        opts.after.as_deref().map(|a| match &after_failed {
+            None => format!("`{a}` ran and succeeded"),
+            Some((status, _)) => format!("`{a}` {status}"),
+        })
+    };
+    let out = match result {
+        Ok(o) => o,
+        Err(IngestError::Interrupted(_)) => return Err(IngestError::Interrupted(after_note())),
+        Err(e) if opts.after.is_some() => {
+            return Err(IngestError::WithAfter {
+                error: Box::new(e),
+                after: after_note(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let pipeline::Outcome {
         session,
         root,
         mut stats,
         errors,
-        commands,
+        mut commands,
     } = out;
     if opts.strict && !errors.is_empty() {
         return Err(IngestError::Strict(errors));
     }
+    hooks.append(&mut commands);
+    let commands = hooks;
     stats.duration_ms = started.elapsed().as_millis() as u64;
     let mut snapshot = Snapshot {
         time,
@@ -237,7 +315,68 @@ pub fn ingest(
         stats,
     };
     let id = session.commit(&mut snapshot).map_err(IngestError::Write)?;
-    Ok(IngestResult { id, snapshot })
+    Ok(IngestResult {
+        id,
+        snapshot,
+        downtime,
+        after_failed,
+    })
+}
+
+fn hook_summary(command: &str, (code, status, _): (i32, String, String)) -> String {
+    if code == 0 {
+        format!("`{command}` ran and succeeded")
+    } else {
+        format!("`{command}` {status}")
+    }
+}
+
+/// Runs a hook with `sh -c`, stdin from /dev/null, its stdout and stderr passed through
+/// to ours; returns (exit code, status text, stderr tail).
+fn run_hook(command: &str) -> (i32, String, String) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return (127, format!("could not be started: {e}"), String::new()),
+    };
+    let mut tail = Vec::new();
+    if let Some(mut err) = child.stderr.take() {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            // Pass it on (the admin sees what the hook says) and keep the end.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &buf[..n]);
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > 8192 {
+                tail.drain(..tail.len() - 4096);
+            }
+        }
+    }
+    // A signal meant for strata must not stop the wait for the hook.
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return (127, format!("could not be waited for: {e}"), String::new()),
+        }
+    };
+    let start = tail.len().saturating_sub(2048);
+    let tail = String::from_utf8_lossy(&tail[start..]).into_owned();
+    match (status.code(), status.signal()) {
+        (Some(0), _) => (0, "succeeded".into(), tail),
+        (Some(c), _) => (c, format!("exited with status {c}"), tail),
+        (None, Some(s)) => (128 + s, format!("was killed by signal {s}"), tail),
+        _ => (1, "failed".into(), tail),
+    }
 }
 
 pub(crate) fn command_run(command: &str, code: i32) -> CommandRun {

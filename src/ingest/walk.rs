@@ -127,7 +127,7 @@ impl<'a> Walker<'a> {
 
     fn check_interrupt(&self) -> Result<(), IngestError> {
         if super::INTERRUPTED.load(Ordering::Relaxed) {
-            return Err(IngestError::Interrupted);
+            return Err(IngestError::Interrupted(None));
         }
         Ok(())
     }
@@ -453,9 +453,11 @@ impl<'a> Walker<'a> {
             }
         }
         let parent_of = |name: &[u8]| -> Option<&Node> {
-            parent
-                .as_ref()
-                .and_then(|p| p.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &p[i]))
+            parent.as_ref().and_then(|p| {
+                p.binary_search_by(|n| n.name.as_slice().cmp(name))
+                    .ok()
+                    .map(|i| &p[i])
+            })
         };
         let is_dir = |st: &Stat| st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let to_read: Vec<(Vec<u8>, u64)> = entries
@@ -779,7 +781,7 @@ fn unwrap_stop(e: io::Error, other: impl FnOnce(io::Error) -> IngestError) -> In
         if let Ok(stop) = e.into_inner().expect("checked").downcast::<StreamStop>() {
             return stop.0;
         }
-        return IngestError::Interrupted;
+        return IngestError::Interrupted(None);
     }
     other(e)
 }

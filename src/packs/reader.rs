@@ -137,16 +137,22 @@ impl PackReader {
     /// A blob's record as stored (header and stored bytes, not decompressed), after
     /// checking the crc32, the header against the index, and the BLAKE3 of the plain
     /// bytes: prune copies records with this and never copies damage.
-    pub fn read_stored(&self, id: &BlobId, loc: &Location) -> Result<(BlobHeader, Vec<u8>), PackError> {
+    pub fn read_stored(
+        &self,
+        id: &BlobId,
+        loc: &Location,
+    ) -> Result<(BlobHeader, Vec<u8>), PackError> {
         let plain = self.read(id, loc, true)?;
         drop(plain);
         let file = self.file(loc.pack)?;
         let mut buf = vec![0u8; BLOB_HEADER_LEN + loc.stored_len as usize];
-        file.read_exact_at(&mut buf, loc.offset).map_err(|source| PackError::Io {
-            path: self.path_of(loc.pack),
-            source,
-        })?;
-        let (header, stored) = slice_record(&buf, loc.pack, 0).map_err(|e| rebase(e, loc.offset))?;
+        file.read_exact_at(&mut buf, loc.offset)
+            .map_err(|source| PackError::Io {
+                path: self.path_of(loc.pack),
+                source,
+            })?;
+        let (header, stored) =
+            slice_record(&buf, loc.pack, 0).map_err(|e| rebase(e, loc.offset))?;
         if header.id != *id {
             return Err(PackError::Mismatch {
                 pack: loc.pack,
