@@ -1,0 +1,1423 @@
+//! Hostile archives: trees, blobs and index rows crafted through the library API (and
+//! patched by hand where the encoder refuses), then read by the real `strata` binary
+//! (`restore`, `ls`, `cat`). Whatever the archive holds, strata must not panic, must
+//! fail with one `strata: error:` line (exit 1, or 3 for damaged files), and must write
+//! nothing outside TARGET: every TARGET sits in a temp dir next to a sibling `outside/`,
+//! and each run compares a listing of the whole temp dir (TARGET excepted) before and
+//! after. Symlinks in these archives point at `outside/`, at `/etc/passwd`, and at a
+//! "ghost" absolute path next to the temp dir that must never come to exist.
+//!
+//! Self-contained on purpose (no `tests/common`): it needs only a runner with a timeout
+//! and the listing judge below.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use strata::archive::{Archive, Config, WriteSession};
+use strata::format::BlobId;
+use strata::format::pack::BlobKind;
+use strata::format::snapshot::{Snapshot, Source, Stats};
+use strata::format::tree::{Extent, Node, NodeKind, Payload, encode_tree};
+use strata::packs::StoredBlob;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------
+// Running the binary
+// ---------------------------------------------------------------------------------------
+
+struct Run {
+    args: Vec<String>,
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "strata {}\nexit: {:?}\nstdout ({} bytes): {}\nstderr:\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout.len(),
+            String::from_utf8_lossy(&self.stdout[..self.stdout.len().min(2000)]),
+            self.stderr
+        )
+    }
+}
+
+/// Runs `strata ARGS` with a timeout (a hang fails the test with the output so far).
+fn strata(args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning strata");
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "strata {} did not finish within {TIMEOUT:?}\nstderr:\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&t_err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code: status.code(),
+        stdout: t_out.join().unwrap(),
+        stderr: String::from_utf8_lossy(&t_err.join().unwrap()).into_owned(),
+    }
+}
+
+/// Never a panic, never a signal: exit 0, 1 or 3.
+fn assert_no_panic(r: &Run) {
+    assert!(
+        !r.stderr.contains("panicked"),
+        "strata panicked on a hostile archive\n{r}"
+    );
+    assert!(
+        matches!(r.code, Some(0 | 1 | 3)),
+        "strata must exit 0, 1 or 3 (not a panic's 101 or a signal)\n{r}"
+    );
+}
+
+/// A clean failure: exit 1 with exactly one `strata: error:` line (first) and at most
+/// `hint:` lines after it, or exit 3 with the list of damaged files. Returns stderr.
+fn assert_clean_failure(r: &Run) -> &str {
+    assert_no_panic(r);
+    match r.code {
+        Some(1) => {
+            let lines: Vec<&str> = r.stderr.lines().collect();
+            assert!(
+                !lines.is_empty() && lines[0].starts_with("strata: error: "),
+                "expected a `strata: error:` line first\n{r}"
+            );
+            assert!(
+                lines[1..].iter().all(|l| l.starts_with("hint: ")),
+                "expected one error line (plus hints)\n{r}"
+            );
+        }
+        Some(3) => assert!(
+            r.stderr.contains("NOT restored"),
+            "exit 3 must list the damaged files\n{r}"
+        ),
+        _ => panic!("expected a failure (exit 1 or 3)\n{r}"),
+    }
+    &r.stderr
+}
+
+// ---------------------------------------------------------------------------------------
+// Nodes and tree patching
+// ---------------------------------------------------------------------------------------
+
+const T0: (i64, u32) = (1_700_000_000, 0);
+
+fn node(name: &[u8], kind: NodeKind, size: u64, payload: Payload) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: match kind {
+            NodeKind::Dir => 0o755,
+            NodeKind::Symlink => 0o777,
+            _ => 0o644,
+        },
+        uid: 0,
+        gid: 0,
+        user: Vec::new(),
+        group: Vec::new(),
+        mtime: T0,
+        ctime: T0,
+        size,
+        dev: 0,
+        ino: 0,
+        nlink: 1,
+        rdev: 0,
+        xattrs: Vec::new(),
+        payload,
+    }
+}
+
+fn file(name: &str, extents: Vec<Extent>) -> Node {
+    let size = extents.iter().map(|e| e.len()).sum();
+    node(
+        name.as_bytes(),
+        NodeKind::File,
+        size,
+        Payload::File(extents),
+    )
+}
+
+fn dir(name: &str, id: BlobId) -> Node {
+    node(name.as_bytes(), NodeKind::Dir, 0, Payload::Dir(id))
+}
+
+fn symlink(name: &str, target: &str) -> Node {
+    let t = target.as_bytes().to_vec();
+    node(
+        name.as_bytes(),
+        NodeKind::Symlink,
+        t.len() as u64,
+        Payload::Symlink(t),
+    )
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    let hits: Vec<usize> = hay
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "pattern {needle:02x?} must occur exactly once"
+    );
+    hits[0]
+}
+
+/// Replaces the length-prefixed node name `from` by `to` in encoded tree bytes: the way
+/// to forge names and orders the encoder refuses. Names must be unique markers.
+fn rename(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut pat = (from.len() as u16).to_le_bytes().to_vec();
+    pat.extend_from_slice(from);
+    let at = find(bytes, &pat);
+    let mut rep = (to.len().min(u16::MAX as usize) as u16)
+        .to_le_bytes()
+        .to_vec();
+    rep.extend_from_slice(to);
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(&rep);
+    out.extend_from_slice(&bytes[at + pat.len()..]);
+    out
+}
+
+/// Deterministic, poorly compressible bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixture: temp dir with archive/, outside/ and targets, and a writer
+// ---------------------------------------------------------------------------------------
+
+struct W<'a> {
+    s: WriteSession<'a>,
+    c: zstd::bulk::Compressor<'static>,
+}
+
+impl W<'_> {
+    fn chunk(&mut self, data: &[u8]) -> Extent {
+        let id = self.s.put(&mut self.c, BlobKind::Chunk, data).unwrap();
+        Extent::Data {
+            id,
+            len: data.len() as u64,
+        }
+    }
+    fn tree(&mut self, nodes: &[Node]) -> BlobId {
+        self.s.put_tree(&mut self.c, nodes).unwrap()
+    }
+    /// Stores tree bytes as they are (hostile ones included).
+    fn raw_tree(&mut self, bytes: &[u8]) -> BlobId {
+        self.s.put(&mut self.c, BlobKind::Tree, bytes).unwrap()
+    }
+    fn blob(&mut self, kind: BlobKind, bytes: &[u8]) -> BlobId {
+        self.s.put(&mut self.c, kind, bytes).unwrap()
+    }
+    /// Stores `bytes` under an id they do not hash to.
+    fn lying_blob(&mut self, kind: BlobKind, id: BlobId, bytes: &[u8]) {
+        self.s
+            .put_stored(&StoredBlob::new(&mut self.c, kind, id, bytes))
+            .unwrap();
+    }
+}
+
+struct Fx {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    archive: PathBuf,
+    outside: PathBuf,
+    /// An absolute path outside the temp dir that hostile symlinks name; must never exist.
+    ghost: PathBuf,
+    time: Cell<i64>,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let archive = root.join("archive");
+        let outside = root.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        Archive::init(&archive, &Config::new(64 << 10, 3, false)).unwrap();
+        let ghost = root.with_file_name(format!(
+            "{}-ghost",
+            root.file_name().unwrap().to_str().unwrap()
+        ));
+        Fx {
+            _tmp: tmp,
+            root,
+            archive,
+            outside,
+            ghost,
+            time: Cell::new(T0.0),
+        }
+    }
+
+    fn s(p: &Path) -> &str {
+        p.to_str().unwrap()
+    }
+
+    fn outside_abs(&self) -> String {
+        Self::s(&self.outside).to_string()
+    }
+
+    fn ghost_abs(&self) -> String {
+        Self::s(&self.ghost).to_string()
+    }
+
+    /// Writes blobs with `build` (which returns the root tree id) and commits a
+    /// snapshot; returns its id in hex.
+    fn snapshot(&self, build: impl FnOnce(&mut W<'_>) -> BlobId) -> String {
+        let archive = Archive::open(&self.archive).unwrap();
+        let mut w = W {
+            s: archive.begin_write().unwrap(),
+            c: zstd::bulk::Compressor::new(3).unwrap(),
+        };
+        let root = build(&mut w);
+        let t = self.time.get() + 1;
+        self.time.set(t);
+        let mut snap = Snapshot {
+            time: (t, 0),
+            host: "hostile".into(),
+            label: "hostile".into(),
+            tags: Vec::new(),
+            parent: None,
+            root,
+            sources: vec![Source {
+                name: "src".into(),
+                origin: "/hostile".into(),
+            }],
+            argv: Vec::new(),
+            commands: Vec::new(),
+            errors: Vec::new(),
+            stats: Stats::default(),
+        };
+        w.s.commit(&mut snap).unwrap().hex()
+    }
+
+    /// Runs strata and checks containment: nothing in the temp dir changes except under
+    /// `target`, `outside/` gains nothing, the ghost path never appears.
+    fn run(&self, args: &[&str], target: Option<&Path>) -> Run {
+        let outside_before = entries(&self.outside);
+        let before = listing(&self.root, target);
+        let r = strata(args);
+        let after = listing(&self.root, target);
+        if before != after {
+            let mut diff = String::new();
+            for (p, v) in &after {
+                if before.get(p) != Some(v) {
+                    diff += &format!("  new/changed: {} ({v})\n", p.display());
+                }
+            }
+            for p in before.keys().filter(|p| !after.contains_key(*p)) {
+                diff += &format!("  removed: {}\n", p.display());
+            }
+            panic!("strata changed the temp dir outside TARGET:\n{diff}{r}");
+        }
+        assert_eq!(
+            entries(&self.outside),
+            outside_before,
+            "outside/ changed\n{r}"
+        );
+        assert!(
+            std::fs::symlink_metadata(&self.ghost).is_err(),
+            "{} was created through a symlink\n{r}",
+            self.ghost.display()
+        );
+        assert_no_panic(&r);
+        r
+    }
+
+    fn target(&self, name: &str) -> PathBuf {
+        self.root.join(format!("target-{name}"))
+    }
+
+    fn restore(&self, spec: &str, target: &Path, overwrite: bool) -> Run {
+        let mut args = vec!["restore"];
+        if overwrite {
+            args.push("--overwrite");
+        }
+        args.extend([Self::s(&self.archive), spec, Self::s(target)]);
+        self.run(&args, Some(target))
+    }
+
+    fn ls(&self, spec: &str, flags: &[&str]) -> Run {
+        let mut args = vec!["ls", Self::s(&self.archive), spec];
+        args.extend_from_slice(flags);
+        self.run(&args, None)
+    }
+
+    fn cat(&self, spec: &str) -> Run {
+        self.run(&["cat", Self::s(&self.archive), spec], None)
+    }
+
+    /// The full battery against a snapshot that must be refused: restore of the whole
+    /// snapshot, `ls -R` (three formats) and `cat` of `cat_path` all fail cleanly; plain
+    /// `ls` of the root may succeed when the hostile part is one level down.
+    fn expect_refused(&self, case: &str, snap: &str, cat_path: &str) -> String {
+        let target = self.target(case);
+        let r = self.restore(snap, &target, false);
+        let msg = assert_clean_failure(&r).to_string();
+        for flags in [&["-R"][..], &["-R", "-l"], &["-R", "--json"]] {
+            assert_clean_failure(&self.ls(snap, flags));
+        }
+        self.ls(snap, &[]);
+        self.ls(snap, &["-l"]);
+        assert_clean_failure(&self.cat(&format!("{snap}:{cat_path}")));
+        assert!(
+            entries(&self.outside).is_empty(),
+            "{case}: outside/ is not empty"
+        );
+        msg
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every path under `root` (never following symlinks, skipping `skip`) with its type,
+/// size and mtime; SQLite's WAL side files come and go and are left out, and the index
+/// itself is recorded by presence only (a reader may checkpoint the WAL into it).
+fn listing(root: &Path, skip: Option<&Path>) -> BTreeMap<PathBuf, String> {
+    fn rec(p: &Path, skip: Option<&Path>, out: &mut BTreeMap<PathBuf, String>) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            let path = e.path();
+            if Some(path.as_path()) == skip {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("index.sqlite-") {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&path).unwrap();
+            let ft = md.file_type();
+            let v = if ft.is_dir() {
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!(
+                    "symlink -> {}",
+                    std::fs::read_link(&path).unwrap().display()
+                )
+            } else if name == "index.sqlite" {
+                "index".to_string()
+            } else if ft.is_file() {
+                format!(
+                    "file {} bytes mtime {}.{}",
+                    md.len(),
+                    md.mtime(),
+                    md.mtime_nsec()
+                )
+            } else {
+                format!("special {:o}", md.mode())
+            };
+            out.insert(path.clone(), v);
+            if ft.is_dir() {
+                rec(&path, skip, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    rec(root, skip, &mut out);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile names, orders and duplicates
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn hostile_names_at_the_root_or_one_level_down_are_refused() {
+    let fx = Fx::new();
+    // (case, forged name). Placeholders are unique marker names, patched afterwards.
+    let long = vec![b'n'; 256];
+    let bad: Vec<(&str, &[u8])> = vec![
+        ("dotdot", b".."),
+        ("dot", b"."),
+        ("slash", b"a/b"),
+        ("abs", b"/etc"),
+        ("abs-outside", fx.outside_abs().leak().as_bytes()),
+        ("dotdot-outside", b"../outside"),
+        ("empty", b""),
+        ("nul", b"a\0b"),
+        ("long", &long),
+    ];
+    for (case, name) in bad {
+        for level in ["root", "sub"] {
+            let case = format!("{case}-{level}");
+            let snap = fx.snapshot(|w| {
+                let data = w.chunk(b"pwned\n");
+                // A directory with the forged name holding a file, so that a restore
+                // that accepted the name would write `<name>/pwned`.
+                let inner = w.tree(&[file("pwned", vec![data])]);
+                let bytes =
+                    encode_tree(&[dir("PLACEHOLDER-DIR", inner), file("zz-after", vec![data])])
+                        .unwrap();
+                let hostile = w.raw_tree(&rename(&bytes, b"PLACEHOLDER-DIR", name));
+                if level == "root" {
+                    hostile
+                } else {
+                    // A good sibling first, so restore makes progress before the refusal.
+                    let good = w.tree(&[file("ok", vec![data])]);
+                    w.tree(&[dir("a-good", good), dir("b-hostile", hostile)])
+                }
+            });
+            let cat = if level == "root" {
+                "zz-after"
+            } else {
+                "b-hostile/zz-after"
+            };
+            let msg = fx.expect_refused(&case, &snap, cat);
+            assert!(msg.contains("node name"), "{case}: {msg}");
+            if level == "sub" {
+                // What was restored before the refusal is inside TARGET and correct.
+                let ok = fx.target(&case).join("a-good/ok");
+                assert_eq!(std::fs::read(&ok).unwrap(), b"pwned\n", "{case}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_symlink_and_a_directory_sharing_a_name_are_refused() {
+    // `evil -> outside`, then `evil/` holding a file: a restore that took both would
+    // write the file through the symlink. The order check must refuse the tree.
+    let fx = Fx::new();
+    for (case, link_target) in [
+        ("abs", fx.outside_abs()),
+        ("rel", "../outside".to_string()),
+        ("ghost", fx.ghost_abs()),
+    ] {
+        for (second, level) in [("dir", "root"), ("dir", "sub"), ("file", "root")] {
+            let case = format!("dup-{case}-{second}-{level}");
+            let snap = fx.snapshot(|w| {
+                let data = w.chunk(b"pwned\n");
+                let inner = w.tree(&[file("pwned", vec![data])]);
+                let second_node = if second == "dir" {
+                    dir("evim", inner)
+                } else {
+                    file("evim", vec![data])
+                };
+                let bytes = encode_tree(&[symlink("evil", &link_target), second_node]).unwrap();
+                let hostile = w.raw_tree(&rename(&bytes, b"evim", b"evil"));
+                if level == "root" {
+                    hostile
+                } else {
+                    w.tree(&[dir("d", hostile)])
+                }
+            });
+            let cat = if level == "root" { "evil" } else { "d/evil" };
+            let msg = fx.expect_refused(&case, &snap, cat);
+            assert!(msg.contains("duplicate or unsorted"), "{case}: {msg}");
+        }
+    }
+}
+
+#[test]
+fn unsorted_entries_are_refused() {
+    let fx = Fx::new();
+    let snap = fx.snapshot(|w| {
+        let data = w.chunk(b"x");
+        let bytes = encode_tree(&[file("aa", vec![data]), file("bb", vec![data])]).unwrap();
+        // Swap the names: "bb" now comes first.
+        let bytes = rename(&bytes, b"aa", b"cc");
+        let bytes = rename(&bytes, b"bb", b"aa");
+        let bytes = rename(&bytes, b"cc", b"bb");
+        w.raw_tree(&bytes)
+    });
+    let msg = fx.expect_refused("unsorted", &snap, "aa");
+    assert!(msg.contains("duplicate or unsorted"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Symlinks pointing outside are restored as symlinks, never followed
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn symlinks_pointing_outside_are_restored_as_symlinks_and_never_written_through() {
+    let fx = Fx::new();
+    let passwd_before = std::fs::read("/etc/passwd").ok();
+    let links = [
+        ("abs-outside", fx.outside_abs()),
+        ("etc-passwd", "/etc/passwd".to_string()),
+        ("ghost", fx.ghost_abs()),
+        ("rel-outside", "../../outside".to_string()),
+        (
+            "rel-passwd",
+            "../../../../../../../../etc/passwd".to_string(),
+        ),
+    ];
+    let snap = fx.snapshot(|w| {
+        let data = w.chunk(b"written in b\n");
+        let a: Vec<Node> = links.iter().map(|(n, t)| symlink(n, t)).collect();
+        let a = w.tree(&a);
+        // Directory `b` holds regular files with the symlinks' names: each must land in
+        // b/, not through a/<name>.
+        let b: Vec<Node> = links.iter().map(|(n, _)| file(n, vec![data])).collect();
+        let b = w.tree(&b);
+        w.tree(&[dir("a", a), dir("b", b)])
+    });
+    let target = fx.target("links");
+    let r = fx.restore(&snap, &target, false);
+    assert_eq!(r.code, Some(0), "{r}");
+    for (name, t) in &links {
+        let p = target.join("a").join(name);
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert!(md.file_type().is_symlink(), "{name} is not a symlink");
+        assert_eq!(std::fs::read_link(&p).unwrap(), Path::new(t), "{name}");
+        let f = target.join("b").join(name);
+        let md = std::fs::symlink_metadata(&f).unwrap();
+        assert!(md.file_type().is_file(), "b/{name} is not a regular file");
+        assert_eq!(std::fs::read(&f).unwrap(), b"written in b\n");
+    }
+    assert!(entries(&fx.outside).is_empty());
+    assert_eq!(std::fs::read("/etc/passwd").ok(), passwd_before);
+
+    // ls shows them as symlinks; cat refuses a symlink instead of following it; a path
+    // through a symlink does not exist in the snapshot.
+    let r = fx.ls(&format!("{snap}:a"), &["-l"]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("etc-passwd -> /etc/passwd"), "{r}");
+    let msg = assert_clean_failure(&fx.cat(&format!("{snap}:a/etc-passwd"))).to_string();
+    assert!(msg.contains("symlink"), "{msg}");
+    for p in ["a/abs-outside/x", "a/rel-outside/x", "a/etc-passwd/x"] {
+        let spec = format!("{snap}:{p}");
+        assert_clean_failure(&fx.cat(&spec));
+        let t = fx.target(&format!("through-{}", p.replace('/', "-")));
+        assert_clean_failure(&fx.restore(&spec, &t, false));
+    }
+    // Restoring just the symlink makes a symlink.
+    let t = fx.target("just-link");
+    let r = fx.restore(&format!("{snap}:a/abs-outside"), &t, false);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(
+        std::fs::symlink_metadata(t.join("abs-outside"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // Snapshot paths with `..` are refused.
+    assert_clean_failure(&fx.cat(&format!("{snap}:a/../b/ghost")));
+    assert_clean_failure(&fx.restore(&format!("{snap}:../outside"), &fx.target("dd"), false));
+    assert!(entries(&fx.outside).is_empty());
+}
+
+#[test]
+fn a_later_entry_named_through_an_earlier_symlink_is_refused_after_the_symlink_is_made() {
+    // a/evil -> outside is restored first (a < b); b's tree then names
+    // `../a/evil/pwned`. The symlink exists on disk when the hostile name is read.
+    let fx = Fx::new();
+    for (case, forged) in [
+        ("up", &b"../a/evil/pwned"[..]),
+        ("slash", b"a/evil/pwned"),
+        ("dotdot", b".."),
+    ] {
+        let outside = fx.outside_abs();
+        let snap = fx.snapshot(|w| {
+            let data = w.chunk(b"pwned\n");
+            let a = w.tree(&[symlink("evil", &outside)]);
+            let bytes = encode_tree(&[file("PLACEHOLDER", vec![data])]).unwrap();
+            let b = w.raw_tree(&rename(&bytes, b"PLACEHOLDER", forged));
+            w.tree(&[dir("a", a), dir("b", b)])
+        });
+        let target = fx.target(&format!("later-{case}"));
+        let r = fx.restore(&snap, &target, false);
+        assert_clean_failure(&r);
+        let link = target.join("a/evil");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(entries(&fx.outside).is_empty(), "{case}");
+        assert!(!target.join("a/evil/pwned").exists());
+        assert!(!target.join("pwned").exists());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore --overwrite into a TARGET holding symlinks and hard links to outside
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn overwrite_replaces_preexisting_symlinks_and_never_writes_through_them() {
+    let fx = Fx::new();
+    let victim = fx.outside.join("victim");
+    std::fs::write(&victim, b"victim\n").unwrap();
+    let snap = fx.snapshot(|w| {
+        let f1 = w.chunk(b"f1 from the snapshot\n");
+        let f2 = w.chunk(b"f2 from the snapshot\n");
+        let sub = w.tree(&[file("f2", vec![f2])]);
+        let src = w.tree(&[
+            file("f1", vec![f1]),
+            file("hard", vec![f1]),
+            dir("sub", sub),
+        ]);
+        w.tree(&[dir("src", src)])
+    });
+    let check_restored = |target: &Path| {
+        let src = target.join("src");
+        assert!(
+            std::fs::symlink_metadata(&src)
+                .unwrap()
+                .file_type()
+                .is_dir()
+        );
+        assert_eq!(
+            std::fs::read(src.join("f1")).unwrap(),
+            b"f1 from the snapshot\n"
+        );
+        assert_eq!(
+            std::fs::read(src.join("sub/f2")).unwrap(),
+            b"f2 from the snapshot\n"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim\n");
+        assert_eq!(entries(&fx.outside), vec!["victim".to_string()]);
+    };
+
+    // 1. TARGET/src -> ../outside.
+    let t = fx.target("src-link");
+    std::fs::create_dir(&t).unwrap();
+    std::os::unix::fs::symlink("../outside", t.join("src")).unwrap();
+    // Without --overwrite: refused.
+    let r = fx.restore(&snap, &t, false);
+    let msg = assert_clean_failure(&r).to_string();
+    assert!(msg.contains("already exists"), "{msg}");
+    assert!(
+        std::fs::symlink_metadata(t.join("src"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // With --overwrite: the symlink is replaced by a directory.
+    let r = fx.restore(&snap, &t, true);
+    assert_eq!(r.code, Some(0), "{r}");
+    check_restored(&t);
+
+    // 2. TARGET/src/ is a real directory whose entries point outside: a dangling
+    //    symlink to outside/f1, a symlink dir to outside/, a hard link to outside/victim.
+    let t = fx.target("inner-links");
+    std::fs::create_dir_all(t.join("src")).unwrap();
+    std::os::unix::fs::symlink(fx.outside.join("f1"), t.join("src/f1")).unwrap();
+    std::os::unix::fs::symlink("../../outside", t.join("src/sub")).unwrap();
+    std::fs::hard_link(&victim, t.join("src/hard")).unwrap();
+    let r = fx.restore(&snap, &t, true);
+    assert_eq!(r.code, Some(0), "{r}");
+    check_restored(&t);
+    assert!(!fx.outside.join("f1").exists());
+    assert!(!fx.outside.join("f2").exists());
+    assert_eq!(
+        std::fs::read(t.join("src/hard")).unwrap(),
+        b"f1 from the snapshot\n"
+    );
+
+    // 3. Restoring a sub-path onto a TARGET whose entry of that name is a symlink.
+    let t = fx.target("subpath");
+    std::fs::create_dir(&t).unwrap();
+    std::os::unix::fs::symlink(&fx.outside, t.join("sub")).unwrap();
+    let r = fx.restore(&format!("{snap}:src/sub"), &t, true);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(
+        std::fs::read(t.join("sub/f2")).unwrap(),
+        b"f2 from the snapshot\n"
+    );
+    assert_eq!(entries(&fx.outside), vec!["victim".to_string()]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ids of the wrong kind, missing ids, lying ids
+// ---------------------------------------------------------------------------------------
+
+// Blobs are content-addressed and deduplicated by id alone (a file may hold exactly the
+// bytes of a tree), so the kind recorded for an id never decides: the bytes do. A
+// directory naming a non-tree blob fails to decode; a file naming a tree blob gets
+// exactly the bytes that hash to that id.
+
+#[test]
+fn a_directory_pointing_at_a_chunk_a_snapshot_or_a_missing_id_is_refused() {
+    let fx = Fx::new();
+    let good = fx.snapshot(|w| {
+        let data = w.chunk(b"good\n");
+        w.tree(&[file("good", vec![data])])
+    });
+    let good_id = BlobId::from_hex(&good).unwrap();
+    type Pick = Box<dyn Fn(&mut W<'_>) -> BlobId>;
+    let picks: Vec<(&str, Pick)> = vec![
+        (
+            "chunk",
+            Box::new(|w: &mut W<'_>| w.chunk(b"just a chunk\n").id()),
+        ),
+        ("snapshot", Box::new(move |_: &mut W<'_>| good_id)),
+        ("missing", Box::new(|_: &mut W<'_>| BlobId([0xab; 32]))),
+    ];
+    for (case, pick) in &picks {
+        // As a directory one level down, and as the snapshot root itself.
+        let snap = fx.snapshot(|w| {
+            let id = pick(w);
+            w.tree(&[dir("d", id)])
+        });
+        let msg = fx.expect_refused(&format!("dir-{case}"), &snap, "d/inner");
+        assert!(
+            msg.contains("bad magic") || msg.contains("not in the index"),
+            "{case}: {msg}"
+        );
+        let snap = fx.snapshot(pick);
+        let msg = fx.expect_refused(&format!("root-{case}"), &snap, "inner");
+        assert!(
+            msg.contains("bad magic") || msg.contains("not in the index"),
+            "{case}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn a_tree_first_stored_as_a_chunk_is_read_by_its_bytes() {
+    let fx = Fx::new();
+    let snap = fx.snapshot(|w| {
+        let data = w.chunk(b"x\n");
+        let bytes = encode_tree(&[file("inner", vec![data])]).unwrap();
+        let as_chunk = w.blob(BlobKind::Chunk, &bytes);
+        w.tree(&[dir("d", as_chunk)])
+    });
+    let target = fx.target("tree-as-chunk");
+    let r = fx.restore(&snap, &target, false);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(std::fs::read(target.join("d/inner")).unwrap(), b"x\n");
+    let r = fx.cat(&format!("{snap}:d/inner"));
+    assert_eq!((r.code, r.stdout.as_slice()), (Some(0), &b"x\n"[..]), "{r}");
+}
+
+trait ExtentId {
+    fn id(&self) -> BlobId;
+}
+impl ExtentId for Extent {
+    fn id(&self) -> BlobId {
+        match self {
+            Extent::Data { id, .. } => *id,
+            Extent::Hole { .. } => panic!("hole"),
+        }
+    }
+}
+
+#[test]
+fn a_file_whose_extents_name_a_tree_or_snapshot_gets_exactly_those_bytes() {
+    let fx = Fx::new();
+    let good = fx.snapshot(|w| {
+        let data = w.chunk(b"good\n");
+        w.tree(&[file("good", vec![data])])
+    });
+    let good_id = BlobId::from_hex(&good).unwrap();
+    let archive = Archive::open(&fx.archive).unwrap();
+    let good_root = archive.snapshots().unwrap()[0].root;
+    let blobs = [
+        ("tree", good_root, archive.read_blob(&good_root).unwrap()),
+        ("snapshot", good_id, archive.read_blob(&good_id).unwrap()),
+    ];
+    drop(archive);
+    for (case, id, bytes) in blobs {
+        assert_eq!(BlobId::of(&bytes), id);
+        let snap = fx.snapshot(|w| {
+            let ok = w.chunk(b"fine\n");
+            w.tree(&[
+                file("a-fine", vec![ok]),
+                file(
+                    "b-names-a-blob",
+                    vec![Extent::Data {
+                        id,
+                        len: bytes.len() as u64,
+                    }],
+                ),
+            ])
+        });
+        let target = fx.target(&format!("extent-{case}"));
+        let r = fx.restore(&snap, &target, false);
+        assert_eq!(r.code, Some(0), "{case}\n{r}");
+        assert_eq!(std::fs::read(target.join("a-fine")).unwrap(), b"fine\n");
+        let got = std::fs::read(target.join("b-names-a-blob")).unwrap();
+        assert!(got == bytes, "{case}: restored bytes are not the blob's");
+        let r = fx.cat(&format!("{snap}:b-names-a-blob"));
+        assert_eq!(r.code, Some(0), "{case}\n{r}");
+        assert!(r.stdout == bytes, "{case}: cat bytes are not the blob's");
+    }
+}
+
+#[test]
+fn a_file_whose_chunk_is_missing_is_reported_damaged_and_not_restored() {
+    let fx = Fx::new();
+    let snap = fx.snapshot(|w| {
+        let ok = w.chunk(b"fine\n");
+        let missing = Extent::Data {
+            id: BlobId([0xcd; 32]),
+            len: 10,
+        };
+        let holey = vec![Extent::Hole { len: 4096 }, missing];
+        w.tree(&[
+            file("a-fine", vec![ok]),
+            file("b-missing", vec![missing]),
+            file("c-after-hole", holey),
+        ])
+    });
+    let target = fx.target("missing");
+    let r = fx.restore(&snap, &target, false);
+    assert_eq!(r.code, Some(3), "{r}");
+    assert_clean_failure(&r);
+    assert_eq!(std::fs::read(target.join("a-fine")).unwrap(), b"fine\n");
+    assert!(!target.join("b-missing").exists(), "{r}");
+    assert!(!target.join("c-after-hole").exists(), "{r}");
+    for p in ["b-missing", "c-after-hole"] {
+        let msg = assert_clean_failure(&fx.cat(&format!("{snap}:{p}"))).to_string();
+        assert!(msg.contains("not in the index"), "{msg}");
+    }
+}
+
+#[test]
+fn chunks_that_lie_about_their_id_or_length_are_not_restored() {
+    let fx = Fx::new();
+    let snap = fx.snapshot(|w| {
+        let fake = BlobId::of(b"what the id promises\n");
+        w.lying_blob(BlobKind::Chunk, fake, b"something else entirely\n");
+        let short = w.chunk(b"short\n");
+        let ok = w.chunk(b"fine\n");
+        w.tree(&[
+            file("a-fine", vec![ok]),
+            file(
+                "b-lying-id",
+                vec![Extent::Data {
+                    id: fake,
+                    len: b"something else entirely\n".len() as u64,
+                }],
+            ),
+            file(
+                "c-wrong-length",
+                vec![Extent::Data {
+                    id: short.id(),
+                    len: 4096,
+                }],
+            ),
+        ])
+    });
+    let target = fx.target("lying");
+    let r = fx.restore(&snap, &target, false);
+    assert_eq!(r.code, Some(3), "damaged files make a partial restore\n{r}");
+    assert_clean_failure(&r);
+    assert!(!target.join("b-lying-id").exists(), "{r}");
+    assert!(!target.join("c-wrong-length").exists(), "{r}");
+    assert_eq!(std::fs::read(target.join("a-fine")).unwrap(), b"fine\n");
+    assert_clean_failure(&fx.cat(&format!("{snap}:c-wrong-length")));
+    // `cat` checks crc32 only (BLAKE3 is for restore and check --read-data), so the lying
+    // chunk is not judged here beyond "no panic".
+    fx.cat(&format!("{snap}:b-lying-id"));
+}
+
+#[test]
+fn a_tree_whose_bytes_do_not_hash_to_its_id_is_refused() {
+    let fx = Fx::new();
+    let snap = fx.snapshot(|w| {
+        let data = w.chunk(b"pwned\n");
+        let real = encode_tree(&[file("innocent", vec![data])]).unwrap();
+        let fake = BlobId::of(b"some other tree");
+        w.lying_blob(BlobKind::Tree, fake, &real);
+        w.tree(&[dir("d", fake)])
+    });
+    let msg = fx.expect_refused("tree-hash", &snap, "d/innocent");
+    assert!(msg.contains("BLAKE3"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Huge sizes and counts
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn huge_sparse_files_are_sparse_or_refused_never_allocated() {
+    let fx = Fx::new();
+    let snap = fx.snapshot(|w| {
+        let tail = w.chunk(b"tail");
+        w.tree(&[
+            file("a-1tib", vec![Extent::Hole { len: 1 << 40 }]),
+            file("b-2pow60", vec![Extent::Hole { len: 1 << 60 }]),
+            file(
+                "c-2pow60-then-data",
+                vec![Extent::Hole { len: (1 << 60) - 4 }, tail],
+            ),
+        ])
+    });
+    // Each on its own, so one refusal does not hide the others.
+    for name in ["a-1tib", "b-2pow60", "c-2pow60-then-data"] {
+        let target = fx.target(name);
+        let r = fx.restore(&format!("{snap}:{name}"), &target, false);
+        let p = target.join(name);
+        if r.code == Some(0) {
+            let md = std::fs::metadata(&p).unwrap();
+            assert!(
+                md.blocks() * 512 < 1 << 20,
+                "{name}: {} bytes allocated for a hole",
+                md.blocks() * 512
+            );
+        } else {
+            assert_clean_failure(&r);
+        }
+        if let Ok(md) = std::fs::metadata(&p) {
+            assert!(md.blocks() * 512 < 1 << 20, "{name}: allocated");
+        }
+    }
+    // The 1 TiB hole is within what ext4/xfs/tmpfs accept: it must restore, sparse.
+    let r = fx.restore(&format!("{snap}:a-1tib"), &fx.target("a-1tib-again"), false);
+    assert_eq!(r.code, Some(0), "{r}");
+    let md = std::fs::metadata(fx.target("a-1tib-again").join("a-1tib")).unwrap();
+    assert_eq!(md.len(), 1 << 40);
+
+    // cat streams zeros with bounded memory; a reader that stops early ends it quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["cat", Fx::s(&fx.archive), &format!("{snap}:b-2pow60")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 4 << 20];
+    out.read_exact(&mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    drop(out);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "cat did not stop on a closed pipe"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(0), "closed pipe is not an error: {err}");
+
+    assert!(entries(&fx.outside).is_empty());
+}
+
+#[test]
+fn huge_counts_and_lengths_in_a_tree_are_refused() {
+    let fx = Fx::new();
+    // A file node with a marker rdev, so fields after it can be found in the bytes.
+    const RDEV: u64 = 0x1122_3344_5566_7788;
+    let base = |w: &mut W<'_>, with_xattr: bool| {
+        let data = w.chunk(b"x");
+        let mut n = file("f", vec![data]);
+        n.rdev = RDEV;
+        if with_xattr {
+            n.xattrs = vec![(b"user.k".to_vec(), b"VALUE".to_vec())];
+        }
+        encode_tree(&[n]).unwrap()
+    };
+    type Patch = fn(&mut Vec<u8>);
+    let patches: Vec<(&str, bool, Patch)> = vec![
+        ("node-count", false, |b| {
+            b[5..9].copy_from_slice(&u32::MAX.to_le_bytes())
+        }),
+        ("node-count-plus-one", false, |b| {
+            b[5..9].copy_from_slice(&2u32.to_le_bytes())
+        }),
+        ("xattr-count", false, |b| {
+            let at = find(b, &RDEV.to_le_bytes()) + 8;
+            b[at..at + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+        }),
+        ("xattr-value-len", true, |b| {
+            let at = find(b, b"VALUE") - 4;
+            b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        }),
+        ("extent-count", false, |b| {
+            // rdev, xattr count u16, content kind u8, then the extent count.
+            let at = find(b, &RDEV.to_le_bytes()) + 8 + 2 + 1;
+            b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        }),
+        ("name-len", false, |b| {
+            b[9..11].copy_from_slice(&u16::MAX.to_le_bytes())
+        }),
+        ("size-overflow", false, |b| {
+            // Extent length of the only (data) extent: > 1 GiB blob limit.
+            let at = find(b, &RDEV.to_le_bytes()) + 8 + 2 + 1 + 4 + 1;
+            b[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        }),
+        ("truncated", false, |b| {
+            b.truncate(b.len() - 1);
+        }),
+        ("trailing", false, |b| b.push(0)),
+        ("kind", false, |b| b[12] = 99),
+        ("version", false, |b| b[4] = 2),
+        ("magic", false, |b| b[0] = b'X'),
+    ];
+    for (case, xattr, patch) in patches {
+        let snap = fx.snapshot(|w| {
+            let mut bytes = base(w, xattr);
+            patch(&mut bytes);
+            let hostile = w.raw_tree(&bytes);
+            w.tree(&[dir("d", hostile)])
+        });
+        fx.expect_refused(&format!("count-{case}"), &snap, "d/f");
+    }
+    // Two holes whose lengths overflow u64 when added.
+    let snap = fx.snapshot(|w| {
+        let mut n = file("f", vec![Extent::Hole { len: 1 }, Extent::Hole { len: 1 }]);
+        n.size = 2;
+        let bytes = encode_tree(&[n]).unwrap();
+        let mut bytes = bytes;
+        let one = 1u64.to_le_bytes();
+        // Patch both hole lengths (tag 1, len 1) to u64::MAX / 2 + 1.
+        let mut pat = vec![1u8];
+        pat.extend_from_slice(&one);
+        for _ in 0..2 {
+            let at = bytes
+                .windows(pat.len())
+                .rposition(|w| w == pat.as_slice())
+                .unwrap();
+            bytes[at + 1..at + 9].copy_from_slice(&(u64::MAX / 2 + 1).to_le_bytes());
+        }
+        let hostile = w.raw_tree(&bytes);
+        w.tree(&[dir("d", hostile)])
+    });
+    fx.expect_refused("hole-overflow", &snap, "d/f");
+}
+
+#[test]
+fn hostile_metadata_is_applied_or_refused_cleanly() {
+    // Extreme times, set-id modes, odd xattrs, a device node: restore may warn or
+    // refuse, but never panics and never leaves TARGET.
+    let fx = Fx::new();
+    let snap = fx.snapshot(|w| {
+        let data = w.chunk(b"meta\n");
+        let mut t_min = file("a-time-min", vec![data]);
+        t_min.mtime = (i64::MIN, 999_999_999);
+        let mut t_max = file("b-time-max", vec![data]);
+        t_max.mtime = (i64::MAX, 999_999_999);
+        let mut xattrs = file("c-xattrs", vec![data]);
+        // Names the encoder refuses are patched in below: empty, and with a NUL.
+        xattrs.xattrs = vec![
+            (b"XATTR-EMPTY".to_vec(), b"empty name".to_vec()),
+            (b"XATTR-NUL".to_vec(), b"nul in name".to_vec()),
+            (b"nonamespace".to_vec(), b"v".to_vec()),
+            (b"user.ok".to_vec(), vec![0; 65536]),
+        ];
+        let mut dev = node(b"d-dev", NodeKind::CharDev, 0, Payload::Other);
+        dev.rdev = u64::MAX;
+        let mut fifo = node(b"e-fifo", NodeKind::Fifo, 0, Payload::Other);
+        fifo.xattrs = vec![(b"user.x".to_vec(), b"y".to_vec())];
+        let mut huge_ids = file("f-ids", vec![data]);
+        huge_ids.uid = u32::MAX;
+        huge_ids.gid = u32::MAX;
+        huge_ids.nlink = u64::MAX;
+        huge_ids.user = vec![0xff; 300];
+        let bytes = encode_tree(&[t_min, t_max, xattrs, dev, fifo, huge_ids]).unwrap();
+        let bytes = rename(&bytes, b"XATTR-EMPTY", b"");
+        let bytes = rename(&bytes, b"XATTR-NUL", b"user.\0nul");
+        w.raw_tree(&bytes)
+    });
+    for flags in [&[][..], &["-l"], &["-R", "--json"]] {
+        let r = fx.ls(&snap, flags);
+        if r.code != Some(0) {
+            assert_clean_failure(&r);
+        }
+    }
+    let r = fx.restore(&snap, &fx.target("meta"), false);
+    if r.code != Some(0) {
+        assert_clean_failure(&r);
+    }
+    // Each file on its own too.
+    for n in [
+        "a-time-min",
+        "b-time-max",
+        "c-xattrs",
+        "d-dev",
+        "e-fifo",
+        "f-ids",
+    ] {
+        let r = fx.restore(
+            &format!("{snap}:{n}"),
+            &fx.target(&format!("meta-{n}")),
+            false,
+        );
+        if r.code != Some(0) {
+            assert_clean_failure(&r);
+        }
+    }
+    assert!(entries(&fx.outside).is_empty());
+}
+
+#[test]
+fn trees_nest_up_to_the_depth_limit_and_deeper_chains_are_refused_without_a_stack_overflow() {
+    // Content addressing rules out true cycles; a long chain is what a hostile archive
+    // can do instead. MAX_DEPTH levels must work (a legitimate 4096-byte path), one more
+    // must be an error, and neither may overflow the stack (debug builds included).
+    let fx = Fx::new();
+    let chain = |depth: usize| {
+        fx.snapshot(|w| {
+            let data = w.chunk(b"bottom\n");
+            let mut id = w.tree(&[file("bottom", vec![data])]);
+            for _ in 0..depth {
+                id = w.tree(&[dir("d", id)]);
+            }
+            id
+        })
+    };
+    // The restored chains are longer than PATH_MAX: remove them before the next run's
+    // listing walks the temp dir (GNU rm works through directory descriptors).
+    let rm = |t: &Path| {
+        let st = Command::new("rm").arg("-rf").arg(t).status().unwrap();
+        assert!(st.success());
+    };
+
+    let limit = strata::tree::MAX_DEPTH;
+    let snap = chain(limit);
+    let target = fx.target("at-limit");
+    let r = fx.restore(&snap, &target, false);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(r.stderr.contains(&format!("1 files, {limit} dirs")), "{r}");
+    rm(&target);
+    let r = fx.ls(&snap, &["-R"]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(r.stdout.iter().filter(|&&b| b == b'\n').count(), limit + 1);
+
+    let snap = chain(limit + 5);
+    let target = fx.target("too-deep");
+    let r = fx.restore(&snap, &target, false);
+    let msg = assert_clean_failure(&r).to_string();
+    assert!(msg.contains("deep"), "{msg}");
+    rm(&target);
+    let r = fx.ls(&snap, &["-R"]);
+    let msg = assert_clean_failure(&r).to_string();
+    assert!(msg.contains("deep"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile index rows
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn index_rows_with_absurd_lengths_or_offsets_are_errors_not_crashes() {
+    // index.sqlite is part of the archive directory, so it can be damaged or forged too.
+    let fx = Fx::new();
+    let snap = fx.snapshot(|w| {
+        let data = w.chunk(b"content\n");
+        let d = w.tree(&[file("f", vec![data])]);
+        w.tree(&[dir("d", d)])
+    });
+    let archive = Archive::open(&fx.archive).unwrap();
+    let row = archive.resolve(&snap, None).unwrap();
+    let d_id = archive.read_tree(&row.root).unwrap()[0].subtree().unwrap();
+    let f_id = archive.read_tree(&d_id).unwrap()[0].extents()[0].id();
+    drop(archive);
+    let db = fx.archive.join("index.sqlite");
+    let saved = std::fs::read(&db).unwrap();
+    let set = |id: &BlobId, column: &str, value: i64| {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute(
+            &format!("UPDATE blobs SET {column} = ?1 WHERE id = ?2"),
+            rusqlite::params![value, &id.0[..]],
+        )
+        .unwrap();
+        // Fold the WAL into the file so a byte copy restores the original later.
+        c.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
+    };
+    let cases: &[(&str, &str, i64)] = &[
+        ("stored-len-huge", "stored_len", 1 << 40),
+        ("stored-len-max", "stored_len", -1),
+        ("stored-len-negative", "stored_len", i64::MIN),
+        ("raw-len-huge", "raw_len", 1 << 40),
+        ("offset-huge", "offset", i64::MAX),
+        ("offset-negative", "offset", -1),
+        ("pack-missing", "pack", 999),
+        ("pack-negative", "pack", -5),
+        ("kind-bad", "kind", 9),
+    ];
+    for &(case, column, value) in cases {
+        for (which, id) in [("tree", d_id), ("chunk", f_id)] {
+            reset_index(&db, &saved);
+            set(&id, column, value);
+            let case = format!("index-{case}-{which}");
+            let target = fx.target(&case);
+            let r = fx.restore(&snap, &target, false);
+            assert_clean_failure(&r);
+            assert_clean_failure(&fx.cat(&format!("{snap}:d/f")));
+            if which == "tree" {
+                assert_clean_failure(&fx.ls(&snap, &["-R"]));
+            }
+        }
+    }
+    reset_index(&db, &saved);
+}
+
+/// Puts back the saved index bytes, with no WAL left to replay over them.
+fn reset_index(db: &Path, saved: &[u8]) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
+    drop(c);
+    for side in ["index.sqlite-wal", "index.sqlite-shm"] {
+        let _ = std::fs::remove_file(db.with_file_name(side));
+    }
+    std::fs::write(db, saved).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Truncated packs
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_pack_truncated_anywhere_gives_clean_errors_or_correct_bytes() {
+    let fx = Fx::new();
+    let a1 = noise(1, 3000);
+    let a2 = noise(2, 3000);
+    let b = noise(3, 5000);
+    let tail = b"the end of a sparse file\n".to_vec();
+    let mut expected: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    expected.insert("data/a.txt", [a1.clone(), a2.clone()].concat());
+    expected.insert("data/b.bin", b.clone());
+    let mut sparse = vec![0u8; 1 << 20];
+    sparse.extend_from_slice(&tail);
+    expected.insert("data/sparse", sparse);
+    expected.insert("top", a1.clone());
+    let snap = fx.snapshot(|w| {
+        let (x1, x2, xb, xt) = (w.chunk(&a1), w.chunk(&a2), w.chunk(&b), w.chunk(&tail));
+        let data = w.tree(&[
+            file("a.txt", vec![x1, x2]),
+            file("b.bin", vec![xb]),
+            symlink("link", "a.txt"),
+            file("sparse", vec![Extent::Hole { len: 1 << 20 }, xt]),
+        ]);
+        w.tree(&[dir("data", data), file("top", vec![x1])])
+    });
+    let packs = fx.archive.join("packs");
+    let names = entries(&packs);
+    assert_eq!(names.len(), 1, "one pack expected: {names:?}");
+    let pack_path = packs.join(&names[0]);
+    let pack_id = strata::format::PackId::from_file_name(&names[0]).unwrap();
+    let full = std::fs::read(&pack_path).unwrap();
+    let scan = strata::packs::scan_pack(&full, pack_id).unwrap();
+    assert!(scan.stop.is_none());
+
+    // Cut points: inside the pack header, every record boundary and one byte before it
+    // (a record's end is the next one's start), inside each record header and inside
+    // each record's data.
+    let mut cuts = vec![0usize, 10, full.len() - 1, full.len()];
+    for e in &scan.entries {
+        let start = e.offset as usize;
+        let end = start + 64 + e.header.stored_len as usize;
+        cuts.extend([start - 1, start, start + 32, (start + 64 + end) / 2]);
+    }
+    cuts.sort();
+    cuts.dedup();
+    assert_eq!(*cuts.last().unwrap(), full.len());
+
+    for (n, &cut) in cuts.iter().enumerate() {
+        std::fs::write(&pack_path, &full[..cut]).unwrap();
+        let ctx = format!("pack cut at {cut} of {}", full.len());
+
+        let r = fx.ls(&snap, &["-R"]);
+        if r.code == Some(0) {
+            let out = String::from_utf8_lossy(&r.stdout);
+            for p in expected.keys().chain(&["data/link"]) {
+                assert!(out.lines().any(|l| l == *p), "{ctx}: ls lost {p}\n{r}");
+            }
+        } else {
+            assert_clean_failure(&r);
+        }
+
+        let target = fx.target(&format!("cut-{n}"));
+        let r = fx.restore(&snap, &target, false);
+        if r.code != Some(0) {
+            assert_clean_failure(&r);
+        }
+        // Whatever exists holds exactly the right bytes; on success, everything exists.
+        for (p, want) in &expected {
+            match std::fs::read(target.join(p)) {
+                Ok(got) => assert!(got == *want, "{ctx}: {p} restored with wrong bytes\n{r}"),
+                Err(_) => assert!(r.code != Some(0), "{ctx}: {p} missing after success\n{r}"),
+            }
+        }
+        if r.code == Some(0) {
+            assert_eq!(
+                std::fs::read_link(target.join("data/link")).unwrap(),
+                Path::new("a.txt")
+            );
+        }
+
+        // cat: a file of two chunks, and one that starts with a hole.
+        for p in ["data/a.txt", "data/sparse"] {
+            let want = &expected[p];
+            let r = fx.cat(&format!("{snap}:{p}"));
+            if r.code == Some(0) {
+                assert!(r.stdout == *want, "{ctx}: cat {p} gave wrong bytes");
+            } else {
+                assert_clean_failure(&r);
+                assert!(
+                    want.starts_with(&r.stdout),
+                    "{ctx}: cat {p} wrote wrong bytes before failing"
+                );
+            }
+        }
+    }
+    std::fs::write(&pack_path, &full).unwrap();
+    let r = fx.restore(&snap, &fx.target("whole-again"), false);
+    assert_eq!(r.code, Some(0), "{r}");
+}
