@@ -13,8 +13,12 @@ pub struct Chunker {
     max: usize,
     mask_s: u64,
     mask_l: u64,
+    /// Twice `max` bytes: unconsumed bytes are `buf[start..end]`; they are moved to the
+    /// front only when fewer than `max` bytes of room remain, so each byte is copied
+    /// about once (not once per chunk).
     buf: Vec<u8>,
-    len: usize,
+    start: usize,
+    end: usize,
     eof: bool,
 }
 
@@ -27,8 +31,9 @@ impl Chunker {
             max,
             mask_s,
             mask_l,
-            buf: vec![0; max],
-            len: 0,
+            buf: vec![0; 2 * max],
+            start: 0,
+            end: 0,
             eof: false,
         }
     }
@@ -43,25 +48,37 @@ impl Chunker {
 
     /// Starts a new stream (a new file).
     pub fn reset(&mut self) {
-        self.len = 0;
+        self.start = 0;
+        self.end = 0;
         self.eof = false;
     }
 
-    /// The next chunk of the stream, or `None` at its end.
+    /// The next chunk of the stream, or `None` at its end. Cut points depend only on
+    /// the bytes (at least `max` of them are in view unless the stream ends first), so
+    /// they equal those of fastcdc's own `StreamCDC`.
     pub fn next_chunk<R: Read + ?Sized>(&mut self, r: &mut R) -> io::Result<Option<Vec<u8>>> {
-        while !self.eof && self.len < self.max {
-            match r.read(&mut self.buf[self.len..]) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        if !self.eof && self.end - self.start < self.max {
+            if self.buf.len() - self.start < self.max {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            while !self.eof && self.end - self.start < self.max {
+                match r.read(&mut self.buf[self.end..]) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => self.end += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
-        if self.len == 0 {
+        let avail = self.end - self.start;
+        if avail == 0 {
             return Ok(None);
         }
+        let window = &self.buf[self.start..self.start + avail.min(self.max)];
         let (_, count) = cut(
-            &self.buf[..self.len],
+            window,
             self.min,
             self.avg,
             self.max,
@@ -70,10 +87,9 @@ impl Chunker {
             self.mask_s << 1,
             self.mask_l << 1,
         );
-        let count = if count == 0 { self.len } else { count };
-        let chunk = self.buf[..count].to_vec();
-        self.buf.copy_within(count..self.len, 0);
-        self.len -= count;
+        let count = if count == 0 { window.len() } else { count };
+        let chunk = self.buf[self.start..self.start + count].to_vec();
+        self.start += count;
         Ok(Some(chunk))
     }
 }
@@ -130,6 +146,32 @@ mod tests {
                 .map(|c| c.unwrap().length)
                 .collect();
         assert_eq!(ours, theirs);
+    }
+
+    /// A reader that hands out at most 1000 bytes per call, like a pipe.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1000).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn boundaries_do_not_depend_on_how_the_bytes_arrive() {
+        let data = pseudo_random(2 << 20, 11);
+        let mut c = Chunker::new(16 << 10, 64 << 10, 256 << 10);
+        let whole = lengths(&data, &mut c);
+        c.reset();
+        let mut r = Trickle(&data);
+        let mut trickled = Vec::new();
+        while let Some(ch) = c.next_chunk(&mut r).unwrap() {
+            trickled.push(ch.len());
+        }
+        assert_eq!(whole, trickled);
     }
 
     #[test]
