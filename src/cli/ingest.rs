@@ -229,7 +229,11 @@ pub fn run(a: Args) -> CmdResult {
         let tail = tail.trim().replace('\n', " | ");
         eprintln!(
             "strata: warning: --after {status}: the snapshot is committed, but check the service{}",
-            if tail.is_empty() { String::new() } else { format!(" ({tail})") }
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({tail})")
+            }
         );
     }
     if !s.errors.is_empty() {
@@ -255,7 +259,10 @@ pub fn run(a: Args) -> CmdResult {
             ("total_size", Json::int(st.total_size)),
             ("duration_s", Json::Float(secs)),
             ("mb_per_s", Json::Float(mbps)),
-            ("downtime_s", res.downtime.map(Json::Float).unwrap_or(Json::Null)),
+            (
+                "downtime_s",
+                res.downtime.map(Json::Float).unwrap_or(Json::Null),
+            ),
             (
                 "errors",
                 Json::Arr(
