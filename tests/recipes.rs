@@ -142,22 +142,48 @@ fn exec_start(unit: &str, env: &[(&str, &Path)]) -> Vec<String> {
 // --before / --after
 // ---------------------------------------------------------------------------------------
 
+/// One hook test: a workdir, an empty archive, a small source `app/` and a call log.
+struct HookCase {
+    wd: Workdir,
+    a: Archive,
+    src: PathBuf,
+    log: CallLog,
+}
+
+impl HookCase {
+    fn new() -> HookCase {
+        let wd = Workdir::new();
+        let a = wd.archive(&[]);
+        let src = small_source(&wd, "app");
+        let log = CallLog::new(wd.join("calls.log"));
+        HookCase { wd, a, src, log }
+    }
+
+    /// `strata ingest ARCHIVE app/ --before BEFORE --after AFTER`.
+    fn ingest(&self, before: &str, after: &str) -> Cmd {
+        self.a
+            .cmd("ingest")
+            .arg(&self.src)
+            .args(["--before", before, "--after", after])
+    }
+
+    /// `ingest` with hooks that only log `before` and `after`.
+    fn ingest_logged(&self) -> Cmd {
+        self.ingest(&self.log.echo("before"), &self.log.echo("after"))
+    }
+}
+
 #[test]
 fn hooks_run_before_and_after_the_sources_and_are_recorded_in_the_snapshot() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let log = CallLog::new(wd.join("calls.log"));
-    let before = format!("{}; sleep 0.3", log.echo("before"));
-    let cmd = format!("{}; echo dumped", log.echo("cmd"));
-    let after = log.echo("after");
-    let out = a
-        .cmd("ingest")
-        .arg(&src)
-        .args(["--cmd", &cmd, "--as", "db/dump.sql"])
-        .args(["--before", &before, "--after", &after, "--json"])
+    let t = HookCase::new();
+    let before = format!("{}; sleep 0.3", t.log.echo("before"));
+    let cmd = format!("{}; echo dumped", t.log.echo("cmd"));
+    let after = t.log.echo("after");
+    let out = t
+        .ingest(&before, &after)
+        .args(["--cmd", &cmd, "--as", "db/dump.sql", "--json"])
         .ok();
-    assert_eq!(log.calls(), ["before", "cmd", "after"], "\n{out}");
+    assert_eq!(t.log.calls(), ["before", "cmd", "after"], "\n{out}");
     let summary = out.json();
     let downtime = summary.field("downtime_s").as_f64();
     assert!(
@@ -168,7 +194,7 @@ fn hooks_run_before_and_after_the_sources_and_are_recorded_in_the_snapshot() {
         out.stderr_str().contains("downtime"),
         "strata says how long the service was down\n{out}"
     );
-    let recorded = recorded_commands(&a.path);
+    let recorded = recorded_commands(&t.a.path);
     let expected: BTreeSet<(String, i32)> = [
         (format!("before: {before}"), 0),
         (cmd.clone(), 0),
@@ -177,30 +203,20 @@ fn hooks_run_before_and_after_the_sources_and_are_recorded_in_the_snapshot() {
     .into_iter()
     .collect();
     assert_eq!(recorded, expected, "the snapshot's commands");
-    assert_eq!(a.cat("latest:db/dump.sql"), b"dumped\n");
-    assert_eq!(a.cat("latest:app/sub/b.txt"), b"beta\n");
+    assert_eq!(t.a.cat("latest:db/dump.sql"), b"dumped\n");
+    assert_eq!(t.a.cat("latest:app/sub/b.txt"), b"beta\n");
 }
 
 #[test]
 fn after_runs_when_a_cmd_fails_and_no_snapshot_is_committed() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let log = CallLog::new(wd.join("calls.log"));
+    let t = HookCase::new();
     let cmd = format!(
         "{}; echo partial output; echo 'dump: no such database' >&2; exit 3",
-        log.echo("cmd")
+        t.log.echo("cmd")
     );
-    let out = a
-        .cmd("ingest")
-        .arg(&src)
+    let out = t
+        .ingest_logged()
         .args(["--cmd", &cmd, "--as", "db/dump.sql"])
-        .args([
-            "--before",
-            &log.echo("before"),
-            "--after",
-            &log.echo("after"),
-        ])
         .code(1);
     out.assert_one_line_error("exited with status 3");
     let err = out.stderr_str();
@@ -212,27 +228,28 @@ fn after_runs_when_a_cmd_fails_and_no_snapshot_is_committed() {
     ] {
         assert!(err.contains(needle), "the error must say {needle:?}\n{out}");
     }
-    assert_eq!(log.calls(), ["before", "cmd", "after"], "\n{out}");
-    assert!(a.snapshots().is_empty(), "no snapshot after a failed --cmd");
+    assert_eq!(t.log.calls(), ["before", "cmd", "after"], "\n{out}");
     assert!(
-        a.pack_files().is_empty(),
+        t.a.snapshots().is_empty(),
+        "no snapshot after a failed --cmd"
+    );
+    assert!(
+        t.a.pack_files().is_empty(),
         "the failed session's packs are removed: {:?}",
-        a.pack_files()
+        t.a.pack_files()
     );
 }
 
 #[test]
 fn after_runs_when_before_fails_and_nothing_is_read() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let log = CallLog::new(wd.join("calls.log"));
-    let before = format!("{}; echo 'cannot stop app' >&2; exit 7", log.echo("before"));
-    let out = a
-        .cmd("ingest")
-        .arg(&src)
-        .args(["--cmd", &log.echo("cmd"), "--as", "db/dump.sql"])
-        .args(["--before", &before, "--after", &log.echo("after")])
+    let t = HookCase::new();
+    let before = format!(
+        "{}; echo 'cannot stop app' >&2; exit 7",
+        t.log.echo("before")
+    );
+    let out = t
+        .ingest(&before, &t.log.echo("after"))
+        .args(["--cmd", &t.log.echo("cmd"), "--as", "db/dump.sql"])
         .code(1);
     let err = out.stderr_str();
     for needle in [
@@ -244,33 +261,25 @@ fn after_runs_when_before_fails_and_nothing_is_read() {
     ] {
         assert!(err.contains(needle), "the error must say {needle:?}\n{out}");
     }
-    assert_eq!(log.calls(), ["before", "after"], "no --cmd runs\n{out}");
-    assert!(a.snapshots().is_empty());
+    assert_eq!(t.log.calls(), ["before", "after"], "no --cmd runs\n{out}");
+    assert!(t.a.snapshots().is_empty());
 }
 
 #[test]
 fn after_runs_when_before_removes_a_source() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let other = small_source(&wd, "other");
-    let log = CallLog::new(wd.join("calls.log"));
-    let before = format!("{}; rm -rf '{}'", log.echo("before"), src.display());
-    let out = a
-        .cmd("ingest")
-        .arg(&src)
-        .arg(&other)
-        .args(["--before", &before, "--after", &log.echo("after")])
-        .code(1);
-    out.assert_one_line_error(&src.display().to_string());
+    let t = HookCase::new();
+    let other = small_source(&t.wd, "other");
+    let before = format!("{}; rm -rf '{}'", t.log.echo("before"), t.src.display());
+    let out = t.ingest(&before, &t.log.echo("after")).arg(&other).code(1);
+    out.assert_one_line_error(&t.src.display().to_string());
     assert!(
         out.stderr_str().contains("ran and succeeded"),
         "the error says --after ran\n{out}"
     );
-    assert_eq!(log.calls(), ["before", "after"], "\n{out}");
-    assert!(!src.exists());
+    assert_eq!(t.log.calls(), ["before", "after"], "\n{out}");
+    assert!(!t.src.exists());
     assert!(
-        a.snapshots().is_empty(),
+        t.a.snapshots().is_empty(),
         "a source that vanished: no snapshot"
     );
 }
@@ -349,25 +358,15 @@ fn after_runs_when_a_source_cannot_be_read() {
 
 #[test]
 fn after_runs_when_the_ingest_gets_sigterm_while_reading() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let log = CallLog::new(wd.join("calls.log"));
+    let t = HookCase::new();
     // 100 GB of zeros: far longer than the test waits, so SIGTERM lands while reading.
-    let running = a
-        .cmd("ingest")
-        .arg(&src)
+    let running = t
+        .ingest_logged()
         .args(["--cmd", "head -c 100G /dev/zero", "--as", "big"])
-        .args([
-            "--before",
-            &log.echo("before"),
-            "--after",
-            &log.echo("after"),
-        ])
         .timeout(Duration::from_secs(120))
         .spawn();
     wait_for("--before's log line", Duration::from_secs(30), || {
-        log.calls().contains(&"before".to_owned())
+        t.log.calls().contains(&"before".to_owned())
     });
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
@@ -381,40 +380,35 @@ fn after_runs_when_the_ingest_gets_sigterm_while_reading() {
             && out.stderr_str().contains("ran and succeeded"),
         "the error says nothing was committed and --after ran\n{out}"
     );
-    assert_eq!(log.calls(), ["before", "after"], "\n{out}");
+    assert_eq!(t.log.calls(), ["before", "after"], "\n{out}");
     assert!(
         took < Duration::from_secs(20),
         "strata took {took:?} to stop after SIGTERM"
     );
-    assert!(a.snapshots().is_empty());
+    assert!(t.a.snapshots().is_empty());
     assert!(
-        a.pack_files().is_empty(),
+        t.a.pack_files().is_empty(),
         "the interrupted session's packs are removed: {:?}",
-        a.pack_files()
+        t.a.pack_files()
     );
 }
 
 #[test]
 fn after_runs_when_sigterm_arrives_while_before_runs() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let log = CallLog::new(wd.join("calls.log"));
-    let release = wd.join("release");
+    let t = HookCase::new();
+    let release = t.wd.join("release");
     let before = format!(
         "{}; {}; {}",
-        log.echo("before"),
+        t.log.echo("before"),
         wait_until_exists(&release),
-        log.echo("stopped")
+        t.log.echo("stopped")
     );
-    let running = a
-        .cmd("ingest")
-        .arg(&src)
-        .args(["--before", &before, "--after", &log.echo("after")])
+    let running = t
+        .ingest(&before, &t.log.echo("after"))
         .timeout(Duration::from_secs(60))
         .spawn();
     wait_for("--before's log line", Duration::from_secs(30), || {
-        log.calls().contains(&"before".to_owned())
+        t.log.calls().contains(&"before".to_owned())
     });
     signal(running.pid(), libc::SIGTERM);
     fs::write(&release, "").unwrap();
@@ -422,86 +416,61 @@ fn after_runs_when_sigterm_arrives_while_before_runs() {
     assert_eq!(out.code(), Some(1), "\n{out}");
     out.assert_one_line_error("interrupted by a signal");
     // The signal is strata's: --before is not cut short, and --after follows it.
-    assert_eq!(log.calls(), ["before", "stopped", "after"], "\n{out}");
-    assert!(a.snapshots().is_empty());
+    assert_eq!(t.log.calls(), ["before", "stopped", "after"], "\n{out}");
+    assert!(t.a.snapshots().is_empty());
 }
 
 #[test]
 fn a_missing_source_is_caught_before_before_runs() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let missing = wd.join("no-such-dir");
-    let log = CallLog::new(wd.join("calls.log"));
-    let out = a
-        .cmd("ingest")
-        .arg(&src)
-        .arg(&missing)
-        .args([
-            "--before",
-            &log.echo("before"),
-            "--after",
-            &log.echo("after"),
-        ])
-        .code(1);
+    let t = HookCase::new();
+    let missing = t.wd.join("no-such-dir");
+    let out = t.ingest_logged().arg(&missing).code(1);
     out.assert_one_line_error("source does not exist");
     assert!(
         out.stderr_str().contains(&missing.display().to_string()),
         "\n{out}"
     );
     assert!(
-        !log.path.exists(),
+        !t.log.path.exists(),
         "neither hook ran for a source that does not exist: {:?}",
-        log.calls()
+        t.log.calls()
     );
-    assert!(a.snapshots().is_empty());
+    assert!(t.a.snapshots().is_empty());
 }
 
 #[test]
 fn a_locked_archive_is_caught_before_before_runs() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let first_log = CallLog::new(wd.join("first.log"));
-    let log = CallLog::new(wd.join("calls.log"));
+    let t = HookCase::new();
+    let first_log = CallLog::new(t.wd.join("first.log"));
     // The first ingest holds the writer lock until the test lets its --before finish.
-    let release = wd.join("release");
+    let release = t.wd.join("release");
     let first_before = format!(
         "{}; {}",
         first_log.echo("before"),
         wait_until_exists(&release)
     );
-    let first = a
-        .cmd("ingest")
-        .arg(&src)
-        .args(["--before", &first_before])
-        .timeout(Duration::from_secs(60))
-        .spawn();
+    let first =
+        t.a.cmd("ingest")
+            .arg(&t.src)
+            .args(["--before", &first_before])
+            .timeout(Duration::from_secs(60))
+            .spawn();
     wait_for(
         "the first ingest's --before",
         Duration::from_secs(30),
         || !first_log.calls().is_empty(),
     );
-    let out = a
-        .cmd("ingest")
-        .arg(&src)
-        .args([
-            "--before",
-            &log.echo("before"),
-            "--after",
-            &log.echo("after"),
-        ])
-        .code(4);
+    let out = t.ingest_logged().code(4);
     assert!(out.stderr_str().contains("lock"), "\n{out}");
     assert!(
-        !log.path.exists(),
+        !t.log.path.exists(),
         "no hook runs when the archive is locked: {:?}",
-        log.calls()
+        t.log.calls()
     );
     fs::write(&release, "").unwrap();
     let first = first.wait();
     assert!(first.status.success(), "\n{first}");
-    assert_eq!(a.snapshots().len(), 1);
+    assert_eq!(t.a.snapshots().len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -945,22 +914,14 @@ fn kubernetes_scripts_init_back_up_and_restore_a_jira_zip_without_fuse() {
 fn sigterm_stops_an_ingest_whose_cmd_writes_nothing_for_a_while() {
     // A dump that waits on a lock (pg_dump) or works before writing (neo4j-admin) is
     // silent; strata should stop at once, kill the command and run --after.
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let log = CallLog::new(wd.join("calls.log"));
-    let running = a
-        .cmd("ingest")
+    let t = HookCase::new();
+    let running = t
+        .ingest_logged()
         .args(["--cmd", "sleep 30; echo late", "--as", "db/dump"])
-        .args([
-            "--before",
-            &log.echo("before"),
-            "--after",
-            &log.echo("after"),
-        ])
         .timeout(Duration::from_secs(60))
         .spawn();
     wait_for("--before's log line", Duration::from_secs(30), || {
-        !log.calls().is_empty()
+        !t.log.calls().is_empty()
     });
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
@@ -971,24 +932,15 @@ fn sigterm_stops_an_ingest_whose_cmd_writes_nothing_for_a_while() {
         "strata took {:?} to stop after SIGTERM\n{out}",
         sent.elapsed()
     );
-    assert_eq!(log.calls(), ["before", "after"]);
+    assert_eq!(t.log.calls(), ["before", "after"]);
 }
 
 #[test]
 #[ignore = "src bug: hook stdout goes to strata's stdout and breaks --json"]
 fn hook_output_does_not_corrupt_the_json_summary() {
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let out = a
-        .cmd("ingest")
-        .arg(&src)
-        .args([
-            "--before",
-            "echo stopping app",
-            "--after",
-            "echo starting app",
-        ])
+    let t = HookCase::new();
+    let out = t
+        .ingest("echo stopping app", "echo starting app")
         .arg("--json")
         .ok();
     // Panics if stdout is not one JSON document.
@@ -999,28 +951,29 @@ fn hook_output_does_not_corrupt_the_json_summary() {
 #[ignore = "src bug: Ctrl-C while --after runs kills --after (same process group)"]
 fn ctrl_c_while_after_runs_does_not_kill_it() {
     // A terminal sends SIGINT to the whole foreground process group, hooks included.
-    let wd = Workdir::new();
-    let a = wd.archive(&[]);
-    let src = small_source(&wd, "app");
-    let log = CallLog::new(wd.join("calls.log"));
-    let after = format!("{}; sleep 1; {}", log.echo("after"), log.echo("started"));
+    let t = HookCase::new();
+    let after = format!(
+        "{}; sleep 1; {}",
+        t.log.echo("after"),
+        t.log.echo("started")
+    );
     // setsid: strata leads its own process group, as a shell job in a terminal does.
     let running = Cmd::new("setsid")
         .arg(strata_bin())
         .arg("ingest")
-        .arg(&a.path)
-        .arg(&src)
-        .args(["--before", &log.echo("before"), "--after", &after])
+        .arg(&t.a.path)
+        .arg(&t.src)
+        .args(["--before", &t.log.echo("before"), "--after", &after])
         .timeout(Duration::from_secs(60))
         .spawn();
     wait_for("--after's first log line", Duration::from_secs(30), || {
-        log.calls().contains(&"after".to_owned())
+        t.log.calls().contains(&"after".to_owned())
     });
     // SAFETY: kill(2) on the process group of the child this test started.
     unsafe { libc::kill(-(running.pid() as libc::pid_t), libc::SIGINT) };
     let out = running.wait();
     assert_eq!(
-        log.calls(),
+        t.log.calls(),
         ["before", "after", "started"],
         "--after must finish (the service must be started again)\n{out}"
     );
