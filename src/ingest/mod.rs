@@ -209,6 +209,17 @@ pub fn ingest(
     for s in &opts.sources {
         if let SourceSpec::Path { path, .. } = s {
             match std::fs::metadata(path) {
+                // Readable now, so that --before never stops a service for nothing.
+                Ok(m) if m.is_dir() => {
+                    if let Err(source) = std::fs::read_dir(path) {
+                        return Err(IngestError::Source { path: path.clone(), source });
+                    }
+                }
+                Ok(m) if m.is_file() => {
+                    if let Err(source) = std::fs::File::open(path) {
+                        return Err(IngestError::Source { path: path.clone(), source });
+                    }
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(IngestError::SourceMissing { path: path.clone() });
@@ -284,7 +295,10 @@ pub fn ingest(
     if opts.strict && !errors.is_empty() {
         return Err(IngestError::Strict(errors));
     }
+    // In the order they ran: before, the --cmd sources, after.
+    let after_run = if opts.after.is_some() { hooks.pop() } else { None };
     hooks.append(&mut commands);
+    hooks.extend(after_run);
     let commands = hooks;
     stats.duration_ms = started.elapsed().as_millis() as u64;
     let mut snapshot = Snapshot {
@@ -335,11 +349,23 @@ fn hook_summary(command: &str, (code, status, _): (i32, String, String)) -> Stri
 /// to ours; returns (exit code, status text, stderr tail).
 fn run_hook(command: &str) -> (i32, String, String) {
     use std::io::Read;
+    use std::os::fd::AsFd;
     use std::os::unix::process::ExitStatusExt;
+    use std::os::unix::process::CommandExt as _;
+    // Hooks print to our stderr (stdout may carry --json), and run in their own process
+    // group so a Ctrl-C meant for strata cannot stop a hook half way (a service must be
+    // started again even then).
+    let stdout = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::process::Stdio::from)
+        .unwrap_or_else(|_| std::process::Stdio::null());
     let child = std::process::Command::new("sh")
         .arg("-c")
         .arg(command)
+        .process_group(0)
         .stdin(std::process::Stdio::null())
+        .stdout(stdout)
         .stderr(std::process::Stdio::piped())
         .spawn();
     let mut child = match child {

@@ -79,6 +79,8 @@ pub fn run<'a>(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let failed = Arc::new(AtomicBool::new(false));
 
+    let walking = AtomicBool::new(true);
+    let walker_thread = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
         let mut compressors = Vec::new();
         for _ in 0..workers {
@@ -97,10 +99,15 @@ pub fn run<'a>(
             failed: failed.clone(),
         };
         // The walker recurses once per directory level: give it a deep stack.
+        let (walking, walker_thread) = (&walking, &walker_thread);
         let walked = std::thread::Builder::new()
             .name("strata-walk".into())
             .stack_size(256 << 20)
             .spawn_scoped(s, move || {
+                // SAFETY: pthread_self cannot fail.
+                walker_thread.store(unsafe { libc::pthread_self() } as u64, Ordering::Relaxed);
+                // Cleared however the walker ends (even by a panic), so the watcher stops.
+                let _walking = ClearOnDrop(walking);
                 let mut w = Walker::new(archive, opts, sink, progress);
                 let r = w.run(parent_root);
                 let Walker {
@@ -112,7 +119,10 @@ pub fn run<'a>(
                 r.map(|root| (root, stats, errors, commands))
             })
             .map_err(|e| IngestError::Write(ArchiveError::Invalid(format!("spawning walker: {e}"))))
-            .and_then(|h| h.join().unwrap_or_else(|_| Err(panicked("walker"))));
+            .and_then(|h| {
+                wake_on_interrupt(walker_thread, walking);
+                h.join().unwrap_or_else(|_| Err(panicked("walker")))
+            });
         // The walker dropped its sender: compressors drain and exit, then the writer.
         for c in compressors {
             if c.join().is_err() {
@@ -132,6 +142,39 @@ pub fn run<'a>(
             commands,
         })
     })
+}
+
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+extern "C" fn wake(_: libc::c_int) {}
+
+/// While the walker runs, an interrupt (SIGINT/SIGTERM set `INTERRUPTED`) is passed on
+/// to it as SIGUSR1, whose handler does nothing but, installed without SA_RESTART, makes
+/// a read blocked on a pipe return EINTR, so the walker sees the flag and stops.
+fn wake_on_interrupt(thread: &std::sync::atomic::AtomicU64, walking: &AtomicBool) {
+    // SAFETY: installs a handler that does nothing; the struct is zeroed and initialised.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = wake as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    while walking.load(Ordering::Relaxed) {
+        let thread = thread.load(Ordering::Relaxed);
+        if thread != 0 && super::INTERRUPTED.load(Ordering::Relaxed) {
+            // SAFETY: the walker thread is alive (it clears `walking` before it ends and
+            // the handle is not yet joined).
+            unsafe { libc::pthread_kill(thread as libc::pthread_t, libc::SIGUSR1) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn panicked(what: &str) -> IngestError {

@@ -68,7 +68,17 @@ struct Counting<'p, R> {
 
 impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        // A read blocked on a pipe (stdin, a quiet --cmd) is woken by the interrupt
+        // (see `pipeline::wake_on_interrupt`) and stops here instead of retrying.
+        let n = loop {
+            if super::INTERRUPTED.load(Ordering::Relaxed) {
+                return Err(io::Error::other(StreamStop(IngestError::Interrupted(None))));
+            }
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
         self.n += n as u64;
         self.progress
             .bytes_read
@@ -182,7 +192,7 @@ impl<'a> Walker<'a> {
                     let mut lock = stdin.lock();
                     let node = self
                         .stream_node(&name, &mut lock)
-                        .map_err(IngestError::Stdin)?;
+                        .map_err(|e| unwrap_stop(e, IngestError::Stdin))?;
                     Some(node)
                 }
                 SourceSpec::Command { command, .. } => Some(self.command_node(command, &name)?),
@@ -302,9 +312,13 @@ impl<'a> Walker<'a> {
 
     fn command_node(&mut self, command: &str, name: &[u8]) -> Result<Node, IngestError> {
         use std::process::{Command, Stdio};
+        use std::os::unix::process::CommandExt as _;
+        // Its own process group: a Ctrl-C reaches strata, which then stops the whole
+        // command (a pipeline's grandchildren too) instead of leaving them running.
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(command)
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -335,7 +349,8 @@ impl<'a> Walker<'a> {
         let result = self.stream_node(name, &mut stdout);
         drop(stdout);
         if result.is_err() {
-            let _ = child.kill();
+            // SAFETY: signals the process group we created for this command.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
         }
         let status = child.wait().map_err(|e| IngestError::CommandFailed {
             command: command.into(),
