@@ -43,9 +43,13 @@ pub struct Args {
     /// Memory for decompressed chunks (e.g. 256M, 1G)
     #[arg(long, default_value = "256M", value_name = "SIZE")]
     cache_size: String,
-    /// Return once the mount is ready and keep serving in the background
+    /// Return once the mount is ready and keep serving in the background (its messages,
+    /// such as EIO reports, then go to --log FILE, or nowhere)
     #[arg(long)]
     daemon: bool,
+    /// Append the mount's messages (EIO reports, unmount) to this file
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
     /// (internal) file descriptor to report readiness on, used by --daemon
     #[arg(long, hide = true)]
     ready_fd: Option<i32>,
@@ -238,6 +242,12 @@ pub fn run(a: Args) -> CmdResult {
         // SAFETY: the parent passed this descriptor to us for exactly this message.
         let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
         let _ = f.write_all(b"ok\n");
+        drop(f);
+        // The caller's terminal or pipe is not ours to keep: from now on messages go to
+        // the log (or nowhere), so `out=$(strata mount ... --daemon)` returns.
+        redirect_output(a.log.as_deref());
+    } else if let Some(log) = &a.log {
+        redirect_output(Some(log));
     }
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -265,6 +275,22 @@ pub fn run(a: Args) -> CmdResult {
             Ok(EXIT_OK)
         }
         Err(e) => Err(Failure::new(format!("{}: {e}", mp.display()))),
+    }
+}
+
+/// Points stdout and stderr at `log` (appending) or at /dev/null.
+fn redirect_output(log: Option<&Path>) {
+    let file = match log {
+        Some(p) => std::fs::OpenOptions::new().create(true).append(true).open(p),
+        None => std::fs::OpenOptions::new().write(true).open("/dev/null"),
+    };
+    if let Ok(f) = file {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto the standard descriptors; `f` stays open until both are done.
+        unsafe {
+            libc::dup2(f.as_raw_fd(), 1);
+            libc::dup2(f.as_raw_fd(), 2);
+        }
     }
 }
 
@@ -321,7 +347,15 @@ fn daemonize(mp: &Path) -> CmdResult {
     // SAFETY: closing the read end we own.
     unsafe { libc::close(rfd) };
     if msg.starts_with("ok") {
-        eprintln!("mount process {} serves {}", child.id(), mp.display());
+        eprintln!(
+            "mount process {} serves {}; {}",
+            child.id(),
+            mp.display(),
+            match std::env::args_os().position(|a| a == "--log") {
+                Some(_) => "its messages go to the --log file".to_string(),
+                None => "pass --log FILE to keep its messages (EIO reports)".to_string(),
+            }
+        );
         Ok(EXIT_OK)
     } else {
         Err(Failure::new(format!(

@@ -192,25 +192,27 @@ impl Filesystem for StrataFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.vfs.getattr(ino.0) {
+        let immutable = match self.vfs.getattr(ino.0) {
+            Ok(a) => a.immutable,
+            Err(e) => return reply.error(self.fail("opendir", ino.0, &e)),
+        };
+        match self.vfs.opendir(ino.0) {
             // Snapshot directories never change: let the kernel keep their listings.
-            Ok(a) if a.immutable => reply.opened(
-                FileHandle(0),
+            Ok(fh) if immutable => reply.opened(
+                FileHandle(fh),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             ),
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(self.fail("opendir", ino.0, &e)),
         }
     }
 
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let mut off = offset;
         if off == 0 {
             if reply.add(ino, 1, FileType::Directory, ".") {
@@ -219,43 +221,31 @@ impl Filesystem for StrataFs {
             off = 1;
         }
         if off == 1 {
-            if reply.add(
-                INodeNo(self.vfs.parent_of(ino.0)),
-                2,
-                FileType::Directory,
-                "..",
-            ) {
+            if reply.add(INodeNo(self.vfs.parent_of(ino.0)), 2, FileType::Directory, "..") {
                 return reply.ok();
             }
             off = 2;
         }
-        match self.vfs.readdir(ino.0, (off - 2) as usize, false) {
-            Ok(entries) => {
-                for (i, e) in entries.iter().enumerate() {
-                    let next = off + i as u64 + 1;
-                    if reply.add(
-                        INodeNo(e.attr.ino),
-                        next,
-                        file_type(&e.attr.kind),
-                        OsStr::from_bytes(&e.name),
-                    ) {
-                        break;
-                    }
-                }
-                reply.ok()
+        let mut pos = (off - 2) as usize;
+        loop {
+            let batch = match self.vfs.readdir_handle(fh.0, pos, 256, false) {
+                Ok(b) => b,
+                Err(e) => return reply.error(self.fail("readdir", ino.0, &e)),
+            };
+            if batch.is_empty() {
+                break;
             }
-            Err(e) => reply.error(self.fail("readdir", ino.0, &e)),
+            for e in &batch {
+                if reply.add(INodeNo(e.attr.ino), (pos + 3) as u64, file_type(&e.attr.kind), OsStr::from_bytes(&e.name)) {
+                    return reply.ok();
+                }
+                pos += 1;
+            }
         }
+        reply.ok()
     }
 
-    fn readdirplus(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectoryPlus,
-    ) {
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let mut off = offset;
         let me = match self.vfs.getattr(ino.0) {
             Ok(a) => a,
@@ -280,33 +270,22 @@ impl Filesystem for StrataFs {
         // not fit in the reply is never counted.
         let mut pos = (off - 2) as usize;
         loop {
-            let batch = match self.vfs.readdir_some(ino.0, pos, 64, true) {
+            let batch = match self.vfs.readdir_handle(fh.0, pos, 64, true) {
                 Ok(b) => b,
                 Err(e) => return reply.error(self.fail("readdirplus", ino.0, &e)),
             };
             if batch.is_empty() {
                 break;
             }
-            let n = batch.len();
             for (i, e) in batch.iter().enumerate() {
                 let a = attr(&e.attr);
-                if reply.add(
-                    a.ino,
-                    (pos + 3) as u64,
-                    OsStr::from_bytes(&e.name),
-                    &ttl(&e.attr),
-                    &a,
-                    Generation(0),
-                ) {
+                if reply.add(a.ino, (pos + 3) as u64, OsStr::from_bytes(&e.name), &ttl(&e.attr), &a, Generation(0)) {
                     for rest in &batch[i..] {
                         self.vfs.unremember(rest.attr.ino);
                     }
                     return reply.ok();
                 }
                 pos += 1;
-            }
-            if n < 64 {
-                break;
             }
         }
         reply.ok()

@@ -107,6 +107,8 @@ pub struct SnapInfo {
     pub dir_name: String,
 }
 
+type Listing = Vec<(Vec<u8>, u64, Target)>;
+
 struct Inode {
     target: Target,
     lookups: AtomicU64,
@@ -142,6 +144,9 @@ pub struct Vfs {
     cache: Arc<ChunkCache>,
     catalog: Mutex<Catalog>,
     handles: RwLock<HashMap<u64, Arc<OpenFile>>>,
+    /// Open directories: their entries, listed once at opendir, so a long listing costs
+    /// O(entries) in all, not O(entries) per reply batch.
+    dirs: RwLock<HashMap<u64, Arc<Listing>>>,
     next_fh: AtomicU64,
     prefetch: Prefetcher,
     uid: u32,
@@ -214,6 +219,7 @@ impl Vfs {
                 loaded: None,
             }),
             handles: RwLock::new(HashMap::new()),
+            dirs: RwLock::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             uid: opts.uid,
             gid: opts.gid,
@@ -594,27 +600,39 @@ impl Vfs {
         Ok(out)
     }
 
-    /// Like `readdir`, but only `limit` entries, remembering only those (a readdirplus
-    /// reply that fills up must not leave references the kernel never received).
-    pub fn readdir_some(
-        &self,
-        ino: u64,
-        offset: usize,
-        limit: usize,
-        plus: bool,
-    ) -> Result<Vec<DirEntry>, VfsError> {
+    /// Opens a directory for listing: its entries are computed once, here.
+    pub fn opendir(&self, ino: u64) -> Result<u64, VfsError> {
         let i = self.inode(ino)?;
-        let kids = self.children(&i.target)?;
+        let kids = Arc::new(self.children(&i.target)?);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs.write().unwrap_or_else(|e| e.into_inner()).insert(fh, kids);
+        Ok(fh)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.write().unwrap_or_else(|e| e.into_inner()).remove(&fh);
+    }
+
+    /// Up to `limit` entries of an open directory from position `offset`; with `plus`
+    /// each returned entry counts as a lookup.
+    pub fn readdir_handle(&self, fh: u64, offset: usize, limit: usize, plus: bool) -> Result<Vec<DirEntry>, VfsError> {
+        let kids = self
+            .dirs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)?;
         Ok(kids
-            .into_iter()
+            .iter()
             .skip(offset)
             .take(limit)
             .map(|(name, cino, target)| {
-                let attr = self.attr_of(cino, &target);
+                let attr = self.attr_of(*cino, target);
                 if plus {
-                    self.remember(cino, target);
+                    self.remember(*cino, target.clone());
                 }
-                DirEntry { name, attr }
+                DirEntry { name: name.clone(), attr }
             })
             .collect())
     }
