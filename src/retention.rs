@@ -114,13 +114,19 @@ fn iso_week(days: i64) -> (i64, i64) {
 }
 
 impl Policy {
+    /// No rule that could keep anything: counts of 0 are no rule (as in restic), so
+    /// `--keep-last 0` alone is refused instead of forgetting everything.
     pub fn is_empty(&self) -> bool {
-        self.last.is_none()
-            && self.hourly.is_none()
-            && self.daily.is_none()
-            && self.weekly.is_none()
-            && self.monthly.is_none()
-            && self.yearly.is_none()
+        [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ]
+        .iter()
+        .all(|n| n.unwrap_or(0) == 0)
             && self.within.is_none()
             && self.tags.is_empty()
     }

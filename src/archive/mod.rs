@@ -200,6 +200,15 @@ impl Archive {
     /// Switches the archive to append-only (one way: there is no switch back). Returns
     /// whether it already was.
     pub fn set_append_only(path: &Path) -> Result<bool, ArchiveError> {
+        // Under the writer lock, so no forget or prune is half way through.
+        let lock_path = path.join(LOCK_FILE);
+        let _lock = WriterLock::acquire(&lock_path).map_err(|e| match e {
+            LockError::Held { pid } => ArchiveError::Locked { pid },
+            LockError::Io(source) => ArchiveError::Io {
+                path: lock_path.clone(),
+                source,
+            },
+        })?;
         let mut config = Self::read_config(path)?;
         if config.append_only {
             return Ok(true);

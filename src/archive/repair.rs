@@ -70,6 +70,18 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     for (pack, name) in names {
         let path = packs_dir.join(&name);
         let bytes = fs::read(&path).map_err(io(&path))?;
+        if bytes.len() < crate::format::pack::PACK_HEADER_LEN {
+            // Created by a writer that was killed before its header was even written:
+            // nothing in it, nothing references it.
+            set_aside_file(&quarantine, &path, &name)?;
+            report.torn.push((
+                pack,
+                0,
+                bytes.len() as u64,
+                format!("{QUARANTINE_DIR}/{name}"),
+            ));
+            continue;
+        }
         let survey = match survey_pack(&bytes, pack) {
             Ok(s) => s,
             Err(e) => {

@@ -112,7 +112,7 @@ pub fn run(a: Args) -> CmdResult {
             ("seconds", Json::Float(report.seconds)),
             ("findings", Json::Arr(findings)),
         ]);
-        println!("{}", j.render());
+        super::out_line(&j.render())?;
     }
     eprintln!(
         "checked {} snapshot(s), {} trees, {} blobs in {} packs{} in {:.1} s",

@@ -278,7 +278,7 @@ pub fn run(a: Args) -> CmdResult {
                 ),
             ),
         ]);
-        println!("{}", j.render());
+        super::out_line(&j.render())?;
     }
     Ok(if s.errors.is_empty() && res.after_failed.is_none() {
         EXIT_OK

@@ -177,6 +177,18 @@ pub fn resolve_node(
     }
 }
 
+/// Prints one line to stdout. A closed pipe (`| head`, `| true`) is not an error: the
+/// line is dropped quietly (println! would panic there).
+pub fn out_line(s: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match writeln!(o, "{s}").and_then(|_| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        Err(e) => Err(Failure::new(format!("writing to stdout: {e}"))),
+    }
+}
+
 /// Writes to stdout; a closed pipe (`| head`) ends the command quietly with success.
 pub fn is_broken_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe

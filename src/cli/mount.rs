@@ -281,7 +281,10 @@ pub fn run(a: Args) -> CmdResult {
 /// Points stdout and stderr at `log` (appending) or at /dev/null.
 fn redirect_output(log: Option<&Path>) {
     let file = match log {
-        Some(p) => std::fs::OpenOptions::new().create(true).append(true).open(p),
+        Some(p) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p),
         None => std::fs::OpenOptions::new().write(true).open("/dev/null"),
     };
     if let Ok(f) = file {

@@ -139,7 +139,7 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
             d,
         )
     };
-    if a.json {
+    let json_text = a.json.then(|| {
         let arr = decisions
             .iter()
             .map(|d| {
@@ -162,16 +162,13 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
             .iter()
             .map(|i: &strata::format::BlobId| Json::str(i.hex()))
             .collect();
-        println!(
-            "{}",
-            Json::obj([
-                ("dry_run", Json::Bool(a.dry_run)),
-                ("decisions", Json::Arr(arr)),
-                ("forget", Json::Arr(forgotten))
-            ])
-            .render()
-        );
-    }
+        Json::obj([
+            ("dry_run", Json::Bool(a.dry_run)),
+            ("decisions", Json::Arr(arr)),
+            ("forget", Json::Arr(forgotten)),
+        ])
+        .render()
+    });
     let mut last_label: Option<&str> = None;
     for d in &decisions {
         if last_label != Some(d.row.label.as_str()) {
@@ -194,7 +191,12 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
         );
     }
     let verb = if a.dry_run { "would forget" } else { "forgot" };
+    // The JSON is printed after the forget is committed: a reader that goes away
+    // early cannot stop the forget half way.
     if a.dry_run || ids.is_empty() {
+        if let Some(j) = &json_text {
+            super::out_line(j)?;
+        }
         eprintln!(
             "{verb} {} snapshot(s); run `strata prune` to reclaim their space",
             ids.len()
@@ -202,6 +204,9 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
         return Ok(EXIT_OK);
     }
     forget(&archive, &ids, &reason)?;
+    if let Some(j) = &json_text {
+        super::out_line(j)?;
+    }
     eprintln!(
         "{verb} {} snapshot(s); run `strata prune` to reclaim their space",
         ids.len()

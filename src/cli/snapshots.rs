@@ -49,7 +49,7 @@ pub fn run(a: Args) -> CmdResult {
                 ])
             })
             .collect();
-        println!("{}", Json::Arr(arr).render());
+        super::out_line(&Json::Arr(arr).render())?;
         return Ok(EXIT_OK);
     }
     let mut table: Vec<[String; 8]> = vec![[
@@ -101,7 +101,7 @@ pub fn run(a: Args) -> CmdResult {
                 }
             })
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        super::out_line(line.join("  ").trim_end())?;
     }
     eprintln!("{} snapshot(s)", rows.len());
     Ok(EXIT_OK)

@@ -207,12 +207,26 @@ impl Filesystem for StrataFs {
         }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.vfs.releasedir(fh.0);
         reply.ok();
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let mut off = offset;
         if off == 0 {
             if reply.add(ino, 1, FileType::Directory, ".") {
@@ -221,7 +235,12 @@ impl Filesystem for StrataFs {
             off = 1;
         }
         if off == 1 {
-            if reply.add(INodeNo(self.vfs.parent_of(ino.0)), 2, FileType::Directory, "..") {
+            if reply.add(
+                INodeNo(self.vfs.parent_of(ino.0)),
+                2,
+                FileType::Directory,
+                "..",
+            ) {
                 return reply.ok();
             }
             off = 2;
@@ -236,7 +255,12 @@ impl Filesystem for StrataFs {
                 break;
             }
             for e in &batch {
-                if reply.add(INodeNo(e.attr.ino), (pos + 3) as u64, file_type(&e.attr.kind), OsStr::from_bytes(&e.name)) {
+                if reply.add(
+                    INodeNo(e.attr.ino),
+                    (pos + 3) as u64,
+                    file_type(&e.attr.kind),
+                    OsStr::from_bytes(&e.name),
+                ) {
                     return reply.ok();
                 }
                 pos += 1;
@@ -245,7 +269,14 @@ impl Filesystem for StrataFs {
         reply.ok()
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let mut off = offset;
         let me = match self.vfs.getattr(ino.0) {
             Ok(a) => a,
@@ -279,7 +310,14 @@ impl Filesystem for StrataFs {
             }
             for (i, e) in batch.iter().enumerate() {
                 let a = attr(&e.attr);
-                if reply.add(a.ino, (pos + 3) as u64, OsStr::from_bytes(&e.name), &ttl(&e.attr), &a, Generation(0)) {
+                if reply.add(
+                    a.ino,
+                    (pos + 3) as u64,
+                    OsStr::from_bytes(&e.name),
+                    &ttl(&e.attr),
+                    &a,
+                    Generation(0),
+                ) {
                     for rest in &batch[i..] {
                         self.vfs.unremember(rest.attr.ino);
                     }

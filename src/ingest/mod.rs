@@ -212,12 +212,18 @@ pub fn ingest(
                 // Readable now, so that --before never stops a service for nothing.
                 Ok(m) if m.is_dir() => {
                     if let Err(source) = std::fs::read_dir(path) {
-                        return Err(IngestError::Source { path: path.clone(), source });
+                        return Err(IngestError::Source {
+                            path: path.clone(),
+                            source,
+                        });
                     }
                 }
                 Ok(m) if m.is_file() => {
                     if let Err(source) = std::fs::File::open(path) {
-                        return Err(IngestError::Source { path: path.clone(), source });
+                        return Err(IngestError::Source {
+                            path: path.clone(),
+                            source,
+                        });
                     }
                 }
                 Ok(_) => {}
@@ -296,7 +302,11 @@ pub fn ingest(
         return Err(IngestError::Strict(errors));
     }
     // In the order they ran: before, the --cmd sources, after.
-    let after_run = if opts.after.is_some() { hooks.pop() } else { None };
+    let after_run = if opts.after.is_some() {
+        hooks.pop()
+    } else {
+        None
+    };
     hooks.append(&mut commands);
     hooks.extend(after_run);
     let commands = hooks;
@@ -350,8 +360,8 @@ fn hook_summary(command: &str, (code, status, _): (i32, String, String)) -> Stri
 fn run_hook(command: &str) -> (i32, String, String) {
     use std::io::Read;
     use std::os::fd::AsFd;
-    use std::os::unix::process::ExitStatusExt;
     use std::os::unix::process::CommandExt as _;
+    use std::os::unix::process::ExitStatusExt;
     // Hooks print to our stderr (stdout may carry --json), and run in their own process
     // group so a Ctrl-C meant for strata cannot stop a hook half way (a service must be
     // started again even then).

@@ -311,8 +311,8 @@ impl<'a> Walker<'a> {
     }
 
     fn command_node(&mut self, command: &str, name: &[u8]) -> Result<Node, IngestError> {
-        use std::process::{Command, Stdio};
         use std::os::unix::process::CommandExt as _;
+        use std::process::{Command, Stdio};
         // Its own process group: a Ctrl-C reaches strata, which then stops the whole
         // command (a pipeline's grandchildren too) instead of leaving them running.
         let mut child = Command::new("sh")

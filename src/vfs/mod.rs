@@ -605,17 +605,29 @@ impl Vfs {
         let i = self.inode(ino)?;
         let kids = Arc::new(self.children(&i.target)?);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs.write().unwrap_or_else(|e| e.into_inner()).insert(fh, kids);
+        self.dirs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, kids);
         Ok(fh)
     }
 
     pub fn releasedir(&self, fh: u64) {
-        self.dirs.write().unwrap_or_else(|e| e.into_inner()).remove(&fh);
+        self.dirs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh);
     }
 
     /// Up to `limit` entries of an open directory from position `offset`; with `plus`
     /// each returned entry counts as a lookup.
-    pub fn readdir_handle(&self, fh: u64, offset: usize, limit: usize, plus: bool) -> Result<Vec<DirEntry>, VfsError> {
+    pub fn readdir_handle(
+        &self,
+        fh: u64,
+        offset: usize,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>, VfsError> {
         let kids = self
             .dirs
             .read()
@@ -632,7 +644,10 @@ impl Vfs {
                 if plus {
                     self.remember(*cino, target.clone());
                 }
-                DirEntry { name: name.clone(), attr }
+                DirEntry {
+                    name: name.clone(),
+                    attr,
+                }
             })
             .collect())
     }
