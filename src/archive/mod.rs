@@ -362,17 +362,25 @@ impl Archive {
     }
 
     /// Resolves `latest`, a full id, or a unique id prefix. `label` narrows `latest`.
+    /// `latest~N` is the Nth snapshot before the newest (of `label`, when given).
     pub fn resolve(&self, spec: &str, label: Option<&str>) -> Result<SnapshotRow, ArchiveError> {
         let all = self.snapshots()?;
-        if spec == "latest" {
+        let back = match spec.strip_prefix("latest") {
+            Some("") => Some(0),
+            Some(rest) => rest.strip_prefix('~').and_then(|n| n.parse::<usize>().ok()),
+            None => None,
+        };
+        if let Some(back) = back {
             return all
                 .into_iter()
                 .rev()
-                .find(|s| label.is_none_or(|l| s.label == l))
+                .filter(|s| label.is_none_or(|l| s.label == l))
+                .nth(back)
                 .ok_or_else(|| ArchiveError::SnapshotNotFound {
                     spec: match label {
-                        Some(l) => format!("latest (label {l})"),
-                        None => "latest (the archive has no snapshots)".into(),
+                        Some(l) => format!("{spec} (label {l})"),
+                        None if back == 0 => "latest (the archive has no snapshots)".into(),
+                        None => spec.to_string(),
                     },
                 });
         }

@@ -13,6 +13,7 @@ use strata::util::Json;
 /// directories are skipped without being read.
 ///
 /// Examples:
+///   strata diff A latest~1 latest --label jira     (last night against the night before)
 ///   strata diff A 1a2b3c4d latest
 ///   strata diff A 1a2b3c4d 5e6f7a8b --json
 #[derive(clap::Args)]
@@ -24,6 +25,9 @@ pub struct Args {
     old: String,
     /// The newer snapshot (id, prefix or `latest`)
     new: String,
+    /// With `latest` or `latest~N`: count only snapshots with this label
+    #[arg(long)]
+    label: Option<String>,
     /// Print a JSON object on stdout
     #[arg(long)]
     json: bool,
@@ -31,8 +35,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> CmdResult {
     let archive = super::open(&a.archive)?;
-    let old = archive.resolve(&a.old, None)?;
-    let new = archive.resolve(&a.new, None)?;
+    let old = archive.resolve(&a.old, a.label.as_deref())?;
+    let new = archive.resolve(&a.new, a.label.as_deref())?;
     let entries = diff(&archive, old.root, new.root)?;
     let count = |c: Change| entries.iter().filter(|e| e.change == c).count();
     let stdout = std::io::stdout();

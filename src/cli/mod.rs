@@ -10,6 +10,7 @@ mod ls;
 mod mount;
 mod restore;
 mod retention;
+mod show;
 mod snapshots;
 
 use clap::{Parser, Subcommand};
@@ -36,7 +37,7 @@ files, indexed in SQLite), and restores any snapshot exactly.\n\n\
 Typical night:  strata ingest /backups/jira.strata /var/jira/export --label jira\n\
 Typical restore: strata cat /backups/jira.strata latest:export/2026-11-21--0200.zip > /var/jira/import/x.zip",
     after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked, 5 check found errors.\n\
-SNAP is a snapshot id, a unique id prefix, or `latest`."
+SNAP is a snapshot id, a unique id prefix, `latest`, or `latest~N` (the Nth before the newest)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +49,7 @@ enum Command {
     Init(init::Args),
     Ingest(ingest::Args),
     Snapshots(snapshots::Args),
+    Show(show::Args),
     Ls(ls::LsArgs),
     Cat(ls::CatArgs),
     Restore(restore::Args),
@@ -117,6 +119,7 @@ fn run_main() -> ExitCode {
         Command::Init(a) => init::run(a),
         Command::Ingest(a) => ingest::run(a),
         Command::Snapshots(a) => snapshots::run(a),
+        Command::Show(a) => show::run(a),
         Command::Ls(a) => ls::run_ls(a),
         Command::Cat(a) => ls::run_cat(a),
         Command::Restore(a) => restore::run(a),
