@@ -149,6 +149,9 @@ pub struct Vfs {
     dirs: RwLock<HashMap<u64, Arc<Listing>>>,
     next_fh: AtomicU64,
     prefetch: Prefetcher,
+    /// Most chunks prefetched ahead of one reader: at most a quarter of the cache, so
+    /// prefetched chunks are not evicted before they are read.
+    max_window: usize,
     uid: u32,
     gid: u32,
     started: (i64, u32),
@@ -209,6 +212,7 @@ impl Vfs {
         };
         let vfs = Vfs {
             prefetch: Prefetcher::new(archive.clone(), cache.clone(), 2),
+            max_window: (opts.cache_size / 4 / (archive.config().chunk_max as usize).max(1)).clamp(2, 32),
             archive,
             single,
             inodes: RwLock::new(HashMap::new()),
@@ -728,7 +732,7 @@ impl Vfs {
         let window = {
             let mut s = f.seq.lock().unwrap_or_else(|e| e.into_inner());
             let w = if s.0 == offset && offset > 0 {
-                (s.1 * 2).clamp(2, 32)
+                (s.1 * 2).clamp(2, self.max_window)
             } else {
                 0
             };
