@@ -74,14 +74,18 @@ impl Config {
                 v.parse::<u64>()
                     .map_err(|_| format!("bad value for {k}: {v:?}"))
             };
+            let small = |v: &str| {
+                v.parse::<u32>()
+                    .map_err(|_| format!("bad value for {k}: {v:?} (at most {})", u32::MAX))
+            };
             if seen.contains(&k) {
                 return Err(format!("key {k:?} appears twice"));
             }
             match k {
-                "format" => c.version = num(v)? as u32,
-                "chunk_min" => c.chunk_min = num(v)? as u32,
-                "chunk_avg" => c.chunk_avg = num(v)? as u32,
-                "chunk_max" => c.chunk_max = num(v)? as u32,
+                "format" => c.version = small(v)?,
+                "chunk_min" => c.chunk_min = small(v)?,
+                "chunk_avg" => c.chunk_avg = small(v)?,
+                "chunk_max" => c.chunk_max = small(v)?,
                 "compression_level" => {
                     c.compression_level = v
                         .parse()

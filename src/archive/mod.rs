@@ -95,8 +95,16 @@ impl ArchiveError {
             ArchiveError::Locked { .. } => Some(
                 "wait for the other ingest to finish; the lock is released when it exits".into(),
             ),
+            ArchiveError::Index(e) if e.is_out_of_space() => Some(
+                "the archive's filesystem is full or failing (see `df ARCHIVE`); free space and retry: the index is not necessarily damaged".into(),
+            ),
             ArchiveError::IndexMissing { .. } | ArchiveError::Index(_) => {
                 Some("rebuild the index from the packs with `strata repair ARCHIVE`".into())
+            }
+            ArchiveError::Io { source, .. } | ArchiveError::Pack(PackError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::ENOSPC) =>
+            {
+                Some("the archive's filesystem is full: free space and run the ingest again; nothing was committed".into())
             }
             ArchiveError::Pack(e) if e.is_corruption() => {
                 Some("run `strata check --read-data ARCHIVE` to see what is damaged".into())

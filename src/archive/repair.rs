@@ -36,6 +36,19 @@ pub struct RepairReport {
     pub incomplete: Vec<(BlobId, String)>,
     /// Snapshot records found but named by a forget record (not registered).
     pub forgotten: u64,
+    /// Packs the old index knew that are now shorter: (file name, what happened).
+    pub cut: Vec<(String, String)>,
+}
+
+impl RepairReport {
+    /// True when something could not be recovered (the CLI exits 3).
+    pub fn lost_something(&self) -> bool {
+        !(self.incomplete.is_empty()
+            && self.damaged.is_empty()
+            && self.gaps.is_empty()
+            && self.unreadable.is_empty()
+            && self.cut.is_empty())
+    }
 }
 
 pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
@@ -52,6 +65,18 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     let quarantine = root.join(QUARANTINE_DIR);
     let mut report = RepairReport::default();
 
+    // What the old index knew, when it can still be read: a pack it knew that is now
+    // shorter, or a snapshot it listed that cannot be found, is damage to report, not
+    // crash debris.
+    let (old_packs, old_snaps) = match Index::open(&root.join(INDEX_FILE)) {
+        Ok(old) => (
+            old.packs()
+                .map(|p| p.into_iter().map(|(id, size, _)| (id, size)).collect())
+                .unwrap_or_default(),
+            old.snapshots().unwrap_or_default(),
+        ),
+        Err(_) => (HashMap::new(), Vec::new()),
+    };
     let mut names: Vec<(PackId, String)> = fs::read_dir(&packs_dir)
         .map_err(io(&packs_dir))?
         .flatten()
@@ -70,6 +95,17 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     for (pack, name) in names {
         let path = packs_dir.join(&name);
         let bytes = fs::read(&path).map_err(io(&path))?;
+        if let Some(&known) = old_packs.get(&pack)
+            && (bytes.len() as u64) < known
+        {
+            report.cut.push((
+                name.clone(),
+                format!(
+                    "is {} bytes, the index knew it as {known}: committed data was lost",
+                    bytes.len()
+                ),
+            ));
+        }
         if bytes.len() < crate::format::pack::PACK_HEADER_LEN {
             // Created by a writer that was killed before its header was even written:
             // nothing in it, nothing references it.
@@ -183,6 +219,17 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         }
     }
     snapshots.sort_by_key(|(_, s)| s.time);
+    for old in &old_snaps {
+        let found = snapshots.iter().any(|(id, _)| *id == old.id)
+            || report.incomplete.iter().any(|(id, _)| *id == old.id)
+            || forgotten.contains(&old.id);
+        if !found {
+            report.incomplete.push((
+                old.id,
+                "the old index listed it, but its snapshot record is in no pack any more (lost with a damaged pack)".into(),
+            ));
+        }
+    }
 
     // Write the new index beside the old one, then switch in one rename.
     let tmp = root.join("index.sqlite.repair");

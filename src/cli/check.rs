@@ -219,13 +219,12 @@ pub fn run_repair(a: RepairArgs) -> CmdResult {
             p.file_name()
         );
     }
-    if r.incomplete.is_empty()
-        && r.damaged.is_empty()
-        && r.gaps.is_empty()
-        && r.unreadable.is_empty()
-    {
-        Ok(EXIT_OK)
-    } else {
+    for (n, why) in &r.cut {
+        eprintln!("  packs/{n} {why}");
+    }
+    if r.lost_something() {
         Ok(EXIT_PARTIAL)
+    } else {
+        Ok(EXIT_OK)
     }
 }

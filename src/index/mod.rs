@@ -47,6 +47,23 @@ pub enum IndexError {
     BadRow { path: PathBuf, what: String },
 }
 
+impl IndexError {
+    /// SQLite could not write: a full disk, or no room for its -wal/-shm files.
+    pub fn is_out_of_space(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            IndexError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                ErrorCode::DiskFull | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// One row of the snapshot catalogue: enough to list and resolve snapshots without
 /// reading packs.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -130,10 +130,12 @@ pub fn run<'a>(
             }
         }
         let (session, write_err) = writer.join().map_err(|_| panicked("pack writer"))?;
-        let (root, stats, errors, commands) = walked?;
+        // The writer's own error (e.g. "No space left on device") is the cause; the
+        // walker only saw that the writer stopped.
         if let Some(e) = write_err {
             return Err(IngestError::Write(e));
         }
+        let (root, stats, errors, commands) = walked?;
         Ok(Outcome {
             session,
             root,

@@ -212,7 +212,8 @@ impl Vfs {
         };
         let vfs = Vfs {
             prefetch: Prefetcher::new(archive.clone(), cache.clone(), 2),
-            max_window: (opts.cache_size / 4 / (archive.config().chunk_max as usize).max(1)).clamp(2, 32),
+            max_window: (opts.cache_size / 4 / (archive.config().chunk_max as usize).max(1))
+                .clamp(2, 32),
             archive,
             single,
             inodes: RwLock::new(HashMap::new()),
