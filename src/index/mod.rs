@@ -47,6 +47,12 @@ pub enum IndexError {
     BadRow { path: PathBuf, what: String },
 }
 
+/// True when a write-ahead log with content sits beside the database.
+fn wal_pending(path: &Path) -> bool {
+    let wal = format!("{}-wal", path.display());
+    std::fs::metadata(wal).map(|m| m.len() > 0).unwrap_or(false)
+}
+
 impl IndexError {
     /// SQLite could not write: a full disk, or no room for its -wal/-shm files.
     pub fn is_out_of_space(&self) -> bool {
@@ -119,17 +125,46 @@ impl Index {
 
     /// Opens an existing index and checks its schema version.
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(
-            |source| IndexError::Sqlite {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
+        match Self::open_with(path, false) {
+            // SQLite needs room for its -wal/-shm files even to read. When the
+            // filesystem is full and no write-ahead log is pending (everything is in the
+            // database file), the file can be read as immutable: readers keep working.
+            Err(e) if e.is_out_of_space() && !wal_pending(path) => {
+                Self::open_with(path, true).or(Err(e))
+            }
+            r => r,
+        }
+    }
+
+    fn open_with(path: &Path, immutable: bool) -> Result<Index, IndexError> {
+        let err = |source| IndexError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = if immutable {
+            let mut escaped = String::new();
+            for c in path.to_string_lossy().chars() {
+                match c {
+                    '%' | '?' | '#' => escaped.push_str(&format!("%{:02X}", c as u32)),
+                    c => escaped.push(c),
+                }
+            }
+            let uri = format!("file:{escaped}?immutable=1");
+            Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .map_err(err)?
+        } else {
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(err)?
+        };
         let idx = Index {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         };
-        idx.setup()?;
+        if !immutable {
+            idx.setup()?;
+        }
         let v: Option<String> = idx.with(|c| {
             c.query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
