@@ -148,23 +148,33 @@ pub fn for_each_piece<E>(
     mut f: impl FnMut(u64, Piece) -> Result<(), E>,
 ) -> Result<(), PieceError<E>> {
     let extents = node.extents();
+    let piece = |e: &Extent| -> Result<Piece, ArchiveError> {
+        match e {
+            Extent::Hole { len } => Ok(Piece::Hole(*len)),
+            Extent::Data { id, len } => chunk(archive, None, id, verify).and_then(|d| {
+                if d.len() as u64 == *len {
+                    Ok(Piece::Data(d))
+                } else {
+                    Err(ArchiveError::Invalid(format!("chunk {} has the wrong length", id.short())))
+                }
+            }),
+        }
+    };
+    if extents.len() <= 1 {
+        // Most files are one chunk: no second thread for them.
+        let mut offset = 0u64;
+        for e in extents {
+            f(offset, piece(e).map_err(PieceError::Read)?).map_err(PieceError::Sink)?;
+            offset += e.len();
+        }
+        return Ok(());
+    }
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel::<Result<Piece, ArchiveError>>(4);
+        let piece = &piece;
         s.spawn(move || {
             for e in extents {
-                let p = match e {
-                    Extent::Hole { len } => Ok(Piece::Hole(*len)),
-                    Extent::Data { id, len } => chunk(archive, None, id, verify).and_then(|d| {
-                        if d.len() as u64 == *len {
-                            Ok(Piece::Data(d))
-                        } else {
-                            Err(ArchiveError::Invalid(format!(
-                                "chunk {} has the wrong length",
-                                id.short()
-                            )))
-                        }
-                    }),
-                };
+                let p = piece(e);
                 let stop = p.is_err();
                 if tx.send(p).is_err() || stop {
                     return;
