@@ -155,7 +155,10 @@ pub fn for_each_piece<E>(
                 if d.len() as u64 == *len {
                     Ok(Piece::Data(d))
                 } else {
-                    Err(ArchiveError::Invalid(format!("chunk {} has the wrong length", id.short())))
+                    Err(ArchiveError::Invalid(format!(
+                        "chunk {} has the wrong length",
+                        id.short()
+                    )))
                 }
             }),
         }

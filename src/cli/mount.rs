@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
     /// Memory for decompressed chunks (e.g. 256M, 1G)
-    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    #[arg(long, default_value = "64M", value_name = "SIZE")]
     cache_size: String,
     /// Return once the mount is ready and keep serving in the background (its messages,
     /// such as EIO reports, then go to --log FILE, or nowhere)

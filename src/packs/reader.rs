@@ -265,7 +265,12 @@ thread_local! {
 
 /// Like [`decode_stored`], taking the stored bytes by value: an uncompressed blob is
 /// returned without a copy.
-pub fn decode_owned(header: &BlobHeader, stored: Vec<u8>, pack: PackId, offset: u64) -> Result<Vec<u8>, PackError> {
+pub fn decode_owned(
+    header: &BlobHeader,
+    stored: Vec<u8>,
+    pack: PackId,
+    offset: u64,
+) -> Result<Vec<u8>, PackError> {
     if header.compression == Compression::None {
         if stored.len() as u64 != header.raw_len {
             return Err(PackError::Mismatch {
@@ -290,14 +295,19 @@ pub fn decode_stored(
         Compression::None => stored.to_vec(),
         Compression::Zstd => {
             let mut out = Vec::with_capacity(header.raw_len as usize);
-            let fail = |message: String| PackError::Decompress { pack, offset, message };
+            let fail = |message: String| PackError::Decompress {
+                pack,
+                offset,
+                message,
+            };
             DCTX.with(|cell| -> Result<(), PackError> {
                 let mut slot = cell.borrow_mut();
                 if slot.is_none() {
                     *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| fail(e.to_string()))?);
                 }
                 let dec = slot.as_mut().expect("just set");
-                dec.decompress_to_buffer(stored, &mut out).map_err(|e| fail(e.to_string()))?;
+                dec.decompress_to_buffer(stored, &mut out)
+                    .map_err(|e| fail(e.to_string()))?;
                 Ok(())
             })?;
             out

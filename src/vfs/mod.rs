@@ -98,6 +98,8 @@ enum Target {
         snap: Arc<SnapInfo>,
         node: Arc<Node>,
         path: Vec<u8>,
+        /// The tree this node is an entry of (None for a snapshot's root).
+        parent: Option<BlobId>,
     },
 }
 
@@ -140,7 +142,7 @@ pub struct Vfs {
     archive: Arc<Archive>,
     single: Option<Arc<SnapInfo>>,
     inodes: RwLock<HashMap<u64, Arc<Inode>>>,
-    trees: TreeCache,
+    trees: Arc<TreeCache>,
     cache: Arc<ChunkCache>,
     catalog: Mutex<Catalog>,
     handles: RwLock<HashMap<u64, Arc<OpenFile>>>,
@@ -198,6 +200,7 @@ fn blocks_of(bytes: u64) -> u64 {
 impl Vfs {
     pub fn new(archive: Arc<Archive>, opts: Options) -> Result<Vfs, VfsError> {
         let cache = Arc::new(ChunkCache::new(opts.cache_size));
+        let trees = Arc::new(TreeCache::new(TREE_CACHE));
         let single = match opts.snapshot {
             Some(id) => {
                 let row = archive
@@ -211,13 +214,13 @@ impl Vfs {
             None => None,
         };
         let vfs = Vfs {
-            prefetch: Prefetcher::new(archive.clone(), cache.clone(), 2),
+            prefetch: Prefetcher::new(archive.clone(), cache.clone(), trees.clone(), 2),
             max_window: (opts.cache_size / 4 / (archive.config().chunk_max as usize).max(1))
                 .clamp(2, 32),
             archive,
             single,
             inodes: RwLock::new(HashMap::new()),
-            trees: TreeCache::new(64 << 20),
+            trees,
             cache,
             catalog: Mutex::new(Catalog {
                 snaps: Vec::new(),
@@ -235,6 +238,7 @@ impl Vfs {
                 snap: s.clone(),
                 node: Arc::new(crate::tree::root_node(s.row.root, s.row.time)),
                 path: Vec::new(),
+                parent: None,
             },
             None => Target::Top,
         };
@@ -493,11 +497,19 @@ impl Vfs {
                 }
             }
             Target::Link(_) => return Err(VfsError::NotDir),
-            Target::Snap { snap, node, path } => {
+            Target::Snap {
+                snap, node, path, ..
+            } => {
                 let Some(sub) = node.subtree() else {
                     return Err(VfsError::NotDir);
                 };
-                for child in self.tree(&sub)?.iter() {
+                let tree = self.tree(&sub)?;
+                // Whoever lists a directory (find, rsync, ls -R) usually descends into
+                // its subdirectories next: load their trees on the prefetch threads.
+                let subdirs: Vec<BlobId> =
+                    tree.iter().filter_map(|n| n.subtree()).take(256).collect();
+                self.prefetch.want_trees(&subdirs);
+                for child in tree.iter() {
                     let cpath = child_path(path, &child.name);
                     let ino = Self::node_ino(snap, child, &cpath);
                     out.push((
@@ -507,6 +519,7 @@ impl Vfs {
                             snap: snap.clone(),
                             node: Arc::new(child.clone()),
                             path: cpath,
+                            parent: Some(sub),
                         },
                     ));
                 }
@@ -525,6 +538,7 @@ impl Vfs {
                 snap: s.clone(),
                 node,
                 path: Vec::new(),
+                parent: None,
             },
         )
     }
@@ -539,7 +553,9 @@ impl Vfs {
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr, VfsError> {
         let p = self.inode(parent)?;
         let (ino, target) = match &p.target {
-            Target::Snap { snap, node, path } => {
+            Target::Snap {
+                snap, node, path, ..
+            } => {
                 // A binary search in one tree, not a listing of the directory.
                 let Some(sub) = node.subtree() else {
                     return Err(VfsError::NotDir);
@@ -557,6 +573,7 @@ impl Vfs {
                         snap: snap.clone(),
                         node: Arc::new(child.clone()),
                         path: cpath,
+                        parent: Some(sub),
                     },
                 )
             }
@@ -681,13 +698,35 @@ impl Vfs {
 
     pub fn open(&self, ino: u64) -> Result<u64, VfsError> {
         let i = self.inode(ino)?;
-        let Target::Snap { snap, node, path } = &i.target else {
+        let Target::Snap {
+            snap,
+            node,
+            path,
+            parent,
+        } = &i.target
+        else {
             return Err(VfsError::IsDir);
         };
         match node.kind {
             NodeKind::File => {}
             NodeKind::Dir => return Err(VfsError::IsDir),
             _ => return Err(VfsError::Invalid),
+        }
+        // A tree copy (rsync, cp -r) opens the files of a directory one after another:
+        // start loading the first chunks of the next few siblings now.
+        if let Some(parent) = parent
+            && let Some(tree) = self.trees.get(parent)
+            && let Ok(i) = tree.binary_search_by(|n| n.name.as_slice().cmp(&node.name))
+        {
+            let next: Vec<BlobId> = tree[i + 1..]
+                .iter()
+                .filter_map(|n| match n.extents().first() {
+                    Some(crate::format::tree::Extent::Data { id, .. }) => Some(*id),
+                    _ => None,
+                })
+                .take(8)
+                .collect();
+            self.prefetch.want(&next);
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let f = Arc::new(OpenFile {
@@ -835,8 +874,11 @@ fn sanitize(s: &str) -> String {
     }
 }
 
+/// Memory for decoded trees (an estimate of their heap use, see `TreeCache::weight`).
+const TREE_CACHE: usize = 16 << 20;
+
 /// Decoded trees, bounded by an estimate of their memory.
-struct TreeCache {
+pub struct TreeCache {
     lru: crate::util::Lru<BlobId, Arc<Vec<Node>>>,
 }
 
@@ -848,9 +890,11 @@ impl TreeCache {
     }
 
     fn weight(t: &[Node]) -> usize {
+        // The Node itself (~190 bytes) plus a heap block (and malloc's overhead) for
+        // each of name, user, group and payload.
         t.iter()
             .map(|n| {
-                200 + n.name.len()
+                320 + n.name.len()
                     + n.extents().len() * 48
                     + n.xattrs
                         .iter()
@@ -861,11 +905,11 @@ impl TreeCache {
             + 64
     }
 
-    fn get(&self, id: &BlobId) -> Option<Arc<Vec<Node>>> {
+    pub fn get(&self, id: &BlobId) -> Option<Arc<Vec<Node>>> {
         self.lru.get(id)
     }
 
-    fn insert(&self, id: BlobId, t: Arc<Vec<Node>>) {
+    pub fn insert(&self, id: BlobId, t: Arc<Vec<Node>>) {
         let w = Self::weight(&t);
         self.lru.insert(id, t, w);
     }

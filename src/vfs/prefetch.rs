@@ -1,28 +1,47 @@
-//! Prefetch for sequential readers: a few threads load the next chunks of a file into the
-//! shared chunk cache while the kernel is still asking for earlier ones. Requests beyond
+//! Prefetch: a few threads load the next chunks of a file (or of the next files of a
+//! directory) into the shared chunk cache, and the trees of subdirectories into the
+//! tree cache, while the kernel is still asking for earlier ones. Requests beyond
 //! a small queue are dropped (prefetch is a hint, never a correctness matter).
 
+use super::TreeCache;
 use crate::archive::Archive;
 use crate::format::BlobId;
 use crate::read::ChunkCache;
 use std::collections::HashSet;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
+#[derive(Clone, Copy)]
+enum Job {
+    Chunk(BlobId),
+    Tree(BlobId),
+}
+
 pub struct Prefetcher {
-    tx: SyncSender<BlobId>,
+    tx: SyncSender<Job>,
     pending: Arc<Mutex<HashSet<BlobId>>>,
     cache: Arc<ChunkCache>,
+    trees: Arc<TreeCache>,
 }
 
 impl Prefetcher {
-    pub fn new(archive: Arc<Archive>, cache: Arc<ChunkCache>, threads: usize) -> Prefetcher {
-        let (tx, rx) = sync_channel::<BlobId>(64);
+    pub fn new(
+        archive: Arc<Archive>,
+        cache: Arc<ChunkCache>,
+        trees: Arc<TreeCache>,
+        threads: usize,
+    ) -> Prefetcher {
+        let (tx, rx) = sync_channel::<Job>(256);
         let rx = Arc::new(Mutex::new(rx));
         let pending = Arc::new(Mutex::new(HashSet::new()));
         for _ in 0..threads {
-            let (rx, archive, cache, pending) =
-                (rx.clone(), archive.clone(), cache.clone(), pending.clone());
+            let (rx, archive, cache, pending, trees) = (
+                rx.clone(),
+                archive.clone(),
+                cache.clone(),
+                pending.clone(),
+                trees.clone(),
+            );
             std::thread::Builder::new()
                 .name("strata-prefetch".into())
                 .spawn(move || {
@@ -31,11 +50,24 @@ impl Prefetcher {
                             Ok(r) => r.recv(),
                             Err(_) => return,
                         };
-                        let Ok(id) = id else { return };
-                        if cache.get(&id).is_none() {
-                            // Errors surface when the reader itself asks for the chunk.
-                            let _ = crate::read::chunk(&archive, Some(&cache), &id, false);
-                        }
+                        let Ok(job) = id else { return };
+                        // Errors surface when the reader itself asks for the blob.
+                        let id = match job {
+                            Job::Chunk(id) => {
+                                if cache.get(&id).is_none() {
+                                    let _ = crate::read::chunk(&archive, Some(&cache), &id, false);
+                                }
+                                id
+                            }
+                            Job::Tree(id) => {
+                                if trees.get(&id).is_none()
+                                    && let Ok(t) = archive.read_tree(&id)
+                                {
+                                    trees.insert(id, Arc::new(t));
+                                }
+                                id
+                            }
+                        };
                         pending
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -44,32 +76,52 @@ impl Prefetcher {
                 })
                 .ok();
         }
-        Prefetcher { tx, pending, cache }
+        Prefetcher {
+            tx,
+            pending,
+            cache,
+            trees,
+        }
     }
 
-    /// Asks for these chunks to be loaded soon.
+    /// Asks for these chunks to be loaded into the chunk cache soon.
     pub fn want(&self, ids: &[BlobId]) {
-        for id in ids {
-            if self.cache.get(id).is_some() {
-                continue;
-            }
+        let jobs: Vec<Job> = ids
+            .iter()
+            .filter(|id| self.cache.get(id).is_none())
+            .map(|id| Job::Chunk(*id))
+            .collect();
+        self.send(&jobs);
+    }
+
+    /// Asks for these trees to be loaded into the tree cache soon.
+    pub fn want_trees(&self, ids: &[BlobId]) {
+        let jobs: Vec<Job> = ids
+            .iter()
+            .filter(|id| self.trees.get(id).is_none())
+            .map(|id| Job::Tree(*id))
+            .collect();
+        self.send(&jobs);
+    }
+
+    fn send(&self, jobs: &[Job]) {
+        for job in jobs {
+            let (Job::Chunk(id) | Job::Tree(id)) = *job;
             if !self
                 .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(*id)
+                .insert(id)
             {
                 continue;
             }
-            match self.tx.try_send(*id) {
-                Ok(()) => {}
-                Err(TrySendError::Full(id)) | Err(TrySendError::Disconnected(id)) => {
-                    self.pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
-                    return;
-                }
+            if self.tx.try_send(*job).is_err() {
+                // Full: prefetch is a hint; drop the rest.
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                return;
             }
         }
     }
