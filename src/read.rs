@@ -93,6 +93,16 @@ impl FileContent {
         Some(self.starts.partition_point(|&s| s <= offset) - 1)
     }
 
+    /// When `[offset, end)` lies inside one stored chunk: that chunk's id and the
+    /// offset within it.
+    pub fn within_one_chunk(&self, offset: u64, end: u64) -> Option<(BlobId, usize)> {
+        let i = self.extent_at(offset)?;
+        match self.extents[i] {
+            Extent::Data { id, len } if end <= self.starts[i] + len => Some((id, (offset - self.starts[i]) as usize)),
+            _ => None,
+        }
+    }
+
     /// Fills `buf` from `offset`; returns the bytes read (short only at end of file).
     pub fn read_at(
         &self,

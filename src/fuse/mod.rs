@@ -171,8 +171,8 @@ impl Filesystem for StrataFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.vfs.read(fh.0, offset, size as usize) {
-            Ok(d) => reply.data(&d),
+        match self.vfs.read_buf(fh.0, offset, size as usize) {
+            Ok(d) => reply.data(d.as_slice()),
             Err(e) => reply.error(self.fail("read", ino.0, &e)),
         }
     }

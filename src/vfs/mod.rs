@@ -752,6 +752,12 @@ impl Vfs {
     /// Reads up to `size` bytes at `offset`. A sequential reader gets the chunks after
     /// this read prefetched in a window that doubles while reads stay sequential.
     pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>, VfsError> {
+        Ok(self.read_buf(fh, offset, size)?.as_slice().to_vec())
+    }
+
+    /// Like [`Vfs::read`], but a read that falls inside one chunk is answered with a
+    /// slice of the cached chunk (no zeroing, no copy before the kernel's own).
+    pub fn read_buf(&self, fh: u64, offset: u64, size: usize) -> Result<ReadBuf, VfsError> {
         let f = self
             .handles
             .read()
@@ -761,14 +767,32 @@ impl Vfs {
             .ok_or(VfsError::BadHandle)?;
         let end = offset.saturating_add(size as u64).min(f.content.size());
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(ReadBuf::Owned(Vec::new()));
         }
-        let mut buf = vec![0u8; (end - offset) as usize];
-        let n = f
-            .content
-            .read_at(&self.archive, &self.cache, offset, &mut buf)
-            .map_err(|e| corrupt(&f.snap, &f.path, e))?;
-        buf.truncate(n);
+        let buf = match f.content.within_one_chunk(offset, end) {
+            Some((id, within)) => {
+                let data = crate::read::chunk(&self.archive, Some(&self.cache), &id, false)
+                    .map_err(|e| corrupt(&f.snap, &f.path, e))?;
+                let stop = within + (end - offset) as usize;
+                if stop > data.len() {
+                    return Err(corrupt(
+                        &f.snap,
+                        &f.path,
+                        ArchiveError::Invalid(format!("chunk {} is shorter than the file says", id.short())),
+                    ));
+                }
+                ReadBuf::Slice(data, within, stop)
+            }
+            None => {
+                let mut buf = vec![0u8; (end - offset) as usize];
+                let n = f
+                    .content
+                    .read_at(&self.archive, &self.cache, offset, &mut buf)
+                    .map_err(|e| corrupt(&f.snap, &f.path, e))?;
+                buf.truncate(n);
+                ReadBuf::Owned(buf)
+            }
+        };
         let window = {
             let mut s = f.seq.lock().unwrap_or_else(|e| e.into_inner());
             let w = if s.0 == offset && offset > 0 {
@@ -839,6 +863,21 @@ impl Vfs {
             }
             Ok(_) => "top level".into(),
             Err(_) => format!("inode {ino}"),
+        }
+    }
+}
+
+/// The bytes of one read: owned, or a slice of a cached chunk.
+pub enum ReadBuf {
+    Owned(Vec<u8>),
+    Slice(Arc<Vec<u8>>, usize, usize),
+}
+
+impl ReadBuf {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            ReadBuf::Owned(v) => v,
+            ReadBuf::Slice(d, a, b) => &d[*a..*b],
         }
     }
 }
