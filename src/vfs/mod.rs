@@ -785,7 +785,10 @@ impl Vfs {
                     return Err(corrupt(
                         &f.snap,
                         &f.path,
-                        ArchiveError::Invalid(format!("chunk {} is shorter than the file says", id.short())),
+                        ArchiveError::Invalid(format!(
+                            "chunk {} is shorter than the file says",
+                            id.short()
+                        )),
                     ));
                 }
                 ReadBuf::Slice(data, within, stop)
