@@ -635,3 +635,9 @@ else
     } >"$OUT"
 fi
 log "results written to $OUT"
+
+# A smoke run that found a wrong byte or a missing file must fail (CI runs --quick).
+if [[ -s $WARNINGS ]]; then
+    echo "bench.sh: some copies or restores did not match the original (see above)" >&2
+    exit 1
+fi
