@@ -367,7 +367,7 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
                 if keep(id, l) {
                     if !opts.dry_run {
                         let (h, stored) = archive.packs().read_stored(id, l)?;
-                        let loc = session.writer().add(&StoredBlob {
+                        let loc = session.writer_for(h.kind).add(&StoredBlob {
                             kind: h.kind,
                             id: *id,
                             raw_len: h.raw_len,

@@ -432,10 +432,12 @@ impl Archive {
                 next = next.max(p.0 + 1);
             }
         }
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next));
         Ok(WriteSession {
             archive: self,
             _lock: lock,
-            writer: PackWriter::new(&packs_dir, next, self.config.pack_size),
+            writer: PackWriter::new(&packs_dir, next.clone(), self.config.pack_size),
+            meta: PackWriter::new(&packs_dir, next, self.config.pack_size),
             added: Vec::new(),
             seen: HashSet::new(),
             bytes_added: 0,
@@ -450,7 +452,12 @@ impl Archive {
 pub struct WriteSession<'a> {
     archive: &'a Archive,
     _lock: WriterLock,
+    /// File chunks.
     writer: PackWriter,
+    /// Trees, snapshot and forget records: kept in packs of their own, so everything a
+    /// walk of a snapshot reads (ingest's parent, find on a mount, check) lies together
+    /// in a few megabytes instead of scattered among gigabytes of data.
+    meta: PackWriter,
     added: Vec<(BlobId, Location)>,
     seen: HashSet<BlobId>,
     bytes_added: u64,
@@ -464,6 +471,7 @@ impl Drop for WriteSession<'_> {
     fn drop(&mut self) {
         if !self.committed {
             self.writer.discard();
+            self.meta.discard();
         }
     }
 }
@@ -490,7 +498,7 @@ impl<'a> WriteSession<'a> {
 
     /// Appends an already-compressed blob.
     pub fn put_stored(&mut self, blob: &StoredBlob) -> Result<(), ArchiveError> {
-        let loc = self.writer.add(blob)?;
+        let loc = self.writer_for(blob.kind).add(blob)?;
         self.seen.insert(blob.id);
         self.bytes_added += crate::format::pack::BLOB_HEADER_LEN as u64 + loc.stored_len;
         self.added.push((blob.id, loc));
@@ -565,7 +573,8 @@ impl<'a> WriteSession<'a> {
     /// Seals every pack of this session and fsyncs the directory; returns the index rows
     /// for them.
     fn seal_all(&mut self) -> Result<Vec<(PackId, u64, u64)>, ArchiveError> {
-        let sealed = self.writer.finish()?;
+        let mut sealed = self.writer.finish()?;
+        sealed.extend(self.meta.finish()?);
         let mut packs = Vec::new();
         for p in sealed {
             let n = self.added.iter().filter(|(_, l)| l.pack == p).count() as u64;
@@ -576,9 +585,12 @@ impl<'a> WriteSession<'a> {
         Ok(packs)
     }
 
-    /// The pack writer, for prune's copying of blobs.
-    pub(crate) fn writer(&mut self) -> &mut PackWriter {
-        &mut self.writer
+    /// The pack writer for a kind of blob (also used by prune to copy blobs).
+    pub(crate) fn writer_for(&mut self, kind: BlobKind) -> &mut PackWriter {
+        match kind {
+            BlobKind::Chunk => &mut self.writer,
+            BlobKind::Tree | BlobKind::Snapshot | BlobKind::Forget => &mut self.meta,
+        }
     }
 
     /// Prune's commit: seal the new packs, then switch the index in one transaction.
@@ -601,14 +613,7 @@ impl<'a> WriteSession<'a> {
     }
 
     fn finish_packs(&mut self, snapshot: Option<(BlobId, &Snapshot)>) -> Result<(), ArchiveError> {
-        let sealed = self.writer.finish()?;
-        let mut packs = Vec::new();
-        for p in sealed {
-            let n = self.added.iter().filter(|(_, l)| l.pack == p).count() as u64;
-            let path = self.archive.packs.path_of(p);
-            let size = fs::metadata(&path).map_err(io(&path))?.len();
-            packs.push((p, size, n));
-        }
+        let packs = self.seal_all()?;
         // From here on the packs may be referenced even if the commit reports an error
         // (an I/O error can leave it in doubt): never discard them after this point.
         self.committed = true;

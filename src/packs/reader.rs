@@ -39,6 +39,12 @@ impl PackReader {
     }
 
     fn file(&self, pack: PackId) -> Result<Arc<File>, PackError> {
+        self.file_hinted(pack, false)
+    }
+
+    /// Opens a pack; with `whole`, a pack that holds trees (small, read all over by any
+    /// walk) is read ahead in full on first open.
+    fn file_hinted(&self, pack: PackId, whole: bool) -> Result<Arc<File>, PackError> {
         if let Some(f) = self
             .files
             .lock()
@@ -49,6 +55,11 @@ impl PackReader {
         }
         let path = self.path_of(pack);
         let file = Arc::new(File::open(&path).map_err(|source| PackError::Io { path, source })?);
+        if whole && file.metadata().map(|m| m.len() <= 64 << 20).unwrap_or(false) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: advisory call on a descriptor we own.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+        }
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if files.len() >= MAX_OPEN {
             files.clear();
@@ -75,7 +86,7 @@ impl PackReader {
                 ),
             });
         }
-        let file = self.file(loc.pack)?;
+        let file = self.file_hinted(loc.pack, loc.kind == crate::format::pack::BlobKind::Tree)?;
         let read_at = |buf: &mut [u8], at: u64| -> Result<(), PackError> {
             file.read_exact_at(buf, at).map_err(|source| {
                 if source.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -502,7 +513,7 @@ mod tests {
     use crate::packs::{PackWriter, StoredBlob};
 
     fn write_pack(dir: &Path) -> Vec<(BlobId, Location, Vec<u8>)> {
-        let mut w = PackWriter::new(dir, 1, 1 << 30);
+        let mut w = PackWriter::new(dir, std::sync::Arc::new(1.into()), 1 << 30);
         let mut c = zstd::bulk::Compressor::new(3).unwrap();
         let mut out = Vec::new();
         for i in 0..5u8 {

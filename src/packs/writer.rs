@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 pub struct PackWriter {
     dir: PathBuf,
-    next_id: u64,
+    /// Shared by the writers of one session (data packs and tree packs).
+    next_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     target_size: u64,
     current: Option<Open>,
     sealed: Vec<PackId>,
@@ -135,7 +136,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackError + '_ {
 impl PackWriter {
     /// A writer that creates packs numbered from `next_id` in `dir`. The caller holds the
     /// archive lock, so no other writer creates packs at the same time.
-    pub fn new(dir: &Path, next_id: u64, target_size: u64) -> PackWriter {
+    pub fn new(dir: &Path, next_id: std::sync::Arc<std::sync::atomic::AtomicU64>, target_size: u64) -> PackWriter {
         PackWriter {
             dir: dir.to_path_buf(),
             next_id,
@@ -153,8 +154,7 @@ impl PackWriter {
 
     fn open_next(&mut self) -> Result<&mut Open, PackError> {
         if self.current.is_none() {
-            let id = PackId(self.next_id);
-            self.next_id += 1;
+            let id = PackId(self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
             let path = self.dir.join(id.file_name());
             let mut file = PackFile::open(&path).map_err(io(&path))?;
             self.created.push(path.clone());
