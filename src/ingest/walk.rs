@@ -404,6 +404,7 @@ impl<'a> Walker<'a> {
             self.root_dev = st.st_dev;
             let xattrs = self.xattrs(XTarget::Fd(dir.as_raw_fd()), snap_path);
             let parent_nodes = self.parent_children(parent);
+            let _warm = super::readahead::StatAhead::start(&dir);
             let id = self.walk_dir(&dir, snap_path, parent_nodes, 0)?;
             let mut n = self.meta_node(name, NodeKind::Dir, &st);
             n.xattrs = xattrs;

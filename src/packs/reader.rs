@@ -55,7 +55,12 @@ impl PackReader {
         }
         let path = self.path_of(pack);
         let file = Arc::new(File::open(&path).map_err(|source| PackError::Io { path, source })?);
-        if whole && file.metadata().map(|m| m.len() <= 64 << 20).unwrap_or(false) {
+        if whole
+            && file
+                .metadata()
+                .map(|m| m.len() <= 64 << 20)
+                .unwrap_or(false)
+        {
             use std::os::fd::AsRawFd;
             // SAFETY: advisory call on a descriptor we own.
             unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };

@@ -136,7 +136,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackError + '_ {
 impl PackWriter {
     /// A writer that creates packs numbered from `next_id` in `dir`. The caller holds the
     /// archive lock, so no other writer creates packs at the same time.
-    pub fn new(dir: &Path, next_id: std::sync::Arc<std::sync::atomic::AtomicU64>, target_size: u64) -> PackWriter {
+    pub fn new(
+        dir: &Path,
+        next_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        target_size: u64,
+    ) -> PackWriter {
         PackWriter {
             dir: dir.to_path_buf(),
             next_id,
@@ -154,7 +158,10 @@ impl PackWriter {
 
     fn open_next(&mut self) -> Result<&mut Open, PackError> {
         if self.current.is_none() {
-            let id = PackId(self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let id = PackId(
+                self.next_id
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            );
             let path = self.dir.join(id.file_name());
             let mut file = PackFile::open(&path).map_err(io(&path))?;
             self.created.push(path.clone());
