@@ -136,6 +136,26 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
     }
 }
 
+/// Writes `config` atomically: a synced temporary file renamed over `ARCHIVE/config`,
+/// then the directory synced.
+fn write_config(path: &Path, config: &Config) -> Result<(), ArchiveError> {
+    let cfg_path = path.join(CONFIG_FILE);
+    let tmp = path.join("config.tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(config.encode().as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, &cfg_path).map_err(io(&cfg_path))?;
+    fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io(path))
+}
+
 pub struct Archive {
     root: PathBuf,
     config: Config,
@@ -188,20 +208,7 @@ impl Archive {
             Index::create(&idx_path)?;
         }
         // The config is written last: a directory without it is not an archive yet.
-        let cfg_path = path.join(CONFIG_FILE);
-        let tmp = path.join("config.tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(config.encode().as_bytes()).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &cfg_path).map_err(io(&cfg_path))?;
-        fs::File::open(path)
-            .and_then(|d| d.sync_all())
-            .map_err(io(path))?;
+        write_config(path, config)?;
         Ok(())
     }
 
@@ -222,21 +229,7 @@ impl Archive {
             return Ok(true);
         }
         config.append_only = true;
-        let tmp = path.join("config.tmp");
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(config.encode().as_bytes()).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        let cfg = path.join(CONFIG_FILE);
-        fs::rename(&tmp, &cfg).map_err(io(&cfg))?;
-        fs::File::open(path)
-            .and_then(|d| d.sync_all())
-            .map_err(io(path))?;
+        write_config(path, &config)?;
         Ok(false)
     }
 

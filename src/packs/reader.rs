@@ -357,17 +357,14 @@ pub struct ScanResult {
     pub stop: Option<PackError>,
 }
 
-/// Walks a pack's records. Never panics: a bad header, a record past the end or a crc
-/// mismatch ends the scan and is reported in `stop`.
-pub fn scan_pack(map: &[u8], expected: PackId) -> Result<ScanResult, PackError> {
-    if map.len() < PACK_HEADER_LEN {
-        return Err(PackError::PastEnd {
-            pack: expected,
-            offset: 0,
-            len: PACK_HEADER_LEN as u64,
-        });
-    }
-    let id = decode_pack_header(&map[..PACK_HEADER_LEN]).map_err(|source| PackError::Format {
+/// The pack header at the start of `map` is sound and names `expected`.
+fn check_pack_header(map: &[u8], expected: PackId) -> Result<PackId, PackError> {
+    let head = map.get(..PACK_HEADER_LEN).ok_or(PackError::PastEnd {
+        pack: expected,
+        offset: 0,
+        len: PACK_HEADER_LEN as u64,
+    })?;
+    let id = decode_pack_header(head).map_err(|source| PackError::Format {
         pack: expected,
         offset: 0,
         source,
@@ -379,6 +376,13 @@ pub fn scan_pack(map: &[u8], expected: PackId) -> Result<ScanResult, PackError> 
             what: format!("header names pack {id}"),
         });
     }
+    Ok(id)
+}
+
+/// Walks a pack's records. Never panics: a bad header, a record past the end or a crc
+/// mismatch ends the scan and is reported in `stop`.
+pub fn scan_pack(map: &[u8], expected: PackId) -> Result<ScanResult, PackError> {
+    let id = check_pack_header(map, expected)?;
     let mut entries = Vec::new();
     let mut pos = PACK_HEADER_LEN as u64;
     let mut stop = None;
@@ -422,23 +426,7 @@ pub struct Survey {
 /// Scans every record of a pack, continuing past damage. Never panics; the pack header
 /// itself must be sound (else `Err`).
 pub fn survey_pack(map: &[u8], expected: PackId) -> Result<Survey, PackError> {
-    let head = map.get(..PACK_HEADER_LEN).ok_or(PackError::PastEnd {
-        pack: expected,
-        offset: 0,
-        len: PACK_HEADER_LEN as u64,
-    })?;
-    let id = decode_pack_header(head).map_err(|source| PackError::Format {
-        pack: expected,
-        offset: 0,
-        source,
-    })?;
-    if id != expected {
-        return Err(PackError::Mismatch {
-            pack: expected,
-            offset: 0,
-            what: format!("header names pack {id}"),
-        });
-    }
+    let id = check_pack_header(map, expected)?;
     let mut out = Survey::default();
     let mut pos = PACK_HEADER_LEN;
     while pos < map.len() {
