@@ -242,10 +242,10 @@ pub fn check(
                 w.clone(),
                 FIX_DAMAGE.to_string(),
             ),
-            (None, Some(e)) => (
+            (None, Some((e, damaged))) => (
                 format!("tree {} cannot be read: {e}", id.short()),
                 "index".into(),
-                FIX_REPAIR.to_string(),
+                if *damaged { FIX_DAMAGE } else { FIX_REPAIR }.to_string(),
             ),
             (None, None) => (
                 format!(
@@ -302,7 +302,8 @@ struct Walker<'a> {
     clean: HashSet<BlobId>,
     /// Damaged or missing blob → `snapshot:/path` it damages.
     damages: HashMap<BlobId, Vec<String>>,
-    tree_errors: HashMap<BlobId, String>,
+    /// Trees that could not be read: the error, and whether stored bytes are damaged.
+    tree_errors: HashMap<BlobId, (String, bool)>,
     trees: u64,
 }
 
@@ -315,7 +316,7 @@ impl Walker<'_> {
         let show = |p: &[u8]| format!("{snap}:/{}", String::from_utf8_lossy(p));
         if depth > crate::tree::MAX_DEPTH {
             self.tree_errors
-                .insert(tree, "nested too deep (a cycle?)".into());
+                .insert(tree, ("nested too deep (a cycle?)".into(), true));
             self.damages.entry(tree).or_default().push(show(path));
             return false;
         }
@@ -323,7 +324,8 @@ impl Walker<'_> {
             Ok(n) => n,
             Err(e) => {
                 if !self.bad.contains_key(&tree) {
-                    self.tree_errors.insert(tree, e.to_string());
+                    self.tree_errors
+                        .insert(tree, (e.to_string(), e.is_corruption()));
                 }
                 self.damages.entry(tree).or_default().push(show(path));
                 return false;

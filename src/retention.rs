@@ -114,6 +114,33 @@ fn iso_week(days: i64) -> (i64, i64) {
 }
 
 impl Policy {
+    /// The policy as options, for the forget record: `keep-last 2, keep-daily 7`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, n) in [
+            ("keep-last", self.last),
+            ("keep-hourly", self.hourly),
+            ("keep-daily", self.daily),
+            ("keep-weekly", self.weekly),
+            ("keep-monthly", self.monthly),
+            ("keep-yearly", self.yearly),
+        ] {
+            if let Some(n) = n {
+                parts.push(format!("{name} {n}"));
+            }
+        }
+        if let Some(w) = self.within {
+            parts.push(format!(
+                "keep-within {}y{}m{}d{}h",
+                w.years, w.months, w.days, w.hours
+            ));
+        }
+        for t in &self.tags {
+            parts.push(format!("keep-tag {t}"));
+        }
+        parts.join(", ")
+    }
+
     /// No rule that could keep anything: counts of 0 are no rule (as in restic), so
     /// `--keep-last 0` alone is refused instead of forgetting everything.
     pub fn is_empty(&self) -> bool {
@@ -245,6 +272,10 @@ pub fn forget(
         return Ok(None);
     }
     let session = archive.begin_write()?;
+    // Checked again under the lock: `strata append-only` may have run since we opened.
+    if Archive::read_config(archive.root())?.append_only {
+        return Err(ArchiveError::AppendOnly("forget"));
+    }
     let record = ForgetRecord {
         time: crate::ingest::now(),
         reason: reason.to_string(),
@@ -319,6 +350,9 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
     }
     // The writer lock first: no ingest may add references while we decide.
     let mut session = archive.begin_write()?;
+    if Archive::read_config(archive.root())?.append_only {
+        return Err(ArchiveError::AppendOnly("prune"));
+    }
     let used = used_blobs(archive)?;
     let blobs = archive.index().all_blobs()?;
     let packs = archive.index().packs()?;

@@ -369,6 +369,16 @@ impl<K: std::hash::Hash + Eq + Copy, V: Clone> Lru<K, V> {
         if w > self.budget {
             return;
         }
+        self.insert_evicting(k, v, w);
+    }
+
+    /// Like `insert`, but an entry heavier than the budget is kept too, alone: memory
+    /// stays within the larger of the budget and the heaviest single entry.
+    pub fn insert_always(&self, k: K, v: V, w: usize) {
+        self.insert_evicting(k, v, w);
+    }
+
+    fn insert_evicting(&self, k: K, v: V, w: usize) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.tick += 1;
         let tick = g.tick;
@@ -378,7 +388,7 @@ impl<K: std::hash::Hash + Eq + Copy, V: Clone> Lru<K, V> {
         }
         g.order.insert(tick, k);
         g.weight += w;
-        while g.weight > self.budget {
+        while g.weight > self.budget && g.map.len() > 1 {
             let Some((_, victim)) = g.order.pop_first() else {
                 break;
             };
@@ -450,6 +460,16 @@ mod tests {
         assert_eq!(l.get(&8), None, "least recently used entry goes first");
         l.insert(11, 11, 101);
         assert_eq!(l.get(&11), None, "heavier than the budget is not kept");
+        l.insert_always(12, 12, 150);
+        assert_eq!(l.get(&12), Some(12), "insert_always keeps it");
+        assert_eq!(l.weight(), 150, "and alone");
+        l.insert(13, 13, 30);
+        assert_eq!(
+            l.get(&12),
+            None,
+            "the oversized entry goes first when others come"
+        );
+        assert_eq!(l.get(&13), Some(13));
     }
 
     #[test]

@@ -135,9 +135,9 @@ impl Config {
                 "chunk sizes min {min} avg {avg} max {max} are outside FastCDC's limits (avg 256 B..4 MiB)"
             ));
         }
-        if !(1..=22).contains(&self.compression_level) {
+        if !(1..=19).contains(&self.compression_level) {
             return Err(format!(
-                "compression level {} is not in 1..=22",
+                "compression level {} is not in 1..=19",
                 self.compression_level
             ));
         }

@@ -89,6 +89,9 @@ impl ArchiveError {
     /// A short "what to do" line for the CLI.
     pub fn hint(&self) -> Option<String> {
         match self {
+            ArchiveError::NotAnArchive { why, .. } if why.starts_with("config:") => Some(
+                "the archive's config file is damaged; restore it from a copy (docs/FORMAT.md lists its keys)".into(),
+            ),
             ArchiveError::NotAnArchive { .. } => {
                 Some("create one with `strata init ARCHIVE`".into())
             }

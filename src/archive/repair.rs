@@ -266,16 +266,24 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
 }
 
 /// Every tree reachable from `root` is present and decodes, and every chunk exists.
+/// `complete` remembers trees whose whole subtree was verified (only those: a tree is
+/// added after all its children passed, so a damaged subtree shared by several
+/// snapshots fails each of them).
 fn reachable_complete(
     reader: &PackReader,
     blobs: &HashMap<BlobId, Location>,
     root: BlobId,
-    done: &mut HashSet<BlobId>,
+    complete: &mut HashSet<BlobId>,
 ) -> Result<(), String> {
-    let mut stack = vec![(root, 0usize)];
-    while let Some((tree, depth)) = stack.pop() {
-        if done.contains(&tree) {
-            continue;
+    fn visit(
+        reader: &PackReader,
+        blobs: &HashMap<BlobId, Location>,
+        tree: BlobId,
+        complete: &mut HashSet<BlobId>,
+        depth: usize,
+    ) -> Result<(), String> {
+        if complete.contains(&tree) {
+            return Ok(());
         }
         if depth > crate::tree::MAX_DEPTH {
             return Err("trees nest too deep".into());
@@ -288,9 +296,6 @@ fn reachable_complete(
             .map_err(|e| format!("tree {}: {e}", tree.short()))?;
         let nodes = decode_tree(&bytes).map_err(|e| format!("tree {}: {e}", tree.short()))?;
         for n in &nodes {
-            if let Some(sub) = n.subtree() {
-                stack.push((sub, depth + 1));
-            }
             for x in n.extents() {
                 if let Extent::Data { id, .. } = x
                     && !blobs.contains_key(id)
@@ -302,10 +307,14 @@ fn reachable_complete(
                     ));
                 }
             }
+            if let Some(sub) = n.subtree() {
+                visit(reader, blobs, sub, complete, depth + 1)?;
+            }
         }
-        done.insert(tree);
+        complete.insert(tree);
+        Ok(())
     }
-    Ok(())
+    visit(reader, blobs, root, complete, 0)
 }
 
 fn ensure_quarantine(q: &Path) -> Result<(), ArchiveError> {
@@ -320,7 +329,14 @@ fn ensure_quarantine(q: &Path) -> Result<(), ArchiveError> {
 fn set_aside_file(q: &Path, path: &Path, name: &str) -> Result<(), ArchiveError> {
     ensure_quarantine(q)?;
     let to = q.join(name);
-    fs::rename(path, &to).map_err(io(&to))
+    fs::rename(path, &to).map_err(io(&to))?;
+    // Both directory entries changed: make the move durable.
+    for d in [q, path.parent().unwrap_or(q)] {
+        fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(io(d))?;
+    }
+    Ok(())
 }
 
 /// Copies `bytes[at..]` to the quarantine (synced), then cuts the pack at `at`. Only a
@@ -343,6 +359,9 @@ fn cut_tail(
         .map_err(io(&dest))?;
     f.write_all(&bytes[at as usize..]).map_err(io(&dest))?;
     f.sync_all().map_err(io(&dest))?;
+    fs::File::open(q)
+        .and_then(|d| d.sync_all())
+        .map_err(io(q))?;
     let p = OpenOptions::new()
         .write(true)
         .open(path)

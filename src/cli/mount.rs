@@ -360,9 +360,12 @@ fn daemonize(mp: &Path) -> CmdResult {
             "mount process {} serves {}; {}",
             child.id(),
             mp.display(),
-            match std::env::args_os().position(|a| a == "--log") {
-                Some(_) => "its messages go to the --log file".to_string(),
-                None => "pass --log FILE to keep its messages (EIO reports)".to_string(),
+            if std::env::args_os()
+                .any(|a| a == "--log" || a.to_string_lossy().starts_with("--log="))
+            {
+                "its messages go to the --log file".to_string()
+            } else {
+                "pass --log FILE to keep its messages (EIO reports)".to_string()
             }
         );
         Ok(EXIT_OK)

@@ -129,12 +129,12 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
         (
             ids,
             format!(
-                "policy {}",
-                std::env::args_os()
-                    .skip(3)
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                "policy {}{}",
+                policy.describe(),
+                a.label
+                    .as_ref()
+                    .map(|l| format!(" (label {l})"))
+                    .unwrap_or_default()
             ),
             d,
         )

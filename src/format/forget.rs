@@ -59,6 +59,12 @@ impl ForgetRecord {
             });
         }
         let time = (d.i64()?, d.u32()?);
+        if time.1 >= 1_000_000_000 {
+            return Err(FormatError::Invalid {
+                what: "forget time nanoseconds",
+                value: time.1.to_string(),
+            });
+        }
         let reason = d.str16("forget reason")?;
         let n = d.u32()? as u64;
         let n = d.count("forgotten snapshot count", n, 32)?;

@@ -57,7 +57,12 @@ impl PackId {
 
     pub fn from_file_name(name: &str) -> Option<PackId> {
         let hex = name.strip_suffix(".pack")?;
-        if hex.len() != 16 {
+        // Exactly the names `file_name` makes: 16 lowercase hex digits.
+        if hex.len() != 16
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
         u64::from_str_radix(hex, 16).ok().map(PackId)

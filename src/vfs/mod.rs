@@ -958,8 +958,10 @@ impl TreeCache {
         self.lru.get(id)
     }
 
+    /// A directory bigger than the whole budget is still cached (alone), so lookups in
+    /// a 100k-entry directory do not decode its tree again each time.
     pub fn insert(&self, id: BlobId, t: Arc<Vec<Node>>) {
         let w = Self::weight(&t);
-        self.lru.insert(id, t, w);
+        self.lru.insert_always(id, t, w);
     }
 }
