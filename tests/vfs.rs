@@ -270,13 +270,21 @@ fn missing_names_are_enoent_and_corruption_is_eio() {
     // its records is data; flip one byte in the middle of each pack.
     let a = walk(&v, &[&dir, "src", "sub", "big.bin"]);
     let packs = archive.root().join("packs");
+    // Only data packs (first record a chunk: kind byte 4 bytes into the record after
+    // the 24-byte pack header); trees live in packs of their own.
+    let mut flipped = 0;
     for e in std::fs::read_dir(&packs).unwrap() {
         let p = e.unwrap().path();
         let mut bytes = std::fs::read(&p).unwrap();
+        if bytes.get(24 + 4) != Some(&1) {
+            continue;
+        }
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x55;
         std::fs::write(&p, bytes).unwrap();
+        flipped += 1;
     }
+    assert!(flipped > 0, "found a data pack to damage");
     let fresh = vfs(archive, None);
     let fh = fresh
         .open(walk(&fresh, &[&dir, "src", "sub", "big.bin"]).ino)
