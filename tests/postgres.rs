@@ -99,7 +99,7 @@ fn custom_format_dump_restores_with_pg_restore_from_a_strata_mount() {
     a.ingest(["--cmd", &dump, "--as", "db/bench.dump", "--label", "pg"]);
     recreate(&pg, "bench");
 
-    let mount = DaemonMount::start(&a.path, &wd.join("mnt"), &wd.join("mount.log"));
+    let mount = DaemonMount::start(&a.path, &wd.join("mnt"), &[], &wd.join("mount.log"));
     let on_mount = mount.dir.join("latest-pg/db/bench.dump");
     assert!(on_mount.is_file(), "{} on the mount", on_mount.display());
     // pg_restore seeks in the file; -j 2 restores two tables at once from it.
@@ -220,7 +220,7 @@ fn confluence_recipe_backs_up_home_and_database_in_one_snapshot() {
     let restored = wd.join("restored");
     archive.restore("latest:confluence", &restored);
     let expected = wd.join("expected");
-    Cmd::new("cp").arg("-a").arg(&home).arg(&expected).ok();
+    copy_tree(&home, &expected);
     for rebuilt in ["index", "temp", "logs"] {
         fs::remove_dir_all(expected.join(rebuilt)).unwrap();
         fs::create_dir(expected.join(rebuilt)).unwrap();

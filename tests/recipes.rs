@@ -93,16 +93,6 @@ fn small_source(wd: &Workdir, name: &str) -> PathBuf {
     wd.join(name)
 }
 
-/// The names in a directory, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// The argv of a unit's `ExecStart=`, with `${VAR}` replaced from `env` (which must cover
 /// every variable the line uses and that the unit gives a default with `Environment=`)
 /// and `/usr/local/bin/strata` replaced by the strata under test.
@@ -546,7 +536,7 @@ fn jira_recipe_two_nights_then_copy_yesterdays_zip_from_the_mount_into_import() 
     let import = jira_home.join("import");
     fs::create_dir_all(&import).unwrap();
     {
-        let mount = DaemonMount::start(&archive.path, &wd.join("mnt"), &wd.join("mount.log"));
+        let mount = DaemonMount::start(&archive.path, &wd.join("mnt"), &[], &wd.join("mount.log"));
         let on_mount = mount
             .dir
             .join("by-id")
@@ -751,7 +741,7 @@ fn structr_recipe_stops_dumps_reads_and_restarts_in_one_snapshot() {
     let restored = wd.join("restored");
     archive.restore("latest:structr", &restored);
     let expected = wd.join("expected");
-    Cmd::new("cp").arg("-a").arg(&structr).arg(&expected).ok();
+    copy_tree(&structr, &expected);
     for dir in ["logs", "tmp"] {
         for n in names(&expected.join(dir)) {
             let p = expected.join(dir).join(n);

@@ -174,55 +174,53 @@ impl Parser<'_> {
     }
 
     fn object(&mut self) -> Result<Json, String> {
-        self.i += 1;
-        let mut fields = Vec::new();
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(Json::Obj(fields));
-        }
-        loop {
-            self.ws();
-            if self.peek() != Some(b'"') {
-                return Err(format!("expected a key at byte {}", self.i));
+        self.items(b'}', |p| {
+            if p.peek() != Some(b'"') {
+                return Err(format!("expected a key at byte {}", p.i));
             }
-            let k = self.string()?;
-            self.ws();
-            self.expect(":")?;
-            self.ws();
-            let v = self.value()?;
-            fields.push((k, v));
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(Json::Obj(fields));
-                }
-                _ => return Err(format!("expected ',' or '}}' at byte {}", self.i)),
-            }
-        }
+            let k = p.string()?;
+            p.ws();
+            p.expect(":")?;
+            p.ws();
+            Ok((k, p.value()?))
+        })
+        .map(Json::Obj)
     }
 
     fn array(&mut self) -> Result<Json, String> {
+        self.items(b']', Self::value).map(Json::Arr)
+    }
+
+    /// The comma-separated items of an object or array, from its opening bracket (at
+    /// `self.i`) to `close`, each read by `item`.
+    fn items<T>(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<T, String>,
+    ) -> Result<Vec<T>, String> {
         self.i += 1;
         let mut items = Vec::new();
         self.ws();
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.i += 1;
-            return Ok(Json::Arr(items));
+            return Ok(items);
         }
         loop {
             self.ws();
-            items.push(self.value()?);
+            items.push(item(self)?);
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
-                Some(b']') => {
+                Some(c) if c == close => {
                     self.i += 1;
-                    return Ok(Json::Arr(items));
+                    return Ok(items);
                 }
-                _ => return Err(format!("expected ',' or ']' at byte {}", self.i)),
+                _ => {
+                    return Err(format!(
+                        "expected ',' or '{}' at byte {}",
+                        close as char, self.i
+                    ));
+                }
             }
         }
     }

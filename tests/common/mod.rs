@@ -4,13 +4,19 @@
 //! - `workdir`: temporary directories and the source-tree generator.
 //! - `compare`: `diff -r`, `find -printf`, `rsync -n` and `getfattr` judges of a restore.
 //! - `json`: a small reader for the `--json` outputs.
+//! - `fuse`: foreground and `--daemon` FUSE mounts, unmounted and checked in `Drop`.
+//! - `pack`: an independent parser of pack files (docs/FORMAT.md).
+//! - `rng`: a seeded PRNG and `STRATA_SEED`.
 //!
 //! Each test file uses only part of these helpers.
 #![allow(dead_code, unused_imports)]
 
 pub mod cmd;
 pub mod compare;
+pub mod fuse;
 pub mod json;
+pub mod pack;
+pub mod rng;
 pub mod workdir;
 
 pub use cmd::{Archive, Cmd, Out, Running, require_tool, sh, strata, strata_as, strata_bin};
@@ -18,7 +24,10 @@ pub use compare::{
     allocated_bytes, assert_diff_clean, assert_rsync_clean, assert_same_metadata, metadata_listing,
     xattrs,
 };
+pub use fuse::{DaemonMount, Mount, fuse_available, fuse_mount_at, require_fuse};
 pub use json::Json;
+pub use pack::{BLOB_HEADER_LEN, PACK_HEADER_LEN, PackRecord, pack_paths, pack_records};
+pub use rng::{Rng, seed};
 pub use workdir::*;
 
 /// Whether `s` is `n` lowercase hex digits.

@@ -1,7 +1,7 @@
 //! Real components for the recipe tests: the fixture generator (`strata-gen`), the
 //! recipe scripts and units under `scripts/recipes/`, stub commands that log their calls,
-//! a `strata mount --daemon` that is always unmounted in `Drop`, and a throw-away
-//! PostgreSQL cluster on a loopback port that is always stopped in `Drop`.
+//! and a throw-away PostgreSQL cluster on a loopback port that is always stopped in
+//! `Drop`. (The `strata mount --daemon` they use is `common::fuse::DaemonMount`.)
 //!
 //! Included with `#[path]` by `tests/recipes.rs` and `tests/postgres.rs` only, so other
 //! test binaries never compile it.
@@ -12,7 +12,7 @@ use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -149,156 +149,6 @@ pub fn user_ids(name: &str) -> (u32, u32) {
     assert!(!pw.is_null(), "there is no user {name:?} on this machine");
     // SAFETY: checked non-NULL above; the record is valid until the next getpw* call.
     unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
-}
-
-// ---------------------------------------------------------------------------------------
-// `strata mount --daemon`, unmounted in Drop (also when the test fails).
-// ---------------------------------------------------------------------------------------
-
-pub fn require_fuse() {
-    let has_fusermount = ["/usr/bin/fusermount3", "/bin/fusermount3"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    assert!(
-        Path::new("/dev/fuse").exists() && has_fusermount,
-        "FUSE tests need /dev/fuse and fuse3 (`apt-get install -y fuse3`)"
-    );
-}
-
-/// Whether `path` is a mount point, per /proc/self/mountinfo (octal escapes decoded).
-pub fn is_mount_point(path: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = path.as_os_str().as_encoded_bytes();
-    info.lines().any(|l| {
-        l.split(' ').nth(4).is_some_and(|mp| {
-            let b = mp.as_bytes();
-            let mut out = Vec::with_capacity(b.len());
-            let mut i = 0;
-            while i < b.len() {
-                let octal = b.get(i + 1..i + 4);
-                if b[i] == b'\\'
-                    && octal.is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
-                {
-                    let d = octal.unwrap();
-                    out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                    i += 4;
-                } else {
-                    out.push(b[i]);
-                    i += 1;
-                }
-            }
-            out == want
-        })
-    })
-}
-
-pub struct DaemonMount {
-    pub dir: PathBuf,
-    pid: Option<i32>,
-    log: PathBuf,
-}
-
-impl DaemonMount {
-    /// `strata mount ARCHIVE DIR --daemon`; returns once the mount is ready. The daemon
-    /// keeps the stderr it inherits, so that goes to a file (a pipe would never reach
-    /// end-of-file while the mount runs).
-    pub fn start(archive: &Path, dir: &Path, log: &Path) -> DaemonMount {
-        require_fuse();
-        fs::create_dir_all(dir).unwrap();
-        let dir = fs::canonicalize(dir).unwrap();
-        let mut guard = DaemonMount {
-            dir: dir.clone(),
-            pid: None,
-            log: log.to_owned(),
-        };
-        let logf = fs::File::create(log).unwrap();
-        let mut child = Command::new(strata_bin())
-            .arg("mount")
-            .arg(archive)
-            .arg(&dir)
-            .arg("--daemon")
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "strata mount --daemon did not return within 30 s\n{}",
-                    guard.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let text = guard.log_text();
-        // "mount process PID serves DIR"
-        guard.pid = text
-            .split_whitespace()
-            .skip_while(|w| *w != "process")
-            .nth(1)
-            .and_then(|p| p.parse().ok());
-        assert!(
-            status.success(),
-            "strata mount --daemon failed: {status}\n{text}"
-        );
-        assert!(
-            is_mount_point(&dir),
-            "--daemon returned before the mount was ready\n{text}"
-        );
-        guard
-    }
-
-    pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().to_owned())
-        })
-        .is_some_and(|rest| !rest.starts_with('Z'))
-}
-
-impl Drop for DaemonMount {
-    fn drop(&mut self) {
-        if is_mount_point(&self.dir) {
-            let ok = Command::new(strata_bin())
-                .arg("umount")
-                .arg(&self.dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("fusermount3")
-                    .args(["-u", "-z"])
-                    .arg(&self.dir)
-                    .status();
-            }
-        }
-        if let Some(pid) = self.pid {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if alive(pid) {
-                // SAFETY: kill(2) on the mount daemon this guard started; no memory is
-                // involved.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -69,6 +69,21 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
+/// The names in a directory, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `cp -a SRC DST` (DST must not exist): a copy of a tree as it is now.
+pub fn copy_tree(src: &Path, dst: &Path) {
+    Cmd::new("cp").arg("-a").arg(src).arg(dst).ok();
+}
+
 /// `len` incompressible bytes, the same for the same seed (BLAKE3 in XOF mode).
 pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut h = blake3::Hasher::new();
