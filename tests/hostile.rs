@@ -1349,75 +1349,79 @@ fn a_pack_truncated_anywhere_gives_clean_errors_or_correct_bytes() {
     });
     let packs = fx.archive.join("packs");
     let names = entries(&packs);
-    assert_eq!(names.len(), 1, "one pack expected: {names:?}");
-    let pack_path = packs.join(&names[0]);
-    let pack_id = strata::format::PackId::from_file_name(&names[0]).unwrap();
-    let full = std::fs::read(&pack_path).unwrap();
-    let scan = strata::packs::scan_pack(&full, pack_id).unwrap();
-    assert!(scan.stop.is_none());
+    // A data pack (the chunks) and a metadata pack (the trees and the snapshot record):
+    // cut each in turn.
+    assert_eq!(names.len(), 2, "a data pack and a metadata pack: {names:?}");
+    for name in &names {
+        let pack_path = packs.join(name);
+        let pack_id = strata::format::PackId::from_file_name(name).unwrap();
+        let full = std::fs::read(&pack_path).unwrap();
+        let scan = strata::packs::scan_pack(&full, pack_id).unwrap();
+        assert!(scan.stop.is_none());
 
-    // Cut points: inside the pack header, every record boundary and one byte before it
-    // (a record's end is the next one's start), inside each record header and inside
-    // each record's data.
-    let mut cuts = vec![0usize, 10, full.len() - 1, full.len()];
-    for e in &scan.entries {
-        let start = e.offset as usize;
-        let end = start + 64 + e.header.stored_len as usize;
-        cuts.extend([start - 1, start, start + 32, (start + 64 + end) / 2]);
-    }
-    cuts.sort();
-    cuts.dedup();
-    assert_eq!(*cuts.last().unwrap(), full.len());
-
-    for (n, &cut) in cuts.iter().enumerate() {
-        std::fs::write(&pack_path, &full[..cut]).unwrap();
-        let ctx = format!("pack cut at {cut} of {}", full.len());
-
-        let r = fx.ls(&snap, &["-R"]);
-        if r.code == Some(0) {
-            let out = String::from_utf8_lossy(&r.stdout);
-            for p in expected.keys().chain(&["data/link"]) {
-                assert!(out.lines().any(|l| l == *p), "{ctx}: ls lost {p}\n{r}");
-            }
-        } else {
-            assert_clean_failure(&r);
+        // Cut points: inside the pack header, every record boundary and one byte before it
+        // (a record's end is the next one's start), inside each record header and inside
+        // each record's data.
+        let mut cuts = vec![0usize, 10, full.len() - 1, full.len()];
+        for e in &scan.entries {
+            let start = e.offset as usize;
+            let end = start + 64 + e.header.stored_len as usize;
+            cuts.extend([start - 1, start, start + 32, (start + 64 + end) / 2]);
         }
+        cuts.sort();
+        cuts.dedup();
+        assert_eq!(*cuts.last().unwrap(), full.len());
 
-        let target = fx.target(&format!("cut-{n}"));
-        let r = fx.restore(&snap, &target, false);
-        if r.code != Some(0) {
-            assert_clean_failure(&r);
-        }
-        // Whatever exists holds exactly the right bytes; on success, everything exists.
-        for (p, want) in &expected {
-            match std::fs::read(target.join(p)) {
-                Ok(got) => assert!(got == *want, "{ctx}: {p} restored with wrong bytes\n{r}"),
-                Err(_) => assert!(r.code != Some(0), "{ctx}: {p} missing after success\n{r}"),
-            }
-        }
-        if r.code == Some(0) {
-            assert_eq!(
-                std::fs::read_link(target.join("data/link")).unwrap(),
-                Path::new("a.txt")
-            );
-        }
+        for (n, &cut) in cuts.iter().enumerate() {
+            std::fs::write(&pack_path, &full[..cut]).unwrap();
+            let ctx = format!("pack cut at {cut} of {}", full.len());
 
-        // cat: a file of two chunks, and one that starts with a hole.
-        for p in ["data/a.txt", "data/sparse"] {
-            let want = &expected[p];
-            let r = fx.cat(&format!("{snap}:{p}"));
+            let r = fx.ls(&snap, &["-R"]);
             if r.code == Some(0) {
-                assert!(r.stdout == *want, "{ctx}: cat {p} gave wrong bytes");
+                let out = String::from_utf8_lossy(&r.stdout);
+                for p in expected.keys().chain(&["data/link"]) {
+                    assert!(out.lines().any(|l| l == *p), "{ctx}: ls lost {p}\n{r}");
+                }
             } else {
                 assert_clean_failure(&r);
-                assert!(
-                    want.starts_with(&r.stdout),
-                    "{ctx}: cat {p} wrote wrong bytes before failing"
+            }
+
+            let target = fx.target(&format!("cut-{name}-{n}"));
+            let r = fx.restore(&snap, &target, false);
+            if r.code != Some(0) {
+                assert_clean_failure(&r);
+            }
+            // Whatever exists holds exactly the right bytes; on success, everything exists.
+            for (p, want) in &expected {
+                match std::fs::read(target.join(p)) {
+                    Ok(got) => assert!(got == *want, "{ctx}: {p} restored with wrong bytes\n{r}"),
+                    Err(_) => assert!(r.code != Some(0), "{ctx}: {p} missing after success\n{r}"),
+                }
+            }
+            if r.code == Some(0) {
+                assert_eq!(
+                    std::fs::read_link(target.join("data/link")).unwrap(),
+                    Path::new("a.txt")
                 );
             }
+
+            // cat: a file of two chunks, and one that starts with a hole.
+            for p in ["data/a.txt", "data/sparse"] {
+                let want = &expected[p];
+                let r = fx.cat(&format!("{snap}:{p}"));
+                if r.code == Some(0) {
+                    assert!(r.stdout == *want, "{ctx}: cat {p} gave wrong bytes");
+                } else {
+                    assert_clean_failure(&r);
+                    assert!(
+                        want.starts_with(&r.stdout),
+                        "{ctx}: cat {p} wrote wrong bytes before failing"
+                    );
+                }
+            }
         }
+        std::fs::write(&pack_path, &full).unwrap();
+        let r = fx.restore(&snap, &fx.target(&format!("whole-again-{name}")), false);
+        assert_eq!(r.code, Some(0), "{r}");
     }
-    std::fs::write(&pack_path, &full).unwrap();
-    let r = fx.restore(&snap, &fx.target("whole-again"), false);
-    assert_eq!(r.code, Some(0), "{r}");
 }

@@ -984,11 +984,11 @@ fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_complete
         let state = if empty_pack_round {
             let next = template_packs
                 .iter()
-                .filter_map(|n| n.strip_suffix(".pack")?.parse::<u64>().ok())
+                .filter_map(|n| u64::from_str_radix(n.strip_suffix(".pack")?, 16).ok())
                 .max()
                 .unwrap()
                 + 1;
-            let name = format!("{next:016}.pack");
+            let name = format!("{next:016x}.pack");
             assert!(
                 reference_packs.contains(&name),
                 "prune names its first new pack {name}: {reference_packs:?}"
