@@ -265,7 +265,15 @@ pub fn run(a: Args) -> CmdResult {
         let done = done.clone();
         let mp = mp.clone();
         std::thread::spawn(move || {
+            let mut ticks = 0u32;
             while !done.load(Ordering::Relaxed) {
+                ticks = ticks.wrapping_add(1);
+                if ticks % 40 == 0 {
+                    // Every 2 s: hand free pages inside the heap back to the system, so
+                    // the one-arena heap stays close to what the caches hold.
+                    // SAFETY: malloc_trim only releases free memory.
+                    unsafe { libc::malloc_trim(0) };
+                }
                 if STOP.load(Ordering::Relaxed) {
                     if let Err(e) = unmounter.unmount() {
                         eprintln!("strata: unmounting {}: {e}", mp.display());
