@@ -268,7 +268,7 @@ pub fn run(a: Args) -> CmdResult {
             let mut ticks = 0u32;
             while !done.load(Ordering::Relaxed) {
                 ticks = ticks.wrapping_add(1);
-                if ticks % 40 == 0 {
+                if ticks.is_multiple_of(40) {
                     // Every 2 s: hand free pages inside the heap back to the system, so
                     // the one-arena heap stays close to what the caches hold.
                     // SAFETY: malloc_trim only releases free memory.
