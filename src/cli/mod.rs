@@ -114,6 +114,7 @@ pub fn run() -> ExitCode {
 }
 
 fn run_main() -> ExitCode {
+    raise_fd_limit();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(a) => init::run(a),
@@ -140,6 +141,20 @@ fn run_main() -> ExitCode {
                 eprintln!("hint: {h}");
             }
             ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Walking and restoring hold one directory descriptor per level (a 4096-byte path can
+/// be 2048 levels deep), and ingest's stat-ahead as many again: raise the soft limit on
+/// open files to the hard limit.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a plain struct we own.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
         }
     }
 }
