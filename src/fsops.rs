@@ -77,7 +77,10 @@ impl Dir {
     /// Opens a file for reading, refusing symlinks, without updating its atime.
     pub fn open_file(&self, name: &[u8]) -> io::Result<File> {
         let c = cstr(name)?;
-        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+        // O_NONBLOCK: a name swapped for a FIFO after it was stat'ed must not block the
+        // ingest (it has no effect on regular files).
+        let flags =
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
         // SAFETY: valid dirfd and C string.
         let mut fd = unsafe { libc::openat(self.as_raw_fd(), c.as_ptr(), flags | libc::O_NOATIME) };
         if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {

@@ -86,9 +86,17 @@ pub fn run<'a>(
         for _ in 0..workers {
             let rx = job_rx.clone();
             let tx = blob_tx.clone();
-            compressors.push(s.spawn(move || compress_loop(level, &rx, &tx)));
+            let failed = failed.clone();
+            compressors.push(s.spawn(move || {
+                compress_loop(level, &rx, &tx);
+                // However it ended, nothing more can be compressed by this worker.
+                failed.store(true, Ordering::Relaxed);
+            }));
         }
         drop(blob_tx);
+        // Only the compressors hold the receiver now: if they all stop (the writer died,
+        // zstd could not start), the walker's next send fails instead of blocking.
+        drop(job_rx);
         let writer_failed = failed.clone();
         let writer = s.spawn(move || write_loop(session, blob_rx, &writer_failed));
 

@@ -665,7 +665,30 @@ impl<'a> Walker<'a> {
                 return Ok(None);
             }
         };
-        let mut st = *st;
+        // What was opened must still be a regular file (not a FIFO or device swapped in
+        // since the stat): its bytes are about to be stored as that file. A regular file
+        // renamed over the old one is fine: its own metadata is used.
+        let mut st = match fsops::fstat(file.as_raw_fd()) {
+            Ok(now) if now.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                if now.st_ino != st.st_ino {
+                    n = self.meta_node(&n.name, NodeKind::File, &now);
+                }
+                now
+            }
+            Ok(_) => {
+                self.stats.files -= 1;
+                self.record(
+                    path,
+                    "replaced by a special file while the source was read; left out",
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                self.stats.files -= 1;
+                self.io_error(path, &e);
+                return Ok(None);
+            }
+        };
         let mut attempt = 0;
         let (extents, total) = loop {
             let (extents, total) = match self.read_file(&file, st.st_size as u64) {

@@ -49,18 +49,17 @@ struct PackFile {
 
 impl PackFile {
     fn open(path: &Path) -> std::io::Result<PackFile> {
-        let open = |flags| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(flags)
-                .open(path)
-        };
-        let (file, direct) = match open(libc::O_DIRECT) {
-            Ok(f) => (f, true),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(0)?, false),
-            Err(e) => return Err(e),
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        // O_DIRECT is switched on after the file exists, so a filesystem that refuses it
+        // (older tmpfs, some FUSE and network filesystems) just keeps buffered writes.
+        // SAFETY: reads and sets the status flags of a descriptor we own.
+        let direct = unsafe {
+            let fl = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            fl >= 0 && libc::fcntl(file.as_raw_fd(), libc::F_SETFL, fl | libc::O_DIRECT) == 0
         };
         let buf = vec![0u8; BUFFER + BLOCK];
         let start = buf.as_ptr().align_offset(BLOCK);
