@@ -701,14 +701,22 @@ fn a_corrupted_chunk_gives_eio_for_its_file_only_and_is_logged_with_the_path() {
     wd.write("src/bad.bin", random_bytes(2, 150_000));
     let second = archive.ingest([&src]);
 
+    // The newest data pack (trees and snapshot records have packs of their own).
     let packs = archive.pack_files();
-    let (newest, _) = packs.last().expect("packs");
-    let pack_path = archive.path.join("packs").join(newest);
-    let bytes = fs::read(&pack_path).unwrap();
-    let chunks: Vec<PackRecord> = pack_records(&bytes)
-        .into_iter()
-        .filter(|r| r.kind == 1)
-        .collect();
+    let (pack_path, bytes, chunks) = packs
+        .iter()
+        .rev()
+        .map(|(name, _)| {
+            let path = archive.path.join("packs").join(name);
+            let bytes = fs::read(&path).unwrap();
+            let chunks: Vec<PackRecord> = pack_records(&bytes)
+                .into_iter()
+                .filter(|r| r.kind == 1)
+                .collect();
+            (path, bytes, chunks)
+        })
+        .find(|(_, _, chunks)| !chunks.is_empty())
+        .expect("a data pack");
     assert_eq!(
         chunks.len(),
         1,
