@@ -51,7 +51,15 @@ impl Dir {
         Ok(Dir { fd })
     }
 
-    /// A second descriptor for the same directory.
+    /// An independent open of the same directory (its own read position): what another
+    /// thread must use to list it, since a `dup` shares the position of `getdents` and
+    /// two threads listing through it would each see parts of the directory.
+    pub fn reopen(&self) -> io::Result<Dir> {
+        self.open_dir(b".")
+    }
+
+    /// A second descriptor for the same directory, sharing its read position: only for
+    /// `*at` calls, never for listing from another thread (see `reopen`).
     pub fn try_clone(&self) -> io::Result<Dir> {
         Ok(Dir {
             fd: self.fd.try_clone()?,

@@ -115,7 +115,9 @@ pub struct StatAhead {
 impl StatAhead {
     pub fn start(root: &Dir) -> StatAhead {
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = root.try_clone().ok().and_then(|dir| {
+        // reopen, not dup: this thread lists directories, and a dup would share the
+        // walker's getdents position on the root.
+        let thread = root.reopen().ok().and_then(|dir| {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("strata-statahead".into())
