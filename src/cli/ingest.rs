@@ -263,20 +263,7 @@ pub fn run(a: Args) -> CmdResult {
                 "downtime_s",
                 res.downtime.map(Json::Float).unwrap_or(Json::Null),
             ),
-            (
-                "errors",
-                Json::Arr(
-                    s.errors
-                        .iter()
-                        .map(|e| {
-                            Json::obj([
-                                ("path", Json::str(String::from_utf8_lossy(&e.path))),
-                                ("error", Json::str(e.message.clone())),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
+            ("errors", super::path_errors_json(&s.errors)),
         ]);
         super::out_line(&j.render())?;
     }

@@ -159,6 +159,22 @@ fn raise_fd_limit() {
     }
 }
 
+/// A snapshot's unreadable paths as JSON: `[{"path": ..., "error": ...}]`.
+pub fn path_errors_json(errors: &[strata::format::snapshot::PathError]) -> strata::util::Json {
+    use strata::util::Json;
+    Json::Arr(
+        errors
+            .iter()
+            .map(|e| {
+                Json::obj([
+                    ("path", Json::str(String::from_utf8_lossy(&e.path))),
+                    ("error", Json::str(e.message.clone())),
+                ])
+            })
+            .collect(),
+    )
+}
+
 /// Opens an archive for reading.
 pub fn open(path: &std::path::Path) -> Result<Archive, Failure> {
     Ok(Archive::open(path)?)

@@ -72,20 +72,7 @@ pub fn run(a: Args) -> CmdResult {
                         .collect(),
                 ),
             ),
-            (
-                "errors",
-                Json::Arr(
-                    s.errors
-                        .iter()
-                        .map(|e| {
-                            Json::obj([
-                                ("path", Json::str(String::from_utf8_lossy(&e.path))),
-                                ("error", Json::str(e.message.clone())),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
+            ("errors", super::path_errors_json(&s.errors)),
             (
                 "stats",
                 Json::obj([

@@ -517,22 +517,27 @@ impl Vfs {
                     tree.iter().filter_map(|n| n.subtree()).take(256).collect();
                 self.prefetch.want_trees(&subdirs);
                 for child in tree.iter() {
-                    let cpath = child_path(path, &child.name);
-                    let ino = Self::node_ino(snap, child, &cpath);
-                    out.push((
-                        child.name.clone(),
-                        ino,
-                        Target::Snap {
-                            snap: snap.clone(),
-                            node: Arc::new(child.clone()),
-                            path: cpath,
-                            parent: Some(sub),
-                        },
-                    ));
+                    let (ino, target) = Self::child_target(snap, path, sub, child);
+                    out.push((child.name.clone(), ino, target));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The inode number and target of `child`, an entry of tree `sub` at `path`.
+    fn child_target(snap: &Arc<SnapInfo>, path: &[u8], sub: BlobId, child: &Node) -> (u64, Target) {
+        let cpath = child_path(path, &child.name);
+        let ino = Self::node_ino(snap, child, &cpath);
+        (
+            ino,
+            Target::Snap {
+                snap: snap.clone(),
+                node: Arc::new(child.clone()),
+                path: cpath,
+                parent: Some(sub),
+            },
+        )
     }
 
     fn snap_entry(&self, s: &Arc<SnapInfo>, name: Vec<u8>) -> (Vec<u8>, u64, Target) {
@@ -571,18 +576,7 @@ impl Vfs {
                 let i = tree
                     .binary_search_by(|n| n.name.as_slice().cmp(name))
                     .map_err(|_| VfsError::NotFound)?;
-                let child = &tree[i];
-                let cpath = child_path(path, &child.name);
-                let ino = Self::node_ino(snap, child, &cpath);
-                (
-                    ino,
-                    Target::Snap {
-                        snap: snap.clone(),
-                        node: Arc::new(child.clone()),
-                        path: cpath,
-                        parent: Some(sub),
-                    },
-                )
+                Self::child_target(snap, path, sub, &tree[i])
             }
             Target::ById => {
                 // Also accept a unique id prefix (e.g. the short id from `strata snapshots`).
