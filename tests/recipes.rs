@@ -363,7 +363,11 @@ fn after_runs_when_the_ingest_gets_sigterm_while_reading() {
     signal(running.pid(), libc::SIGTERM);
     let out = running.wait();
     let took = sent.elapsed();
-    assert_eq!(out.code(), Some(1), "\n{out}");
+    assert_eq!(
+        out.code(),
+        Some(128 + libc::SIGTERM),
+        "exit 143 after SIGTERM\n{out}"
+    );
     out.assert_one_line_error("interrupted by a signal");
     assert!(
         out.stderr_str().contains("no snapshot was committed")
@@ -403,7 +407,11 @@ fn after_runs_when_sigterm_arrives_while_before_runs() {
     signal(running.pid(), libc::SIGTERM);
     fs::write(&release, "").unwrap();
     let out = running.wait();
-    assert_eq!(out.code(), Some(1), "\n{out}");
+    assert_eq!(
+        out.code(),
+        Some(128 + libc::SIGTERM),
+        "exit 143 after SIGTERM\n{out}"
+    );
     out.assert_one_line_error("interrupted by a signal");
     // The signal is strata's: --before is not cut short, and --after follows it.
     assert_eq!(t.log.calls(), ["before", "stopped", "after"], "\n{out}");

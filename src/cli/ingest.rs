@@ -15,8 +15,17 @@ use strata::util::{Json, human_bytes};
 /// All sources of one invocation go into one snapshot: a Structr tree and its database
 /// dump belong together. A directory appears under its base name (`SRC:NAME` renames
 /// it). Files unchanged since the parent snapshot (same size, mtime, ctime, inode and
-/// device) are not read again. If a --cmd fails or standard input breaks off, no snapshot
-/// is committed.
+/// device) are not read again. If a --cmd fails, no snapshot is committed.
+///
+/// Commands (--cmd, --before, --after) run under `bash -o pipefail -c`, so a failing stage
+/// of a pipeline fails the command (`sh -c` only where bash is missing, with a warning).
+/// A pipe into --stdin-as cannot report its producer's failure: `(dump; exit 1) | strata
+/// ingest A --stdin-as x` stores the partial output as a complete file. Prefer --cmd 'dump'.
+///
+/// A --cmd and everything it starts is killed with strata, even by kill -9. Any
+/// terminating signal (SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, ...) stops the ingest:
+/// --after runs, nothing is committed, and the exit code is 128 + the signal's number
+/// (129 SIGHUP, 130 SIGINT, 131 SIGQUIT, 143 SIGTERM).
 ///
 /// Examples:
 ///   strata ingest /backups/jira.strata /var/jira/export --label jira
@@ -42,10 +51,12 @@ pub struct Args {
     /// Do not descend into directories on other filesystems
     #[arg(long)]
     one_file_system: bool,
-    /// Store standard input as this file in the snapshot
+    /// Store standard input as this file in the snapshot. A pipe cannot tell whether its
+    /// producer failed: prefer --cmd, which checks the exit status
     #[arg(long, value_name = "PATH")]
     stdin_as: Option<String>,
-    /// Run this shell command and store its standard output (pair each with --as)
+    /// Run this command with `bash -o pipefail -c` and store its standard output (pair each
+    /// with --as); if any stage fails, nothing is committed
     #[arg(long = "cmd", value_name = "SHELL COMMAND")]
     cmds: Vec<String>,
     /// Path in the snapshot for the output of the matching --cmd
@@ -62,7 +73,7 @@ pub struct Args {
     #[arg(long, value_name = "SHELL COMMAND")]
     before: Option<String>,
     /// Run this shell command once the sources are read, whatever happened (also on
-    /// failure or SIGINT/SIGTERM), e.g. start the service again
+    /// failure or a signal: SIGHUP, SIGINT, SIGTERM, ...), e.g. start the service again
     #[arg(long, value_name = "SHELL COMMAND")]
     after: Option<String>,
     /// Print the summary as one JSON object on stdout
@@ -169,6 +180,11 @@ pub fn run(a: Args) -> CmdResult {
             .collect(),
     };
     install_interrupt_handler();
+    if !strata::ingest::shell::shell().pipefail && (!a.cmds.is_empty() || a.before.is_some()) {
+        eprintln!(
+            "strata: warning: bash not found: commands run with `sh -c`, so a failing stage of a pipeline is not noticed"
+        );
+    }
     let progress = Progress::default();
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
@@ -180,8 +196,11 @@ pub fn run(a: Args) -> CmdResult {
         r
     });
     let res = result.map_err(|e| {
+        let signal = strata::ingest::SIGNAL.load(Ordering::SeqCst);
         let code = match &e {
             IngestError::Archive(ArchiveError::Locked { .. }) => EXIT_LOCKED,
+            // As a shell reports a process killed by signal n, which cron wrappers expect.
+            _ if (1..32).contains(&signal) => 128 + signal as u8,
             _ => super::EXIT_ERROR,
         };
         Failure {
@@ -222,6 +241,9 @@ pub fn run(a: Args) -> CmdResult {
         mbps,
         human_bytes(st.bytes_added)
     );
+    for w in &res.warnings {
+        eprintln!("strata: warning: {w}");
+    }
     if let Some(d) = res.downtime {
         eprintln!("  downtime (from --before to --after): {d:.1} s");
     }
@@ -296,15 +318,36 @@ fn draw_progress(p: &Progress, done: &AtomicBool) {
     bar.finish_and_clear();
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
-    strata::ingest::INTERRUPTED.store(true, Ordering::Relaxed);
+extern "C" fn on_signal(n: libc::c_int) {
+    strata::ingest::interrupt(n);
 }
 
-/// SIGINT and SIGTERM stop the ingest cleanly: nothing is committed and the packs written
-/// so far are removed. No SA_RESTART, so a blocking read returns and sees the flag.
+/// Signals that end a process by default and that someone sends on purpose (a closed
+/// terminal, Ctrl-C, Ctrl-\, `kill`, `timeout`, a log reader that went away). Each stops
+/// the ingest cleanly: --after runs, nothing is committed, the packs written so far are
+/// removed, and strata exits 128+n. (Faults such as SIGSEGV keep their default.)
+const STOP_SIGNALS: [libc::c_int; 14] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGPIPE,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGIO,
+    libc::SIGPWR,
+];
+
+/// Installs `on_signal` for every signal of `STOP_SIGNALS`. No SA_RESTART, so a blocking
+/// read returns and sees the flag.
 fn install_interrupt_handler() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe;
+    for sig in STOP_SIGNALS {
+        // SAFETY: the handler only stores to atomics, which is async-signal-safe;
         // sigaction is given a zeroed, fully initialised struct.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();

@@ -6,6 +6,7 @@
 
 mod pipeline;
 mod readahead;
+pub mod shell;
 mod walk;
 
 use crate::archive::{Archive, ArchiveError};
@@ -22,7 +23,8 @@ pub enum SourceSpec {
     Path { path: PathBuf, name: Vec<u8> },
     /// Standard input, stored as the file `name`.
     Stdin { name: Vec<u8> },
-    /// `sh -c command`'s standard output, stored as the file `name`.
+    /// The standard output of `bash -o pipefail -c command` (see `shell`), stored as the
+    /// file `name`.
     Command { command: String, name: Vec<u8> },
 }
 
@@ -55,9 +57,26 @@ pub struct IngestOptions {
     pub after: Option<String>,
 }
 
-/// Set by a signal handler (SIGINT, SIGTERM) to stop an ingest at the next chunk or
-/// directory entry: nothing is committed and the packs written so far are removed.
+/// Set by a signal handler (SIGHUP, SIGINT, SIGTERM, …) to stop an ingest at the next
+/// chunk or directory entry: `--after` runs, nothing is committed and the packs written
+/// so far are removed.
 pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The number of the first signal that set `INTERRUPTED` (0: none). The pipeline sends
+/// it again to the walker thread to wake a read blocked on a pipe; the CLI exits 128+n.
+pub static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Records signal `n` and asks the ingest to stop. Async-signal-safe (atomics only):
+/// meant to be called from a signal handler.
+pub fn interrupt(n: i32) {
+    use std::sync::atomic::Ordering;
+    let _ = SIGNAL.compare_exchange(0, n, Ordering::SeqCst, Ordering::SeqCst);
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
 
 /// Counters the CLI reads to draw a progress bar.
 #[derive(Default)]
@@ -74,6 +93,9 @@ pub struct IngestResult {
     pub downtime: Option<f64>,
     /// Exit status and stderr tail of a failed `after` (the snapshot is committed).
     pub after_failed: Option<(String, String)>,
+    /// Things the user should know although the snapshot is fine (one line each), e.g.
+    /// the archive found inside a source and left out.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Error)]
@@ -90,6 +112,12 @@ pub enum IngestError {
     },
     #[error("invalid snapshot path {0:?}: use names without '..', NUL or empty components")]
     BadName(String),
+    #[error(
+        "invalid snapshot path {0:?}: a name cannot contain a newline or another control character"
+    )]
+    ControlChar(String),
+    #[error("{path}: the source is inside the archive {archive}; nothing was written")]
+    SourceInArchive { path: PathBuf, archive: PathBuf },
     #[error("snapshot paths collide: {0:?} and {1:?}")]
     Collision(String, String),
     #[error("command `{command}` {status}; no snapshot was committed{}", tail_text(.stderr_tail))]
@@ -102,7 +130,7 @@ pub enum IngestError {
     Stdin(std::io::Error),
     #[error("{} path(s) could not be read and --strict is set; no snapshot was committed (first: {})", .0.len(), first_error(.0))]
     Strict(Vec<PathError>),
-    #[error("interrupted by a signal; no snapshot was committed{}", after_text(.0))]
+    #[error("interrupted by a signal{}; no snapshot was committed{}", signal_text(), after_text(.0))]
     Interrupted(Option<String>),
     #[error("--before `{command}` {status}; nothing was ingested{}{}", tail_text(.stderr_tail), after_text(.after))]
     BeforeFailed {
@@ -129,6 +157,23 @@ fn tail_text(t: &str) -> String {
     }
 }
 
+fn signal_text() -> String {
+    let n = SIGNAL.load(std::sync::atomic::Ordering::Relaxed);
+    let name = match n {
+        0 => return String::new(),
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => return format!(" ({n})"),
+    };
+    format!(" ({name})")
+}
+
 fn after_text(a: &Option<String>) -> String {
     match a {
         Some(a) => format!("; --after {a}"),
@@ -148,6 +193,10 @@ impl IngestError {
             IngestError::Archive(e) | IngestError::Write(e) => e.hint(),
             IngestError::WithAfter { error, .. } => error.hint(),
             IngestError::SourceMissing { .. } => Some("check the path; nothing was written".into()),
+            IngestError::ControlChar(_) => Some(
+                "name it with SRC:NAME, --as NAME or --stdin-as NAME using printable characters"
+                    .into(),
+            ),
             IngestError::Strict(_) => {
                 Some("fix the permissions or drop --strict to record unreadable paths".into())
             }
@@ -166,6 +215,13 @@ fn check_names(sources: &[SourceSpec]) -> Result<(), IngestError> {
             .split(|&b| b == b'/')
             .filter(|c| !c.is_empty())
             .collect();
+        // A name is printed one per line (`strata show`, `ls`): a newline in it would
+        // read as two sources.
+        if s.name().iter().any(|&b| b < 0x20 || b == 0x7f) {
+            return Err(IngestError::ControlChar(
+                String::from_utf8_lossy(s.name()).into(),
+            ));
+        }
         if comps.is_empty() || comps.iter().any(|c| !valid_name(c)) {
             return Err(IngestError::BadName(
                 String::from_utf8_lossy(s.name()).into(),
@@ -239,6 +295,20 @@ pub fn ingest(
             }
         }
     }
+    // A source inside the archive would store the archive's own packs again (an archive
+    // inside a source is left out by the walker instead).
+    if let Ok(archive_dir) = std::fs::canonicalize(archive.root()) {
+        for s in &opts.sources {
+            if let SourceSpec::Path { path, .. } = s
+                && std::fs::canonicalize(path).is_ok_and(|p| p.starts_with(&archive_dir))
+            {
+                return Err(IngestError::SourceInArchive {
+                    path: path.clone(),
+                    archive: archive_dir,
+                });
+            }
+        }
+    }
     let parent_root = match opts.parent {
         Some(p) => Some(archive.load_snapshot(&p)?.root),
         None => None,
@@ -246,6 +316,10 @@ pub fn ingest(
     let session = archive.begin_write()?;
     let mut hooks = Vec::new();
     let down_since = Instant::now();
+    // A signal before anything was stopped: stop here, no hook has run.
+    if interrupted() {
+        return Err(IngestError::Interrupted(None));
+    }
     if let Some(before) = &opts.before {
         let (code, status, tail) = run_hook(before);
         hooks.push(command_run(&format!("before: {before}"), code));
@@ -280,6 +354,11 @@ pub fn ingest(
             Some((status, _)) => format!("`{a}` {status}"),
         })
     };
+    // A signal at any moment before the commit (even after the sources were read, while
+    // --after ran) means no snapshot: the run was asked to stop.
+    if interrupted() {
+        return Err(IngestError::Interrupted(after_note()));
+    }
     let out = match result {
         Ok(o) => o,
         Err(IngestError::Interrupted(_)) => return Err(IngestError::Interrupted(after_note())),
@@ -297,6 +376,7 @@ pub fn ingest(
         mut stats,
         errors,
         mut commands,
+        warnings,
     } = out;
     if opts.strict && !errors.is_empty() {
         return Err(IngestError::Strict(errors));
@@ -344,6 +424,7 @@ pub fn ingest(
         snapshot,
         downtime,
         after_failed,
+        warnings,
     })
 }
 
@@ -355,7 +436,7 @@ fn hook_summary(command: &str, (code, status, _): (i32, String, String)) -> Stri
     }
 }
 
-/// Runs a hook with `sh -c`, stdin from /dev/null, its stdout and stderr passed through
+/// Runs a hook with `bash -o pipefail -c` (see `shell`), stdin from /dev/null, its stdout and stderr passed through
 /// to ours; returns (exit code, status text, stderr tail).
 fn run_hook(command: &str) -> (i32, String, String) {
     use std::io::Read;
@@ -370,9 +451,7 @@ fn run_hook(command: &str) -> (i32, String, String) {
         .try_clone_to_owned()
         .map(std::process::Stdio::from)
         .unwrap_or_else(|_| std::process::Stdio::null());
-    let child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
+    let child = shell::command(command)
         .process_group(0)
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
@@ -385,10 +464,15 @@ fn run_hook(command: &str) -> (i32, String, String) {
     let mut tail = Vec::new();
     if let Some(mut err) = child.stderr.take() {
         let mut buf = [0u8; 8192];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
+        loop {
+            let n = match err.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                // A signal meant for strata: keep reading, or the hook would get SIGPIPE
+                // on its next line of output.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
             // Pass it on (the admin sees what the hook says) and keep the end.
             let _ = std::io::Write::write_all(&mut std::io::stderr(), &buf[..n]);
             tail.extend_from_slice(&buf[..n]);
@@ -460,5 +544,11 @@ mod tests {
             check_names(&[p("")]),
             Err(IngestError::BadName(_))
         ));
+        for bad in ["a\nb", "db/x\ty.sql", "a\rb", "a\x7fb", "a\0b"] {
+            assert!(
+                matches!(check_names(&[p(bad)]), Err(IngestError::ControlChar(_))),
+                "{bad:?} must be refused"
+            );
+        }
     }
 }

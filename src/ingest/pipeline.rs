@@ -26,6 +26,7 @@ pub struct Outcome<'a> {
     pub stats: Stats,
     pub errors: Vec<PathError>,
     pub commands: Vec<CommandRun>,
+    pub warnings: Vec<String>,
 }
 
 /// The walker's handle on the pipeline: dedups and hands new blobs to the compressors.
@@ -122,9 +123,10 @@ pub fn run<'a>(
                     stats,
                     errors,
                     commands,
+                    warnings,
                     ..
                 } = w;
-                r.map(|root| (root, stats, errors, commands))
+                r.map(|root| (root, stats, errors, commands, warnings))
             })
             .map_err(|e| IngestError::Write(ArchiveError::Invalid(format!("spawning walker: {e}"))))
             .and_then(|h| {
@@ -143,13 +145,14 @@ pub fn run<'a>(
         if let Some(e) = write_err {
             return Err(IngestError::Write(e));
         }
-        let (root, stats, errors, commands) = walked?;
+        let (root, stats, errors, commands, warnings) = walked?;
         Ok(Outcome {
             session,
             root,
             stats,
             errors,
             commands,
+            warnings,
         })
     })
 }
@@ -162,26 +165,18 @@ impl Drop for ClearOnDrop<'_> {
     }
 }
 
-extern "C" fn wake(_: libc::c_int) {}
-
-/// While the walker runs, an interrupt (SIGINT/SIGTERM set `INTERRUPTED`) is passed on
-/// to it as SIGUSR1, whose handler does nothing but, installed without SA_RESTART, makes
-/// a read blocked on a pipe return EINTR, so the walker sees the flag and stops.
+/// While the walker runs, an interrupt (a signal whose handler called
+/// `ingest::interrupt`) is passed on to the walker thread: the same signal again, whose
+/// handler, installed without SA_RESTART, makes a read blocked on a pipe (stdin, a quiet
+/// `--cmd`) return EINTR, so the walker sees the flag and stops.
 fn wake_on_interrupt(thread: &std::sync::atomic::AtomicU64, walking: &AtomicBool) {
-    // SAFETY: installs a handler that does nothing; the struct is zeroed and initialised.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = wake as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_flags = 0;
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
-    }
     while walking.load(Ordering::Relaxed) {
         let thread = thread.load(Ordering::Relaxed);
-        if thread != 0 && super::INTERRUPTED.load(Ordering::Relaxed) {
+        let signal = super::SIGNAL.load(Ordering::Relaxed);
+        if thread != 0 && signal != 0 && super::INTERRUPTED.load(Ordering::Relaxed) {
             // SAFETY: the walker thread is alive (it clears `walking` before it ends and
-            // the handle is not yet joined).
-            unsafe { libc::pthread_kill(thread as libc::pthread_t, libc::SIGUSR1) };
+            // the handle is not yet joined); the signal has a handler (it was caught).
+            unsafe { libc::pthread_kill(thread as libc::pthread_t, signal) };
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

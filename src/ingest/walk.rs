@@ -29,7 +29,11 @@ pub struct Walker<'a> {
     pub stats: Stats,
     pub errors: Vec<PathError>,
     pub commands: Vec<CommandRun>,
+    /// One line each, printed by the CLI as `strata: warning: …`.
+    pub warnings: Vec<String>,
     root_dev: u64,
+    /// (device, inode) of the archive directory: left out when found inside a source.
+    archive_dir: Option<(u64, u64)>,
 }
 
 /// One level of the root being assembled: a source's node, or a directory made up to
@@ -131,7 +135,14 @@ impl<'a> Walker<'a> {
             stats: Stats::default(),
             errors: Vec::new(),
             commands: Vec::new(),
+            warnings: Vec::new(),
             root_dev: 0,
+            archive_dir: {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(archive.root())
+                    .ok()
+                    .map(|m| (m.dev(), m.ino()))
+            },
         }
     }
 
@@ -312,22 +323,24 @@ impl<'a> Walker<'a> {
 
     fn command_node(&mut self, command: &str, name: &[u8]) -> Result<Node, IngestError> {
         use std::os::unix::process::CommandExt as _;
-        use std::process::{Command, Stdio};
-        // Its own process group: a Ctrl-C reaches strata, which then stops the whole
+        use std::process::Stdio;
+        let failed = |status: String| IngestError::CommandFailed {
+            command: command.into(),
+            status,
+            stderr_tail: String::new(),
+        };
+        // Its own process group, led by a guardian that kills the group if strata dies
+        // (even by kill -9): a Ctrl-C reaches strata only, which then stops the whole
         // command (a pipeline's grandchildren too) instead of leaving them running.
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .process_group(0)
+        let guardian = super::shell::Guardian::start()
+            .map_err(|e| failed(format!("could not be started (guardian process: {e})")))?;
+        let mut child = super::shell::command(command)
+            .process_group(guardian.pgid())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| IngestError::CommandFailed {
-                command: command.into(),
-                status: format!("could not be started: {e}"),
-                stderr_tail: String::new(),
-            })?;
+            .map_err(|e| failed(format!("could not be started: {e}")))?;
         let mut stderr = child.stderr.take().expect("piped");
         let tail = std::thread::spawn(move || {
             // Keep the last 4 KiB of what the command says.
@@ -349,14 +362,13 @@ impl<'a> Walker<'a> {
         let result = self.stream_node(name, &mut stdout);
         drop(stdout);
         if result.is_err() {
-            // SAFETY: signals the process group we created for this command.
-            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            guardian.kill_group();
         }
-        let status = child.wait().map_err(|e| IngestError::CommandFailed {
-            command: command.into(),
-            status: format!("could not be waited for: {e}"),
-            stderr_tail: String::new(),
-        })?;
+        // The guardian is stopped before the command is reaped (see `shell`).
+        drop(guardian);
+        let status = child
+            .wait()
+            .map_err(|e| failed(format!("could not be waited for: {e}")))?;
         let stderr_tail = tail.join().unwrap_or_default();
         use std::os::unix::process::ExitStatusExt;
         let code = status
@@ -464,6 +476,17 @@ impl<'a> Walker<'a> {
                 continue;
             }
             match dir.stat(&name) {
+                Ok(st)
+                    if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                        && self.archive_dir == Some((st.st_dev, st.st_ino)) =>
+                {
+                    // Storing the archive in itself would copy every pack again each run.
+                    self.warnings.push(format!(
+                        "{} is the archive itself: left out of the snapshot (found in a source as {})",
+                        self.archive.root().display(),
+                        String::from_utf8_lossy(&path)
+                    ));
+                }
                 Ok(st) => entries.push((name, path, st)),
                 Err(e) => self.io_error(&path, &e),
             }
