@@ -102,7 +102,10 @@ pub fn check(
         let state = |size: u64| match std::fs::metadata(&path) {
             Ok(m) if m.is_file() && m.len() >= size => None,
             Ok(m) if !m.is_file() => Some("is not a regular file".to_string()),
-            Ok(m) => Some(format!("pack is {} bytes, the index expects {size}", m.len())),
+            Ok(m) => Some(format!(
+                "pack is {} bytes, the index expects {size}",
+                m.len()
+            )),
             Err(e) => Some(format!("pack cannot be read: {e}")),
         };
         if state(*size).is_none() {

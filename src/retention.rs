@@ -562,6 +562,36 @@ mod tests {
     }
 
     #[test]
+    fn keep_last_counts_commit_order_and_time_rules_the_recorded_times() {
+        // Committed in this order; the second was made under a clock a year ahead.
+        let rows = vec![
+            row(1, JAN1, &[]),
+            row(2, JAN1 + 365 * 86_400, &[]),
+            row(3, JAN1 + 3600, &[]),
+        ];
+        let p = Policy {
+            last: Some(1),
+            ..Policy::default()
+        };
+        let kept: Vec<u8> = apply(&p, &rows)
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| d.row.id.0[0])
+            .collect();
+        assert_eq!(kept, vec![3], "the last committed, not the latest clock");
+        let p = Policy {
+            yearly: Some(1),
+            ..Policy::default()
+        };
+        let kept: Vec<u8> = apply(&p, &rows)
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| d.row.id.0[0])
+            .collect();
+        assert_eq!(kept, vec![2], "time rules bucket the recorded times");
+    }
+
+    #[test]
     fn keep_daily_keeps_the_newest_of_each_of_the_last_n_days() {
         let p = Policy {
             daily: Some(3),

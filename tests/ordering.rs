@@ -70,11 +70,20 @@ fn latest_and_keep_last_follow_commit_order_not_a_clock_that_ran_ahead() {
     assert_eq!(order(), vec![a.clone(), b.clone(), c.clone(), d.clone()]);
     assert_eq!(show_id(&archive, "latest"), d);
     let label = |spec: &str| {
-        archive.cmd("show").arg(spec).args(["--label", "app", "--json"]).ok().json()["id"]
+        archive
+            .cmd("show")
+            .arg(spec)
+            .args(["--label", "app", "--json"])
+            .ok()
+            .json()["id"]
             .as_str()
             .to_string()
     };
-    assert_eq!(label("latest"), c, "latest of label app is the last committed");
+    assert_eq!(
+        label("latest"),
+        c,
+        "latest of label app is the last committed"
+    );
     assert_eq!(label("latest~1"), b);
     assert_eq!(label("latest~2"), a);
 
@@ -128,7 +137,14 @@ fn a_snapshot_from_the_past_is_latest_once_committed_and_time_rules_use_its_time
     // by daily 1 and B by last 1.
     let out = archive
         .cmd("forget")
-        .args(["--keep-daily", "1", "--keep-last", "1", "--dry-run", "--json"])
+        .args([
+            "--keep-daily",
+            "1",
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "--json",
+        ])
         .ok();
     let decisions = out.json()["decisions"].as_array().to_vec();
     let reasons = |id: &str| -> Vec<String> {

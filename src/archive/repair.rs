@@ -96,8 +96,12 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         // it is and reported (`check` names it too), never read or moved.
         match e.file_type() {
             Ok(t) if t.is_file() => names.push((p, n)),
-            Ok(_) => report.skipped.push((n, "is not a regular file: skipped".into())),
-            Err(err) => report.skipped.push((n, format!("cannot be examined ({err}): skipped"))),
+            Ok(_) => report
+                .skipped
+                .push((n, "is not a regular file: skipped".into())),
+            Err(err) => report
+                .skipped
+                .push((n, format!("cannot be examined ({err}): skipped"))),
         }
     }
     names.sort();

@@ -111,6 +111,10 @@ pub fn run(a: Args) -> CmdResult {
             ("bytes_verified", Json::int(report.bytes_verified)),
             ("seconds", Json::Float(report.seconds)),
             ("findings", Json::Arr(findings)),
+            (
+                "notes",
+                Json::Arr(report.notes.iter().map(|n| Json::str(n.clone())).collect()),
+            ),
         ]);
         super::out_line(&j.render())?;
     }
