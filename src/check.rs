@@ -2,6 +2,11 @@
 //! and snapshot record decodes; with `read_data`, every stored byte is read and its
 //! crc32 and BLAKE3 verified on all cores. Returns findings (never stops at the first),
 //! and for each damaged or missing blob the snapshots and paths it damages.
+//!
+//! Check takes no lock and may run while `forget` and `prune` change the archive: a read
+//! that fails is looked up again in the index and retried where the blob is now
+//! ([`confirm`]); only a failure at the current location is damage. What moved or was
+//! forgotten meanwhile becomes a note, not a finding.
 
 use crate::archive::{Archive, ArchiveError, PACKS_DIR};
 use crate::format::pack::{BLOB_HEADER_LEN, BlobHeader};
