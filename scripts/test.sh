@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # The Debian packages the tests need. .ci/run and scripts/demo.sh install them; they get the
 # list from `scripts/test.sh --packages`.
-packages=(fuse3 rsync attr unzip zip util-linux shellcheck postgresql postgresql-client)
+packages=(fuse3 rsync attr unzip zip util-linux shellcheck postgresql postgresql-client faketime)
 if [[ ${1:-} == --packages ]]; then
     echo "${packages[*]}"
     exit 0
@@ -31,6 +31,7 @@ need zip zip
 need setpriv util-linux
 need shellcheck shellcheck
 need psql postgresql-client
+need faketime faketime
 # tests/postgres.rs runs a throw-away cluster with Debian's server binaries.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=("initdb (package postgresql)")
 if ((${#missing[@]})); then

@@ -2,6 +2,11 @@
 //! and snapshot record decodes; with `read_data`, every stored byte is read and its
 //! crc32 and BLAKE3 verified on all cores. Returns findings (never stops at the first),
 //! and for each damaged or missing blob the snapshots and paths it damages.
+//!
+//! Check takes no lock and may run while `forget` and `prune` change the archive: a read
+//! that fails is looked up again in the index and retried where the blob is now
+//! ([`confirm`]); only a failure at the current location is damage. What moved or was
+//! forgotten meanwhile becomes a note, not a finding.
 
 use crate::archive::{Archive, ArchiveError, PACKS_DIR};
 use crate::format::pack::{BLOB_HEADER_LEN, BlobHeader};
@@ -57,6 +62,9 @@ pub struct CheckReport {
     pub trees: u64,
     /// Stored bytes read and verified (with `read_data`).
     pub bytes_verified: u64,
+    /// What changed under check while it ran (a concurrent prune or forget), which is
+    /// neither damage nor a warning: one line each, for the CLI to print as notes.
+    pub notes: Vec<String>,
     pub seconds: f64,
 }
 
@@ -84,6 +92,9 @@ pub fn check(
     let started = Instant::now();
     let mut report = CheckReport::default();
     let mut bad: Bad = HashMap::new();
+    // Packs and blobs a concurrent prune removed or moved while check ran.
+    let mut moved_packs = 0u64;
+    let mut moved_blobs = AtomicU64::new(0);
 
     // 1. Packs: every pack the index knows exists with at least its recorded size; every
     //    pack file is known to the index.
@@ -92,37 +103,95 @@ pub fn check(
     let known_ids: HashSet<PackId> = known.iter().map(|(p, _, _)| *p).collect();
     for (p, size, _) in &known {
         report.packs += 1;
-        match std::fs::metadata(packs_dir.join(p.file_name())) {
-            Ok(m) if m.len() >= *size => {}
-            Ok(m) => report.findings.push(Finding {
-                severity: Severity::Error,
-                what: format!("pack is {} bytes, the index expects {size}", m.len()),
-                location: format!("packs/{}", p.file_name()),
-                fix: FIX_DAMAGE.into(),
-                damages: Vec::new(),
-            }),
-            Err(e) => report.findings.push(Finding {
-                severity: Severity::Error,
-                what: format!("pack cannot be read: {e}"),
-                location: format!("packs/{}", p.file_name()),
-                fix: FIX_DAMAGE.into(),
-                damages: Vec::new(),
-            }),
+        let path = packs_dir.join(p.file_name());
+        let state = |size: u64| match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() && m.len() >= size => None,
+            Ok(m) if !m.is_file() => Some("is not a regular file".to_string()),
+            Ok(m) => Some(format!(
+                "pack is {} bytes, the index expects {size}",
+                m.len()
+            )),
+            Err(e) => Some(format!("pack cannot be read: {e}")),
+        };
+        if state(*size).is_none() {
+            continue;
         }
+        // A concurrent prune deletes packs after switching the index away from them:
+        // ask the index again before calling a missing pack damage.
+        let what = match archive.index().pack_size(*p)? {
+            None => {
+                report.packs -= 1;
+                moved_packs += 1;
+                continue;
+            }
+            Some(now) => match state(now) {
+                None => continue,
+                Some(w) => w,
+            },
+        };
+        report.findings.push(Finding {
+            severity: Severity::Error,
+            what,
+            location: format!("packs/{}", p.file_name()),
+            fix: FIX_DAMAGE.into(),
+            damages: Vec::new(),
+        });
     }
     if let Ok(rd) = std::fs::read_dir(&packs_dir) {
-        let mut unknown: Vec<String> = rd
+        let entries: Vec<(String, bool)> = rd
             .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter(|n| PackId::from_file_name(n).is_some_and(|p| !known_ids.contains(&p)))
+            .map(|e| {
+                let regular = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+                (e.file_name().to_string_lossy().into_owned(), regular)
+            })
             .collect();
+        // Listed after the index was read: a pack a writer made since is known now.
+        let known_now: HashSet<PackId> = archive
+            .index()
+            .packs()?
+            .iter()
+            .map(|(p, _, _)| *p)
+            .collect();
+        let writer = crate::archive::active_writer(archive.root());
+        let mut unknown = Vec::new();
+        let mut stray = Vec::new();
+        for (n, regular) in entries {
+            match PackId::from_file_name(&n) {
+                Some(p) if regular => {
+                    if !known_ids.contains(&p) && !known_now.contains(&p) {
+                        unknown.push(n);
+                    }
+                }
+                _ => stray.push((n, regular)),
+            }
+        }
         unknown.sort();
+        stray.sort();
         for n in unknown {
+            if let Some(pid) = writer {
+                report.notes.push(format!(
+                    "packs/{n} is not in the index yet: pid {pid} holds the writer lock (an ingest, forget or prune is running)"
+                ));
+                continue;
+            }
             report.findings.push(Finding {
                 severity: Severity::Warning,
                 what: "pack is not in the index (left by an interrupted ingest, or the index is older than the packs)".into(),
                 location: format!("packs/{n}"),
                 fix: "`strata repair ARCHIVE` indexes what it holds and sets aside a torn tail".into(),
+                damages: Vec::new(),
+            });
+        }
+        for (n, regular) in stray {
+            report.findings.push(Finding {
+                severity: Severity::Warning,
+                what: if regular {
+                    "stray entry: not a pack name (packs are named <16 hex digits>.pack)".into()
+                } else {
+                    "stray entry: not a regular file (repair and prune skip it)".into()
+                },
+                location: format!("packs/{n}"),
+                fix: "move it out of packs/ (strata never writes such an entry there)".into(),
                 damages: Vec::new(),
             });
         }
@@ -146,12 +215,31 @@ pub fn check(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((id, loc)) = blobs.get(i) else { break };
-                        if let Err(e) = archive.packs().read(id, loc, true) {
-                            found.lock().unwrap_or_else(|p| p.into_inner()).push((
-                                *id,
-                                *loc,
-                                e.to_string(),
-                            ));
+                        let read = |l: &Location| {
+                            archive
+                                .packs()
+                                .read(id, l, true)
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                        };
+                        match confirm(archive, id, loc, read) {
+                            Ok(Verdict::Sound) => {}
+                            Ok(Verdict::Moved) => {
+                                moved_blobs.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(Verdict::Damaged(at, e)) => {
+                                found
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push((*id, at, e));
+                            }
+                            Err(e) => {
+                                found.lock().unwrap_or_else(|p| p.into_inner()).push((
+                                    *id,
+                                    *loc,
+                                    format!("the index cannot be read again: {e}"),
+                                ));
+                            }
                         }
                         progress
                             .bytes_done
@@ -166,8 +254,12 @@ pub fn check(
         }
     } else {
         for (id, loc) in &blobs {
-            if let Err(e) = header_matches(archive, id, loc) {
-                bad.insert(*id, (e, where_of(loc)));
+            match confirm(archive, id, loc, |l| header_matches(archive, id, l))? {
+                Verdict::Sound => {}
+                Verdict::Moved => *moved_blobs.get_mut() += 1,
+                Verdict::Damaged(at, e) => {
+                    bad.insert(*id, (e, where_of(&at)));
+                }
             }
         }
     }
@@ -188,10 +280,26 @@ pub fn check(
         tree_errors: HashMap::new(),
         trees: 0,
     };
+    let mut forgotten = Vec::new();
     for row in selected {
         report.snapshots += 1;
         let snap = row.id.short();
-        match archive.load_snapshot(&row.id) {
+        let loaded = archive.load_snapshot(&row.id);
+        // A snapshot forgotten (and pruned) by another process while check ran is not
+        // damage: whatever went wrong reading it, skip it once the catalogue no longer
+        // lists it.
+        let mark = walker.mark();
+        let sound = match &loaded {
+            Ok(s) => walker.walk(&snap, row.root, &mut Vec::new(), 0) && s.root == row.root,
+            Err(_) => false,
+        };
+        if !sound && !archive.index().has_snapshot(&row.id)? {
+            walker.forget_since(mark, &snap);
+            report.snapshots -= 1;
+            forgotten.push(snap);
+            continue;
+        }
+        match loaded {
             Ok(s) => {
                 if s.root != row.root {
                     report.findings.push(Finding {
@@ -203,7 +311,6 @@ pub fn check(
                         damages: Vec::new(),
                     });
                 }
-                walker.walk(&snap, row.root, &mut Vec::new(), 0);
             }
             Err(e) => report.findings.push(Finding {
                 severity: Severity::Error,
@@ -219,6 +326,18 @@ pub fn check(
         }
     }
     report.trees = walker.trees;
+    if moved_packs > 0 || *moved_blobs.get_mut() > 0 {
+        report.notes.push(format!(
+            "{moved_packs} pack(s) and {} blob(s) were removed or moved by a prune while check ran; \
+             blobs were read where the index puts them now",
+            moved_blobs.get_mut()
+        ));
+    }
+    for snap in forgotten {
+        report.notes.push(format!(
+            "snapshot {snap} was forgotten while check ran: skipped"
+        ));
+    }
     let Walker {
         damages,
         tree_errors,
@@ -273,6 +392,46 @@ pub fn check(
     Ok(report)
 }
 
+/// What a read that was checked twice concluded.
+enum Verdict {
+    Sound,
+    /// The blob is no longer where check first looked: a concurrent prune moved it
+    /// (and it reads fine where it is now) or removed it.
+    Moved,
+    /// The read fails at the location the index still gives.
+    Damaged(Location, String),
+}
+
+/// Runs `read` at `loc`; when it fails, looks the blob up again in the index (a
+/// concurrent prune may have moved it and deleted the old pack, or removed it) and
+/// reads it where it is now. Damage is only a failure at the current location.
+fn confirm(
+    archive: &Archive,
+    id: &BlobId,
+    loc: &Location,
+    read: impl Fn(&Location) -> Result<(), String>,
+) -> Result<Verdict, ArchiveError> {
+    let mut loc = *loc;
+    let mut last = match read(&loc) {
+        Ok(()) => return Ok(Verdict::Sound),
+        Err(e) => e,
+    };
+    // Each retry needs another prune to have switched the index meanwhile.
+    for _ in 0..4 {
+        archive.packs().evict(loc.pack);
+        match archive.index().location(id)? {
+            None => return Ok(Verdict::Moved),
+            Some(now) if now == loc => return Ok(Verdict::Damaged(loc, last)),
+            Some(now) => loc = now,
+        }
+        match read(&loc) {
+            Ok(()) => return Ok(Verdict::Moved),
+            Err(e) => last = e,
+        }
+    }
+    Ok(Verdict::Damaged(loc, last))
+}
+
 fn where_of(loc: &Location) -> String {
     format!("packs/{} offset {}", loc.pack.file_name(), loc.offset)
 }
@@ -307,7 +466,31 @@ struct Walker<'a> {
     trees: u64,
 }
 
+/// A point in a walk to go back to: the damage recorded so far.
+struct Mark {
+    tree_errors: HashSet<BlobId>,
+}
+
 impl Walker<'_> {
+    fn mark(&self) -> Mark {
+        Mark {
+            tree_errors: self.tree_errors.keys().copied().collect(),
+        }
+    }
+
+    /// Drops what the walk of `snap` recorded since `mark` (the snapshot turned out
+    /// to be forgotten meanwhile).
+    fn forget_since(&mut self, mark: Mark, snap: &str) {
+        let prefix = format!("{snap}:/");
+        self.damages.retain(|_, paths| {
+            paths.retain(|p| !p.starts_with(&prefix));
+            !paths.is_empty()
+        });
+        let damages = &self.damages;
+        self.tree_errors
+            .retain(|id, _| mark.tree_errors.contains(id) || damages.contains_key(id));
+    }
+
     /// Walks a tree; returns true when everything below it is sound.
     fn walk(&mut self, snap: &str, tree: BlobId, path: &mut Vec<u8>, depth: usize) -> bool {
         if self.clean.contains(&tree) {

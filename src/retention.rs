@@ -1,8 +1,9 @@
 //! Retention: `forget` by policy (restic's semantics, per label) or by id, and `prune`,
 //! which reclaims the space of blobs no remaining snapshot references. Prune is
 //! crash-safe at every step: new packs are written and synced first, the index switches
-//! in one transaction, and only then are old packs deleted. Append-only archives refuse
-//! both.
+//! in one transaction, and only then are old packs deleted. A live snapshot record is
+//! never moved (a pack holding one is not rewritten), so the records' order in the packs
+//! stays the commit order. Append-only archives refuse both.
 
 use crate::archive::{Archive, ArchiveError, PACKS_DIR, WriteSession};
 use crate::format::forget::ForgetRecord;
@@ -167,8 +168,18 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
-/// Applies `policy` to one group of snapshots (one label). Times are bucketed in UTC.
+/// Applies `policy` to one group of snapshots (one label), given in commit order (as
+/// [`Archive::snapshots`] lists them). `keep-last` counts in commit order, so a snapshot
+/// made under a clock running ahead does not stay "last"; the time rules (hourly to
+/// yearly, within) bucket the recorded times, in UTC.
 pub fn apply(policy: &Policy, group: &[SnapshotRow]) -> Vec<Decision> {
+    // How many snapshots were committed after each one.
+    let committed_after: HashMap<BlobId, usize> = group
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, r)| (r.id, i))
+        .collect();
     let mut rows: Vec<&SnapshotRow> = group.iter().collect();
     rows.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
     let newest = rows.first().map(|r| r.time.0);
@@ -184,14 +195,13 @@ pub fn apply(policy: &Policy, group: &[SnapshotRow]) -> Vec<Decision> {
         y * 100 + m as i64
     };
     let year: Bucket = |t| civil(t.div_euclid(86_400)).0;
-    let mut rules: Vec<(&str, Option<Bucket>, u32, Option<i64>)> = Vec::new();
+    let mut rules: Vec<(&str, Bucket, u32, Option<i64>)> = Vec::new();
     for (name, n, b) in [
-        ("last", policy.last, None),
-        ("hourly", policy.hourly, Some(hour)),
-        ("daily", policy.daily, Some(day)),
-        ("weekly", policy.weekly, Some(week)),
-        ("monthly", policy.monthly, Some(month)),
-        ("yearly", policy.yearly, Some(year)),
+        ("hourly", policy.hourly, hour),
+        ("daily", policy.daily, day),
+        ("weekly", policy.weekly, week),
+        ("monthly", policy.monthly, month),
+        ("yearly", policy.yearly, year),
     ] {
         if let Some(n) = n {
             rules.push((name, b, n, None));
@@ -202,7 +212,7 @@ pub fn apply(policy: &Policy, group: &[SnapshotRow]) -> Vec<Decision> {
         _ => None,
     };
     let mut out = Vec::with_capacity(rows.len());
-    for (i, r) in rows.iter().enumerate() {
+    for r in rows.iter() {
         let mut reasons = Vec::new();
         for t in &policy.tags {
             if r.tags.contains(t) {
@@ -214,14 +224,17 @@ pub fn apply(policy: &Policy, group: &[SnapshotRow]) -> Vec<Decision> {
         {
             reasons.push("within".to_string());
         }
+        if policy
+            .last
+            .is_some_and(|n| committed_after.get(&r.id).is_some_and(|&i| i < n as usize))
+        {
+            reasons.push("last".to_string());
+        }
         for (name, bucket, left, last) in rules.iter_mut() {
             if *left == 0 {
                 continue;
             }
-            let value = match bucket {
-                Some(f) => f(r.time.0),
-                None => i as i64, // every snapshot is its own bucket
-            };
+            let value = bucket(r.time.0);
             if *last != Some(value) {
                 *last = Some(value);
                 *left -= 1;
@@ -366,6 +379,7 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
         for e in rd.flatten() {
             if let Some(n) = e.file_name().to_str()
                 && PackId::from_file_name(n).is_some_and(|p| !known.contains(&p))
+                && e.file_type().is_ok_and(|t| t.is_file())
             {
                 report.unknown_packs.push(n.to_string());
             }
@@ -374,6 +388,16 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
     report.unknown_packs.sort();
     let record = |l: &Location| BLOB_HEADER_LEN as u64 + l.stored_len;
     let keep = |id: &BlobId, l: &Location| used.contains(id) || l.kind == BlobKind::Forget;
+    // A live snapshot record never moves: the order of the records in the packs is the
+    // order the snapshots were committed in (`latest`, `--keep-last`), and `repair`
+    // rebuilds it from there. The pack of an ingest's snapshot record holds that
+    // ingest's own trees, all used while the snapshot lives, so this keeps nothing an
+    // ordinary prune would have reclaimed.
+    let holds_snapshot: HashSet<PackId> = blobs
+        .iter()
+        .filter(|(i, l)| l.kind == BlobKind::Snapshot && used.contains(i))
+        .map(|(_, l)| l.pack)
+        .collect();
     let mut by_pack: HashMap<PackId, Vec<(BlobId, Location)>> = HashMap::new();
     for (id, l) in &blobs {
         by_pack.entry(l.pack).or_default().push((*id, *l));
@@ -394,7 +418,9 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
             report.packs_deleted += 1;
             removed_packs.push(*pack);
             removed_blobs.extend(list.iter().map(|(i, _)| *i));
-        } else if unused as f64 > *size as f64 * opts.max_unused_percent / 100.0 {
+        } else if unused as f64 > *size as f64 * opts.max_unused_percent / 100.0
+            && !holds_snapshot.contains(pack)
+        {
             report.packs_rewritten += 1;
             removed_packs.push(*pack);
             for (id, l) in &list {
@@ -533,6 +559,36 @@ mod tests {
                 "2026-12-31T14:00:00Z"
             ]
         );
+    }
+
+    #[test]
+    fn keep_last_counts_commit_order_and_time_rules_the_recorded_times() {
+        // Committed in this order; the second was made under a clock a year ahead.
+        let rows = vec![
+            row(1, JAN1, &[]),
+            row(2, JAN1 + 365 * 86_400, &[]),
+            row(3, JAN1 + 3600, &[]),
+        ];
+        let p = Policy {
+            last: Some(1),
+            ..Policy::default()
+        };
+        let kept: Vec<u8> = apply(&p, &rows)
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| d.row.id.0[0])
+            .collect();
+        assert_eq!(kept, vec![3], "the last committed, not the latest clock");
+        let p = Policy {
+            yearly: Some(1),
+            ..Policy::default()
+        };
+        let kept: Vec<u8> = apply(&p, &rows)
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| d.row.id.0[0])
+            .collect();
+        assert_eq!(kept, vec![2], "time rules bucket the recorded times");
     }
 
     #[test]

@@ -123,6 +123,17 @@ impl ArchiveError {
         }
     }
 
+    /// The filesystem was full (ENOSPC from a pack write, or SQLite's "disk full").
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            ArchiveError::Io { source, .. } | ArchiveError::Pack(PackError::Io { source, .. }) => {
+                source.raw_os_error() == Some(libc::ENOSPC)
+            }
+            ArchiveError::Index(e) => e.is_out_of_space(),
+            _ => false,
+        }
+    }
+
     pub fn is_corruption(&self) -> bool {
         match self {
             ArchiveError::Pack(e) => e.is_corruption(),
@@ -130,6 +141,16 @@ impl ArchiveError {
             _ => false,
         }
     }
+}
+
+/// The pid of the process that holds the writer lock (an ingest, forget, prune or
+/// repair is running), read without taking the lock: the pid the holder wrote into
+/// `ARCHIVE/lock`, when that process is alive. A crashed writer leaves its pid behind
+/// but not its process.
+pub fn active_writer(root: &Path) -> Option<u32> {
+    let text = fs::read_to_string(root.join(LOCK_FILE)).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
@@ -316,24 +337,35 @@ impl Archive {
         self.read_verified(id, false)
     }
 
-    /// A blob's plain bytes (crc32 always checked; BLAKE3 too with `verify`). If its pack
-    /// vanished between the index lookup and the read (prune moved the blob and deleted
-    /// the old pack), the location is looked up again once.
+    /// A blob's plain bytes (crc32 always checked; BLAKE3 too with `verify`).
+    ///
+    /// A concurrent `prune` may move the blob (and delete its old pack, whose number a
+    /// later writer may even reuse) between the index lookup and the read. So a read
+    /// that fails is not taken as damage at once: the pack's cached descriptor is
+    /// dropped, the blob is looked up again in the index (a fresh read of the committed
+    /// state), and read again where it is now. Only a read that fails at the location the
+    /// index still gives is an error; a blob the index no longer has is
+    /// [`ArchiveError::BlobMissing`].
     pub fn read_verified(&self, id: &BlobId, verify: bool) -> Result<Vec<u8>, ArchiveError> {
-        let loc = self.location(id)?;
-        match self.packs.read(id, &loc, verify) {
-            Err(PackError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                let again = self.location(id)?;
-                if again == loc {
-                    return Err(ArchiveError::Pack(PackError::Io {
-                        path: self.packs.path_of(loc.pack),
-                        source,
-                    }));
+        let mut loc = self.location(id)?;
+        let mut retried_same = false;
+        // Each retry needs prune to have switched the index again: a few are plenty.
+        for _ in 0..4 {
+            let err = match self.packs.read(id, &loc, verify) {
+                Ok(b) => return Ok(b),
+                Err(e) => e,
+            };
+            self.packs.evict(loc.pack);
+            let again = self.location(id)?;
+            if again == loc {
+                if retried_same {
+                    return Err(err.into());
                 }
-                Ok(self.packs.read(id, &again, verify)?)
+                retried_same = true;
             }
-            r => Ok(r?),
+            loc = again;
         }
+        Ok(self.packs.read(id, &loc, verify)?)
     }
 
     /// A tree's nodes. Trees are small and decoded on each call; callers cache.
@@ -360,13 +392,14 @@ impl Archive {
         })
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, in commit order (the last is `latest`).
     pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, ArchiveError> {
         Ok(self.index.snapshots()?)
     }
 
     /// Resolves `latest`, a full id, or a unique id prefix. `label` narrows `latest`.
-    /// `latest~N` is the Nth snapshot before the newest (of `label`, when given).
+    /// `latest` is the snapshot committed last and `latest~N` the Nth committed before
+    /// it (of `label`, when given): commit order, not the snapshots' clock times.
     pub fn resolve(&self, spec: &str, label: Option<&str>) -> Result<SnapshotRow, ArchiveError> {
         let all = self.snapshots()?;
         let back = match spec.strip_prefix("latest") {
@@ -407,6 +440,30 @@ impl Archive {
                     .collect(),
             }),
         }
+    }
+
+    /// The snapshot committed just before `id` (in commit order) when its time is later
+    /// than that of `id`, and the parent given when it is later too: the clock of the
+    /// machine that made `id` went backwards (or the earlier one's ran ahead). `latest`
+    /// and `--keep-last` follow commit order regardless; this is for a warning.
+    pub fn clock_went_back(
+        &self,
+        id: &BlobId,
+        parent: Option<&BlobId>,
+    ) -> Result<Option<SnapshotRow>, ArchiveError> {
+        let all = self.snapshots()?;
+        let Some(at) = all.iter().position(|r| r.id == *id) else {
+            return Ok(None);
+        };
+        let time = all[at].time;
+        let before = at.checked_sub(1).map(|i| &all[i]);
+        let parent = parent.and_then(|p| all.iter().find(|r| r.id == *p));
+        Ok([before, parent]
+            .into_iter()
+            .flatten()
+            .filter(|r| r.time > time)
+            .max_by_key(|r| r.time)
+            .cloned())
     }
 
     /// Takes the writer lock and starts a write session.

@@ -2,7 +2,12 @@
 //! by record (continuing past damage); every snapshot record found is registered when
 //! every blob it reaches exists, and listed with the reason when not; a torn tail left
 //! by a crash is copied to `quarantine/` and cut from its (never sealed) pack; nothing
-//! that cannot be accounted for is deleted without saying so.
+//! that cannot be accounted for is deleted without saying so. An entry of packs/ named
+//! like a pack that is not a regular file is skipped with a warning.
+//!
+//! Snapshots are registered in commit order without writing any order down: the index
+//! lists them by the location of their records (pack number, then offset), which is the
+//! order they were committed in (see `docs/FORMAT.md`, "Commit order").
 
 use super::{Archive, ArchiveError, INDEX_FILE, LOCK_FILE, PACKS_DIR, io};
 use crate::format::pack::BlobKind;
@@ -36,6 +41,8 @@ pub struct RepairReport {
     pub incomplete: Vec<(BlobId, String)>,
     /// Snapshot records found but named by a forget record (not registered).
     pub forgotten: u64,
+    /// Entries of packs/ named like packs that are not regular files: (name, why).
+    pub skipped: Vec<(String, String)>,
     /// Packs the old index knew that are now shorter: (file name, what happened).
     pub cut: Vec<(String, String)>,
 }
@@ -77,15 +84,28 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         ),
         Err(_) => (HashMap::new(), Vec::new()),
     };
-    let mut names: Vec<(PackId, String)> = fs::read_dir(&packs_dir)
-        .map_err(io(&packs_dir))?
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_str()?.to_owned();
-            Some((PackId::from_file_name(&n)?, n))
-        })
-        .collect();
+    let mut names: Vec<(PackId, String)> = Vec::new();
+    for e in fs::read_dir(&packs_dir).map_err(io(&packs_dir))?.flatten() {
+        let Some(n) = e.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(p) = PackId::from_file_name(&n) else {
+            continue;
+        };
+        // A directory, symlink, fifo or device named like a pack is not one: left where
+        // it is and reported (`check` names it too), never read or moved.
+        match e.file_type() {
+            Ok(t) if t.is_file() => names.push((p, n)),
+            Ok(_) => report
+                .skipped
+                .push((n, "is not a regular file: skipped".into())),
+            Err(err) => report
+                .skipped
+                .push((n, format!("cannot be examined ({err}): skipped"))),
+        }
+    }
     names.sort();
+    report.skipped.sort();
 
     // Survey every pack; the first sound copy of each blob wins, a damaged copy only
     // when there is no sound one.
@@ -218,7 +238,10 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
             Err(why) => report.incomplete.push((id, why)),
         }
     }
-    snapshots.sort_by_key(|(_, s)| s.time);
+    // Commit order: where each record lies in the packs (as the index lists them).
+    let order = |id: &BlobId| sound.get(id).map(|l| (l.pack, l.offset));
+    snapshots.sort_by_key(|(id, _)| order(id));
+    report.recovered.sort_by_key(|(id, _)| order(id));
     for old in &old_snaps {
         let found = snapshots.iter().any(|(id, _)| *id == old.id)
             || report.incomplete.iter().any(|(id, _)| *id == old.id)
@@ -261,7 +284,6 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         .and_then(|d| d.sync_all())
         .map_err(io(root))?;
     let _ = config;
-    report.recovered.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(report)
 }
 

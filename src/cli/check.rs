@@ -111,6 +111,10 @@ pub fn run(a: Args) -> CmdResult {
             ("bytes_verified", Json::int(report.bytes_verified)),
             ("seconds", Json::Float(report.seconds)),
             ("findings", Json::Arr(findings)),
+            (
+                "notes",
+                Json::Arr(report.notes.iter().map(|n| Json::str(n.clone())).collect()),
+            ),
         ]);
         super::out_line(&j.render())?;
     }
@@ -131,6 +135,9 @@ pub fn run(a: Args) -> CmdResult {
         },
         report.seconds
     );
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
     for f in &report.findings {
         let sev = if f.severity == Severity::Error {
             "error"
@@ -218,6 +225,9 @@ pub fn run_repair(a: RepairArgs) -> CmdResult {
             "  undecodable bytes in packs/{} from {a0} to {b} were skipped",
             p.file_name()
         );
+    }
+    for (n, why) in &r.skipped {
+        eprintln!("strata: warning: packs/{n} {why} (move it out of packs/)");
     }
     for (n, why) in &r.cut {
         eprintln!("  packs/{n} {why}");

@@ -244,6 +244,14 @@ pub fn run(a: Args) -> CmdResult {
     for w in &res.warnings {
         eprintln!("strata: warning: {w}");
     }
+    if let Ok(Some(prev)) = archive.clock_went_back(&res.id, s.parent.as_ref()) {
+        eprintln!(
+            "strata: warning: clock went backwards: this snapshot's time {} is earlier than {} of snapshot {}, committed before it; `latest` and --keep-last follow commit order",
+            strata::util::rfc3339(s.time.0, s.time.1, false),
+            strata::util::rfc3339(prev.time.0, prev.time.1, false),
+            prev.id.short()
+        );
+    }
     if let Some(d) = res.downtime {
         eprintln!("  downtime (from --before to --after): {d:.1} s");
     }

@@ -12,7 +12,7 @@ use strata::archive::{Archive, Config};
 pub struct Args {
     /// Archive directory to create
     archive: PathBuf,
-    /// zstd level for stored chunks (1 fastest .. 19 smallest)
+    /// zstd level for stored chunks: 1 (fastest) to 19 (smallest); zstd's ultra levels 20-22 are not supported
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     compression_level: i32,
     /// Average chunk size for content-defined chunking, fixed for the archive's life

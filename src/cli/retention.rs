@@ -81,6 +81,18 @@ pub struct AppendOnlyArgs {
     archive: PathBuf,
 }
 
+const FORGET_ENOSPC: &str = "the archive's filesystem is full (see `df ARCHIVE`): free space and run the forget again; \
+     nothing was forgotten (the forget record and the catalogue change commit together)";
+const PRUNE_ENOSPC: &str = "the archive's filesystem is full (see `df ARCHIVE`): free space and run `strata prune` again; \
+     nothing was lost: prune writes its new packs before the index switches to them, and deletes old packs only after";
+
+/// A full filesystem gets the command's own hint (the generic one speaks of ingests).
+fn out_of_space(e: strata::archive::ArchiveError, hint: &str) -> Failure {
+    let full = e.is_out_of_space();
+    let f = Failure::from(e);
+    if full { f.hint(Some(hint.into())) } else { f }
+}
+
 pub fn run_forget(a: ForgetArgs) -> CmdResult {
     let archive = super::open(&a.archive)?;
     let policy = Policy {
@@ -203,7 +215,7 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
         );
         return Ok(EXIT_OK);
     }
-    forget(&archive, &ids, &reason)?;
+    forget(&archive, &ids, &reason).map_err(|e| out_of_space(e, FORGET_ENOSPC))?;
     if let Some(j) = &json_text {
         super::out_line(j)?;
     }
@@ -233,7 +245,8 @@ pub fn run_prune(a: PruneArgs) -> CmdResult {
             dry_run: a.dry_run,
             max_unused_percent: a.max_unused,
         },
-    )?;
+    )
+    .map_err(|e| out_of_space(e, PRUNE_ENOSPC))?;
     let verb = if a.dry_run { "would" } else { "did" };
     eprintln!(
         "prune {verb}: delete {} pack(s), rewrite {} ({} blobs moved), remove {} unused blobs",

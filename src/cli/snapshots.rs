@@ -4,7 +4,7 @@ use super::{CmdResult, EXIT_OK};
 use std::path::PathBuf;
 use strata::util::{Json, human_bytes, rfc3339, short_time};
 
-/// List snapshots, oldest first
+/// List snapshots in the order they were committed (the last one is `latest`)
 #[derive(clap::Args)]
 pub struct Args {
     /// Archive directory

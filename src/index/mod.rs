@@ -4,7 +4,8 @@
 //! Schema version 1 (see `docs/FORMAT.md`):
 //! `meta(key, value)`, `packs(id, size, blobs)`, `blobs(id, kind, pack, offset, raw_len,
 //! stored_len)`, `snapshots(id, time_sec, time_nsec, host, label, tags, sources, root,
-//! files, size, added, errors)`.
+//! files, size, added, errors)`. Snapshots are listed in commit order, which is the
+//! order of their records' locations in `blobs` (no column of its own).
 
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
@@ -406,12 +407,43 @@ impl Index {
         })
     }
 
+    /// Whether the catalogue still lists this snapshot (a fresh read: a forget committed
+    /// by another process since is seen).
+    pub fn has_snapshot(&self, id: &BlobId) -> Result<bool, IndexError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT 1 FROM snapshots WHERE id = ?1")?;
+            st.exists(params![&id.0[..]])
+        })
+    }
+
+    /// The recorded size of a pack, or None when the index no longer knows it (prune
+    /// deleted it since).
+    pub fn pack_size(&self, pack: PackId) -> Result<Option<u64>, IndexError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT size FROM packs WHERE id = ?1",
+                params![pack.0 as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+        })
+        .map(|v| v.map(|v| v as u64))
+    }
+
+    /// Every snapshot in commit order: the order of their snapshot records in the packs
+    /// (pack number, then offset). A writer's packs are numbered after every pack that
+    /// exists when it starts, and prune never moves a live snapshot record, so this is
+    /// the order the snapshots were committed in, whatever their clocks said, and
+    /// `repair` rebuilds the same order from the packs alone (docs/FORMAT.md, "Commit
+    /// order"). A row whose record has no location (a damaged index) comes first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, IndexError> {
         let rows = self.with(|c| {
             let mut st = c.prepare_cached(
-                "SELECT id, time_sec, time_nsec, host, label, tags, sources, root, files, size,
-                        added, errors
-                 FROM snapshots ORDER BY time_sec, time_nsec, id",
+                "SELECT s.id, s.time_sec, s.time_nsec, s.host, s.label, s.tags, s.sources, s.root,
+                        s.files, s.size, s.added, s.errors
+                 FROM snapshots s LEFT JOIN blobs b ON b.id = s.id
+                 ORDER BY COALESCE(b.pack, -1), COALESCE(b.offset, -1),
+                          s.time_sec, s.time_nsec, s.id",
             )?;
             let rows = st.query_map([], |r| {
                 Ok((

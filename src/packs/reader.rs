@@ -38,6 +38,15 @@ impl PackReader {
         self.dir.join(pack.file_name())
     }
 
+    /// Drops the cached descriptor of a pack, so the next read opens it anew: after
+    /// prune deleted it (and a later writer may have reused its number).
+    pub fn evict(&self, pack: PackId) {
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pack);
+    }
+
     fn file(&self, pack: PackId) -> Result<Arc<File>, PackError> {
         self.file_hinted(pack, false)
     }
