@@ -252,6 +252,32 @@ impl Dir {
         .map(drop)
     }
 
+    /// The owner this directory's filesystem gives a new entry, when it is not the
+    /// caller's (vfat `uid=`, NFS root squash), from an unnamed `O_TMPFILE` (no name
+    /// another process could swap); None when it is the caller's or cannot be told.
+    pub fn new_entry_owner(&self) -> Option<u32> {
+        // SAFETY: valid dirfd and C string; the fd returned is owned below.
+        let fd = unsafe {
+            libc::openat(
+                self.as_raw_fd(),
+                c".".as_ptr(),
+                libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: fd was just returned by openat.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        fstat(fd.as_raw_fd())
+            .ok()
+            .map(|st| st.st_uid)
+            .filter(|&uid| uid != euid)
+    }
+
     /// An `O_PATH` descriptor of the entry `name` itself (a symlink is not followed): for
     /// checking and setting the metadata of a symlink or special file just created.
     pub fn open_handle(&self, name: &[u8]) -> io::Result<OwnedFd> {

@@ -106,6 +106,10 @@ struct Restorer<'a> {
     target: PathBuf,
     /// geteuid(): owner of everything restore creates, and whether it may chown.
     euid: u32,
+    /// The owner TARGET's filesystem gives new entries when that is not `euid` (vfat
+    /// `uid=`, NFS root squash), learned from entries restore certainly created: an
+    /// unnamed `O_TMPFILE` probe, then each file created with `O_EXCL`.
+    fs_owner: Option<u32>,
     /// (dev, ino) of a hard-link group → its first file, still open, and how many of
     /// its names are still to come (the descriptor is closed after the last).
     links: HashMap<(u64, u64), (File, u64)>,
@@ -154,6 +158,7 @@ pub fn restore(
         target: target.to_path_buf(),
         // SAFETY: geteuid cannot fail.
         euid: unsafe { libc::geteuid() },
+        fs_owner: dir.new_entry_owner(),
         links: HashMap::new(),
         max_links_open: raise_fd_limit() / 2,
         report: RestoreReport::default(),
@@ -282,7 +287,8 @@ impl Restorer<'_> {
         what: &'static str,
     ) -> Result<(), RestoreError> {
         let nlink_ok = kind == libc::S_IFDIR || st.st_nlink == 1;
-        if st.st_mode & libc::S_IFMT != kind || st.st_uid != self.euid || !nlink_ok {
+        let owner_ok = st.st_uid == self.euid || Some(st.st_uid) == self.fs_owner;
+        if st.st_mode & libc::S_IFMT != kind || !owner_ok || !nlink_ok {
             return Err(self.replaced(rel, what));
         }
         Ok(())
@@ -402,6 +408,9 @@ impl Restorer<'_> {
             .create_file(&n.name, 0o600)
             .map_err(|e| self.err(rel, e))?;
         let st = fsops::fstat(f.as_raw_fd()).map_err(|e| self.err(rel, e))?;
+        if st.st_uid != self.euid {
+            self.fs_owner = Some(st.st_uid);
+        }
         let result = for_each_piece(self.archive, n, true, |off, p| match p {
             Piece::Data(d) => f.write_all_at(&d, off),
             Piece::Hole(_) => Ok(()),
