@@ -2,6 +2,10 @@
 //! Walking and restoring through directory descriptors keeps paths of any length
 //! working and makes it impossible to follow a symlink out of a tree by accident:
 //! every component is opened with `O_NOFOLLOW`.
+//!
+//! Metadata is set through `Handle`, on the entry the caller created and holds open (an
+//! ordinary descriptor, or an `O_PATH` one for symlinks and special files), never by name:
+//! a name can be swapped for a symlink between two calls, a descriptor cannot.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -44,6 +48,23 @@ impl Dir {
             libc::open(
                 c.as_ptr(),
                 libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: fd was just returned by open and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Dir { fd })
+    }
+
+    /// Opens a directory by path, refusing a symlink as the last component (ELOOP) and
+    /// following the ones before it: how restore opens TARGET.
+    pub fn open_nofollow(path: &std::path::Path) -> io::Result<Dir> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = cstr(path.as_os_str().as_bytes())?;
+        // SAFETY: c is a valid NUL-terminated string; the fd returned is owned below.
+        let fd = check(unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         })?;
         // SAFETY: fd was just returned by open and is owned by nobody else.
@@ -213,20 +234,64 @@ impl Dir {
         check(unsafe { libc::symlinkat(t.as_ptr(), self.as_raw_fd(), c.as_ptr()) }).map(drop)
     }
 
-    /// Hard link `from_dir/from_name` as `self/name` (never following symlinks).
-    pub fn link_from(&self, from_dir: &Dir, from_name: &[u8], name: &[u8]) -> io::Result<()> {
-        let (f, c) = (cstr(from_name)?, cstr(name)?);
-        // SAFETY: valid C strings and dirfds.
+    /// Hard link of the open file `fd` as `self/name`, through `/proc/self/fd` (which
+    /// names the inode itself, whatever has become of the names it had): never a path
+    /// that could cross a symlinked directory.
+    pub fn link_fd(&self, fd: RawFd, name: &[u8]) -> io::Result<()> {
+        let (f, c) = (cstr(proc_fd(fd).as_bytes())?, cstr(name)?);
+        // SAFETY: valid C strings and dirfd.
         check(unsafe {
             libc::linkat(
-                from_dir.as_raw_fd(),
+                libc::AT_FDCWD,
                 f.as_ptr(),
                 self.as_raw_fd(),
                 c.as_ptr(),
-                0,
+                libc::AT_SYMLINK_FOLLOW,
             )
         })
         .map(drop)
+    }
+
+    /// The owner this directory's filesystem gives a new entry, when it is not the
+    /// caller's (vfat `uid=`, NFS root squash), from an unnamed `O_TMPFILE` (no name
+    /// another process could swap); None when it is the caller's or cannot be told.
+    pub fn new_entry_owner(&self) -> Option<u32> {
+        // SAFETY: valid dirfd and C string; the fd returned is owned below.
+        let fd = unsafe {
+            libc::openat(
+                self.as_raw_fd(),
+                c".".as_ptr(),
+                libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: fd was just returned by openat.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        fstat(fd.as_raw_fd())
+            .ok()
+            .map(|st| st.st_uid)
+            .filter(|&uid| uid != euid)
+    }
+
+    /// An `O_PATH` descriptor of the entry `name` itself (a symlink is not followed): for
+    /// checking and setting the metadata of a symlink or special file just created.
+    pub fn open_handle(&self, name: &[u8]) -> io::Result<OwnedFd> {
+        let c = cstr(name)?;
+        // SAFETY: valid dirfd and C string.
+        let fd = check(unsafe {
+            libc::openat(
+                self.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: fd was just returned by openat.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     pub fn mknod(&self, name: &[u8], mode: u32, rdev: u64) -> io::Result<()> {
@@ -250,48 +315,6 @@ impl Dir {
         check(unsafe { libc::unlinkat(self.as_raw_fd(), c.as_ptr(), flags) }).map(drop)
     }
 
-    pub fn chown(&self, name: &[u8], uid: u32, gid: u32) -> io::Result<()> {
-        let c = cstr(name)?;
-        // SAFETY: valid dirfd and C string.
-        check(unsafe {
-            libc::fchownat(
-                self.as_raw_fd(),
-                c.as_ptr(),
-                uid,
-                gid,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
-        .map(drop)
-    }
-
-    pub fn chmod(&self, name: &[u8], mode: u32) -> io::Result<()> {
-        let c = cstr(name)?;
-        // SAFETY: valid dirfd and C string. (fchmodat cannot act on symlinks; callers skip them.)
-        check(unsafe { libc::fchmodat(self.as_raw_fd(), c.as_ptr(), mode as libc::mode_t, 0) })
-            .map(drop)
-    }
-
-    /// Sets atime and mtime (both to `mtime`) of an entry, not following symlinks.
-    pub fn set_times(&self, name: &[u8], mtime: (i64, u32)) -> io::Result<()> {
-        let c = cstr(name)?;
-        let ts = libc::timespec {
-            tv_sec: mtime.0 as libc::time_t,
-            tv_nsec: mtime.1 as libc::c_long,
-        };
-        let times = [ts, ts];
-        // SAFETY: times points at two valid timespecs.
-        check(unsafe {
-            libc::utimensat(
-                self.as_raw_fd(),
-                c.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
-        .map(drop)
-    }
-
     /// Path through /proc that names `name` inside this directory, for calls that have no
     /// `*at` form (xattrs of symlinks and special files).
     pub fn proc_path(&self, name: &[u8]) -> Vec<u8> {
@@ -299,6 +322,109 @@ impl Dir {
         p.extend_from_slice(name);
         p
     }
+}
+
+fn proc_fd(fd: RawFd) -> String {
+    format!("/proc/self/fd/{fd}")
+}
+
+/// The entry whose metadata is set: an ordinary open descriptor (a regular file or a
+/// directory), or an `O_PATH` descriptor from `Dir::open_handle` (a symlink or a special
+/// file), reached through `/proc/self/fd/N`, which resolves to the entry itself and never
+/// to what a symlink points to.
+#[derive(Clone, Copy)]
+pub enum Handle {
+    Fd(RawFd),
+    Path(RawFd),
+}
+
+impl Handle {
+    pub fn raw(self) -> RawFd {
+        match self {
+            Handle::Fd(fd) | Handle::Path(fd) => fd,
+        }
+    }
+
+    pub fn stat(self) -> io::Result<Stat> {
+        fstat(self.raw())
+    }
+
+    pub fn chown(self, uid: u32, gid: u32) -> io::Result<()> {
+        // SAFETY: plain syscalls on a descriptor we hold; "" with AT_EMPTY_PATH names it.
+        check(unsafe {
+            match self {
+                Handle::Fd(fd) => libc::fchown(fd, uid, gid),
+                Handle::Path(fd) => libc::fchownat(
+                    fd,
+                    c"".as_ptr(),
+                    uid,
+                    gid,
+                    libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+                ),
+            }
+        })
+        .map(drop)
+    }
+
+    /// Not for symlinks (their mode cannot be set; callers skip them).
+    pub fn chmod(self, mode: u32) -> io::Result<()> {
+        // SAFETY: plain syscalls on a descriptor we hold, or its /proc name.
+        check(unsafe {
+            match self {
+                Handle::Fd(fd) => libc::fchmod(fd, mode as libc::mode_t),
+                Handle::Path(fd) => {
+                    let p = cstr(proc_fd(fd).as_bytes())?;
+                    libc::chmod(p.as_ptr(), mode as libc::mode_t)
+                }
+            }
+        })
+        .map(drop)
+    }
+
+    /// Sets atime and mtime (both to `mtime`).
+    pub fn set_times(self, mtime: (i64, u32)) -> io::Result<()> {
+        let ts = libc::timespec {
+            tv_sec: mtime.0 as libc::time_t,
+            tv_nsec: mtime.1 as libc::c_long,
+        };
+        let times = [ts, ts];
+        // SAFETY: times points at two valid timespecs; the path is a C string.
+        check(unsafe {
+            match self {
+                Handle::Fd(fd) => libc::futimens(fd, times.as_ptr()),
+                Handle::Path(fd) => {
+                    let p = cstr(proc_fd(fd).as_bytes())?;
+                    libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0)
+                }
+            }
+        })
+        .map(drop)
+    }
+
+    pub fn set_xattr(self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        match self {
+            Handle::Fd(fd) => set_xattr(&XTarget::Fd(fd), name, value),
+            Handle::Path(fd) => {
+                let (p, cname) = (cstr(proc_fd(fd).as_bytes())?, cstr(name)?);
+                // SAFETY: valid C strings; value is valid for value.len() bytes.
+                check(unsafe {
+                    libc::setxattr(
+                        p.as_ptr(),
+                        cname.as_ptr(),
+                        value.as_ptr().cast(),
+                        value.len(),
+                        0,
+                    )
+                })
+                .map(drop)
+            }
+        }
+    }
+}
+
+/// Whether two stats describe the same inode.
+pub fn same_inode(a: &Stat, b: &Stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino
 }
 
 pub fn fstat(fd: RawFd) -> io::Result<Stat> {

@@ -1,16 +1,34 @@
 //! Restore: writes a snapshot tree, a directory or a file onto disk with exact metadata
 //! (mode, owner when root, mtime in ns, xattrs, hard links, holes, FIFOs and devices),
-//! verifying every chunk's BLAKE3 as it writes. Every file is created through directory
-//! descriptors opened with `O_NOFOLLOW` and `O_EXCL`, and every name was validated by the
-//! tree decoder, so nothing is ever written outside the target whatever the archive holds.
+//! verifying every chunk's BLAKE3 as it writes.
+//!
+//! Restore runs as root into directories other users may be able to write, so nothing is
+//! ever done by a path a user could redirect:
+//! - TARGET is opened once, and refused if its last component is a symlink;
+//! - every directory is opened relative to its parent's descriptor with `O_NOFOLLOW` and
+//!   kept open while its entries are written; files are created with `O_EXCL`;
+//! - metadata is set on the entry restore created and holds open (`fchown`, `fchmod`,
+//!   `fsetxattr`, `futimens`; an `O_PATH` descriptor for symlinks and special files),
+//!   after checking it is the entry created (owner, type, link count);
+//! - a hard link is made from the descriptor of the file restored first;
+//! - an entry found replaced by something else at the end stops the restore.
+//!
+//! Metadata order: owner (chown clears set-id bits and capabilities), xattrs (the file
+//! capability among them), mode (after xattrs, so a read-only mode does not stop an
+//! unprivileged restore from setting user xattrs), times last.
+//!
+//! A directory whose listing (tree blob) is damaged is skipped and listed like a damaged
+//! file; a file cut short by a write error (a full disk) is removed before the error is
+//! reported, so no partial file is left under its real name.
 
 use crate::archive::{Archive, ArchiveError};
 use crate::format::tree::{Node, NodeKind, Payload};
-use crate::fsops::{self, Dir, XTarget};
+use crate::fsops::{self, Dir, Handle, Stat};
 use crate::read::{Piece, PieceError, for_each_piece};
 use std::collections::HashMap;
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -27,6 +45,8 @@ pub struct RestoreReport {
     pub other: u64,
     pub bytes: u64,
     /// Files whose stored data is damaged: not restored (no wrong bytes are left behind).
+    /// A directory whose listing is damaged is listed with a trailing `/`: nothing under
+    /// it was restored.
     pub damaged: Vec<(String, String)>,
     /// Metadata that could not be applied (e.g. devices or ownership when not root).
     pub warnings: Vec<(String, String)>,
@@ -44,6 +64,17 @@ pub enum RestoreError {
     },
     #[error("{path}: already exists")]
     Exists { path: PathBuf },
+    #[error("{path}: is a symbolic link; restore does not follow it")]
+    TargetSymlink { path: PathBuf },
+    #[error("{path}: {source}; the partial file was {}", if *.removed { "removed" } else { "NOT removed" })]
+    Partial {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+        removed: bool,
+    },
+    #[error("{path}: {what} was replaced by another process while being restored; stopped")]
+    Replaced { path: PathBuf, what: &'static str },
 }
 
 impl RestoreError {
@@ -52,6 +83,17 @@ impl RestoreError {
             RestoreError::Exists { .. } => {
                 Some("restore into an empty directory, or pass --overwrite".into())
             }
+            RestoreError::TargetSymlink { path } => Some(format!(
+                "if you mean the directory it points to, name it: \"$(readlink -f {})\"",
+                path.display()
+            )),
+            RestoreError::Partial { source, .. } if fsops::errno_is(source, libc::ENOSPC) => {
+                Some("free space on the target's filesystem, then restore again".into())
+            }
+            RestoreError::Replaced { .. } => Some(
+                "restore into a directory that only root can write (not one other users can)"
+                    .into(),
+            ),
             RestoreError::Archive(e) => e.hint(),
             _ => None,
         }
@@ -62,10 +104,17 @@ struct Restorer<'a> {
     archive: &'a Archive,
     opts: RestoreOptions,
     target: PathBuf,
-    root: Dir,
-    is_root: bool,
-    /// (dev, ino) of a hard-link group → path (relative to the target) of its first name.
-    links: HashMap<(u64, u64), Vec<u8>>,
+    /// geteuid(): owner of everything restore creates, and whether it may chown.
+    euid: u32,
+    /// The owner TARGET's filesystem gives new entries when that is not `euid` (vfat
+    /// `uid=`, NFS root squash), learned from entries restore certainly created: an
+    /// unnamed `O_TMPFILE` probe, then each file created with `O_EXCL`.
+    fs_owner: Option<u32>,
+    /// (dev, ino) of a hard-link group → its first file, still open, and how many of
+    /// its names are still to come (the descriptor is closed after the last).
+    links: HashMap<(u64, u64), (File, u64)>,
+    /// How many link-group descriptors may stay open (a share of RLIMIT_NOFILE).
+    max_links_open: usize,
     report: RestoreReport,
 }
 
@@ -81,23 +130,39 @@ pub fn restore(
         path: target.to_path_buf(),
         source,
     };
-    match std::fs::create_dir(target) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+    let symlink = || RestoreError::TargetSymlink {
+        path: target.to_path_buf(),
+    };
+    // TARGET is resolved once: a symlink as its last component (one a user could have
+    // planted) is refused; the components before it are the caller's own path.
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if m.file_type().is_symlink() => return Err(symlink()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(terr(e)),
+        },
         Err(e) => return Err(terr(e)),
     }
-    let root = Dir::open(target).map_err(terr)?;
+    let dir = Dir::open_nofollow(target).map_err(|e| {
+        if fsops::errno_is(&e, libc::ELOOP) {
+            symlink()
+        } else {
+            terr(e)
+        }
+    })?;
     let mut r = Restorer {
         archive,
         opts,
         target: target.to_path_buf(),
-        root,
         // SAFETY: geteuid cannot fail.
-        is_root: unsafe { libc::geteuid() } == 0,
+        euid: unsafe { libc::geteuid() },
+        fs_owner: dir.new_entry_owner(),
         links: HashMap::new(),
+        max_links_open: raise_fd_limit() / 2,
         report: RestoreReport::default(),
     };
-    let dir = Dir::open(target).map_err(terr)?;
     if node.name.is_empty() {
         let Some(id) = node.subtree() else {
             return Ok(r.report);
@@ -110,6 +175,28 @@ pub fn restore(
         r.entry(&dir, node, &node.name.clone(), 0)?;
     }
     Ok(r.report)
+}
+
+/// Raises the soft limit of open files to the hard one (restore keeps a descriptor per
+/// directory level and per hard-link group in progress); returns the limit in force.
+fn raise_fd_limit() -> usize {
+    // SAFETY: rlimit is plain data filled by getrlimit.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 1024;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+        rl.rlim_cur.min(1 << 20) as usize
+    }
 }
 
 fn show(p: &[u8]) -> String {
@@ -164,6 +251,57 @@ impl Restorer<'_> {
         Ok(false)
     }
 
+    fn replaced(&self, rel: &[u8], what: &'static str) -> RestoreError {
+        RestoreError::Replaced {
+            path: self.path_of(rel),
+            what,
+        }
+    }
+
+    /// Checks that `name` in `dir` is still the entry restore created and holds (`st`):
+    /// one swapped for something else (a symlink, another file) means another process
+    /// is writing into the target.
+    fn verify(
+        &self,
+        dir: &Dir,
+        name: &[u8],
+        st: &Stat,
+        rel: &[u8],
+        what: &'static str,
+    ) -> Result<(), RestoreError> {
+        match dir.stat(name) {
+            Ok(now) if fsops::same_inode(&now, st) => Ok(()),
+            Ok(_) => Err(self.replaced(rel, what)),
+            Err(e) if fsops::errno_is(&e, libc::ENOENT) => Err(self.replaced(rel, what)),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Checks that a freshly created entry, opened after creation, is one restore made:
+    /// of the expected type, owned by restore's user, with a single name.
+    fn check_created(
+        &self,
+        st: &Stat,
+        kind: libc::mode_t,
+        rel: &[u8],
+        what: &'static str,
+    ) -> Result<(), RestoreError> {
+        let nlink_ok = kind == libc::S_IFDIR || st.st_nlink == 1;
+        let owner_ok = st.st_uid == self.euid || Some(st.st_uid) == self.fs_owner;
+        if st.st_mode & libc::S_IFMT != kind || !owner_ok || !nlink_ok {
+            return Err(self.replaced(rel, what));
+        }
+        Ok(())
+    }
+
+    /// Removes `name` if it is still the entry `st` (a partial or damaged file).
+    fn remove_own(&self, dir: &Dir, name: &[u8], st: &Stat, is_dir: bool) -> bool {
+        match dir.stat(name) {
+            Ok(now) if fsops::same_inode(&now, st) => dir.unlink(name, is_dir).is_ok(),
+            _ => false,
+        }
+    }
+
     fn entry(&mut self, dir: &Dir, n: &Node, rel: &[u8], depth: usize) -> Result<(), RestoreError> {
         if depth > crate::tree::MAX_DEPTH {
             return Err(ArchiveError::Invalid(format!(
@@ -179,7 +317,26 @@ impl Restorer<'_> {
                     dir.mkdir(&n.name, 0o700).map_err(|e| self.err(rel, e))?;
                 }
                 let sub = dir.open_dir(&n.name).map_err(|e| self.err(rel, e))?;
-                let children = self.archive.read_tree(id)?;
+                let st = sub.stat_self().map_err(|e| self.err(rel, e))?;
+                if !reuse {
+                    self.check_created(&st, libc::S_IFDIR, rel, "directory")?;
+                }
+                let children = match self.archive.read_tree(id) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // A damaged listing: skip this directory, restore the rest.
+                        let mut shown = show(rel);
+                        shown.push('/');
+                        let what =
+                            format!("directory listing damaged, nothing under it restored: {e}");
+                        self.report.damaged.push((shown, what));
+                        drop(sub);
+                        if !reuse {
+                            self.remove_own(dir, &n.name, &st, true);
+                        }
+                        return Ok(());
+                    }
+                };
                 for c in &children {
                     let mut crel = rel.to_vec();
                     crel.push(b'/');
@@ -187,31 +344,19 @@ impl Restorer<'_> {
                     self.entry(&sub, c, &crel, depth + 1)?;
                 }
                 self.report.dirs += 1;
-                for (k, v) in &n.xattrs {
-                    if let Err(e) = fsops::set_xattr(&XTarget::Fd(sub.as_raw_fd()), k, v) {
-                        self.warn(rel, format!("xattr {}: {e}", show(k)));
-                    }
-                }
-                drop(sub);
-                self.finish_meta(dir, n, rel)?;
+                self.finish_meta(Handle::Fd(sub.as_raw_fd()), n, rel)?;
+                self.verify(dir, &n.name, &st, rel, "directory")?;
             }
             (Payload::File(_), _) => self.file(dir, n, rel)?,
             (Payload::Symlink(target), _) => {
                 dir.symlink(target, &n.name).map_err(|e| self.err(rel, e))?;
-                self.report.other += 1;
-                self.finish_meta(dir, n, rel)?;
+                self.special(dir, n, rel, libc::S_IFLNK, "symlink")?;
             }
             (Payload::Other, kind) => {
                 let dev = matches!(kind, NodeKind::CharDev | NodeKind::BlockDev);
-                match dir.mknod(
-                    &n.name,
-                    kind.mode_bits() | n.mode,
-                    if dev { n.rdev } else { 0 },
-                ) {
-                    Ok(()) => {
-                        self.report.other += 1;
-                        self.finish_meta(dir, n, rel)?;
-                    }
+                let bits = kind.mode_bits();
+                match dir.mknod(&n.name, bits | n.mode, if dev { n.rdev } else { 0 }) {
+                    Ok(()) => self.special(dir, n, rel, bits as libc::mode_t, "special file")?,
                     Err(e) if dev && fsops::errno_is(&e, libc::EPERM) => {
                         self.warn(
                             rel,
@@ -225,82 +370,115 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// Metadata of a symlink or special file just created, through an `O_PATH` handle.
+    fn special(
+        &mut self,
+        dir: &Dir,
+        n: &Node,
+        rel: &[u8],
+        kind: libc::mode_t,
+        what: &'static str,
+    ) -> Result<(), RestoreError> {
+        let h: OwnedFd = dir.open_handle(&n.name).map_err(|e| self.err(rel, e))?;
+        let st = fsops::fstat(h.as_raw_fd()).map_err(|e| self.err(rel, e))?;
+        self.check_created(&st, kind, rel, what)?;
+        self.report.other += 1;
+        self.finish_meta(Handle::Path(h.as_raw_fd()), n, rel)?;
+        self.verify(dir, &n.name, &st, rel, what)
+    }
+
     fn file(&mut self, dir: &Dir, n: &Node, rel: &[u8]) -> Result<(), RestoreError> {
-        if n.nlink > 1 {
-            let key = (n.dev, n.ino);
-            if let Some(first) = self.links.get(&key).cloned() {
-                match dir.link_from(&self.root, &first, &n.name) {
-                    Ok(()) => {
-                        self.report.files += 1;
-                        return Ok(());
-                    }
-                    // Fall back to a copy (e.g. the first name was damaged and removed).
-                    Err(e) => self.warn(
-                        rel,
-                        format!(
-                            "hard link to {} failed ({e}); restored as a copy",
-                            show(&first)
-                        ),
-                    ),
+        let key = (n.dev, n.ino);
+        if n.nlink > 1
+            && let Some((first, _)) = self.links.get(&key)
+        {
+            let first_st = fsops::fstat(first.as_raw_fd()).map_err(|e| self.err(rel, e))?;
+            match dir.link_fd(first.as_raw_fd(), &n.name) {
+                Ok(()) => {
+                    self.verify(dir, &n.name, &first_st, rel, "hard link")?;
+                    self.report.files += 1;
+                    self.link_name_done(key);
+                    return Ok(());
                 }
+                // Fall back to a copy (e.g. the first file was removed meanwhile).
+                Err(e) => self.warn(rel, format!("hard link failed ({e}); restored as a copy")),
             }
         }
         let f = dir
             .create_file(&n.name, 0o600)
             .map_err(|e| self.err(rel, e))?;
+        let st = fsops::fstat(f.as_raw_fd()).map_err(|e| self.err(rel, e))?;
+        if st.st_uid != self.euid {
+            self.fs_owner = Some(st.st_uid);
+        }
         let result = for_each_piece(self.archive, n, true, |off, p| match p {
             Piece::Data(d) => f.write_all_at(&d, off),
             Piece::Hole(_) => Ok(()),
-        });
+        })
+        .and_then(|()| f.set_len(n.size).map_err(PieceError::Sink));
         match result {
             Ok(()) => {}
             Err(PieceError::Read(e)) => {
                 drop(f);
-                let _ = dir.unlink(&n.name, false);
+                self.remove_own(dir, &n.name, &st, false);
                 self.report.damaged.push((show(rel), e.to_string()));
                 return Ok(());
             }
-            Err(PieceError::Sink(e)) => return Err(self.err(rel, e)),
-        }
-        f.set_len(n.size).map_err(|e| self.err(rel, e))?;
-        for (k, v) in &n.xattrs {
-            if let Err(e) = fsops::set_xattr(&XTarget::Fd(f.as_raw_fd()), k, v) {
-                self.warn(rel, format!("xattr {}: {e}", show(k)));
+            Err(PieceError::Sink(source)) => {
+                drop(f);
+                let removed = self.remove_own(dir, &n.name, &st, false);
+                return Err(RestoreError::Partial {
+                    path: self.path_of(rel),
+                    source,
+                    removed,
+                });
             }
         }
-        drop(f);
+        self.finish_meta(Handle::Fd(f.as_raw_fd()), n, rel)?;
+        self.verify(dir, &n.name, &st, rel, "file")?;
         self.report.files += 1;
         self.report.bytes += n.size;
-        self.finish_meta(dir, n, rel)?;
         if n.nlink > 1 {
-            self.links
-                .entry((n.dev, n.ino))
-                .or_insert_with(|| rel.to_vec());
+            if self.links.len() < self.max_links_open {
+                self.links.entry(key).or_insert((f, n.nlink - 1));
+            } else {
+                self.warn(
+                    rel,
+                    "too many hard-link groups in progress: its other names are restored as copies",
+                );
+            }
         }
         Ok(())
     }
 
-    /// Owner (when root), mode, xattrs of non-files, then times: in that order, since
-    /// chown clears set-id bits and every change but utimensat touches ctime only.
-    fn finish_meta(&mut self, dir: &Dir, n: &Node, rel: &[u8]) -> Result<(), RestoreError> {
-        if self.is_root
-            && let Err(e) = dir.chown(&n.name, n.uid, n.gid)
+    /// One more name of a hard-link group was restored: close its descriptor after the last.
+    fn link_name_done(&mut self, key: (u64, u64)) {
+        if let Some((_, left)) = self.links.get_mut(&key) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.links.remove(&key);
+            }
+        }
+    }
+
+    /// Owner (when root), xattrs, mode, then times, all on the entry restore holds open:
+    /// chown clears set-id bits and the file capability, so both come after it; every
+    /// change but the times touches the ctime only.
+    fn finish_meta(&mut self, h: Handle, n: &Node, rel: &[u8]) -> Result<(), RestoreError> {
+        if self.euid == 0
+            && let Err(e) = h.chown(n.uid, n.gid)
         {
             self.warn(rel, format!("chown: {e}"));
         }
-        if n.kind != NodeKind::Symlink {
-            dir.chmod(&n.name, n.mode).map_err(|e| self.err(rel, e))?;
-        }
-        if !matches!(n.kind, NodeKind::File | NodeKind::Dir) {
-            let p = dir.proc_path(&n.name);
-            for (k, v) in &n.xattrs {
-                if let Err(e) = fsops::set_xattr(&XTarget::Path(&p), k, v) {
-                    self.warn(rel, format!("xattr {}: {e}", show(k)));
-                }
+        for (k, v) in &n.xattrs {
+            if let Err(e) = h.set_xattr(k, v) {
+                self.warn(rel, format!("xattr {}: {e}", show(k)));
             }
         }
-        dir.set_times(&n.name, n.mtime)
-            .map_err(|e| self.err(rel, e))?;
+        if n.kind != NodeKind::Symlink {
+            h.chmod(n.mode).map_err(|e| self.err(rel, e))?;
+        }
+        h.set_times(n.mtime).map_err(|e| self.err(rel, e))?;
         Ok(())
     }
 }

@@ -8,8 +8,14 @@ use strata::util::human_bytes;
 /// Restore a snapshot, or a path in it, into a directory
 ///
 /// Recreates files, directories, symlinks, hard links, sparse holes, FIFOs, modes, mtimes
-/// (ns), xattrs, and owners when run as root, verifying every chunk's BLAKE3 as it writes.
-/// Never writes outside TARGET. Needs no FUSE.
+/// (ns), xattrs (file capabilities included), and owners when run as root, verifying every
+/// chunk's BLAKE3 as it writes. Needs no FUSE.
+///
+/// Never writes outside TARGET, even when other users can write into it while it runs:
+/// every entry is created and its metadata set through descriptors, never followed
+/// symlinks. A TARGET that is itself a symlink is refused (name the directory it points
+/// to, e.g. "$(readlink -f TARGET)"). Damaged files and directories are skipped and listed
+/// (exit 3); a file cut short by a write error (disk full) is removed, never left partial.
 ///
 /// Examples:
 ///   strata restore A latest /srv/restore            -> /srv/restore/<each source>
@@ -21,7 +27,7 @@ pub struct Args {
     archive: PathBuf,
     /// SNAP[:PATH]: snapshot id, id prefix or `latest`, and optionally a path inside it
     spec: String,
-    /// Directory to restore into (created if missing)
+    /// Directory to restore into (created if missing; refused if it is a symlink)
     target: PathBuf,
     /// Replace files that already exist in TARGET
     #[arg(long)]
@@ -62,10 +68,18 @@ pub fn run(a: Args) -> CmdResult {
         eprintln!("  warning: {p}: {w}");
     }
     if !report.damaged.is_empty() {
-        eprintln!(
-            "  {} file(s) NOT restored because their stored data is damaged:",
-            report.damaged.len()
-        );
+        let dirs = report
+            .damaged
+            .iter()
+            .filter(|(p, _)| p.ends_with('/'))
+            .count();
+        let files = report.damaged.len() - dirs;
+        let what = match (files, dirs) {
+            (_, 0) => format!("{files} file(s)"),
+            (0, _) => format!("{dirs} directory(ies)"),
+            _ => format!("{files} file(s) and {dirs} directory(ies)"),
+        };
+        eprintln!("  {what} NOT restored because their stored data is damaged:");
         for (p, e) in &report.damaged {
             eprintln!("    {p}: {e}");
         }
