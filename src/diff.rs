@@ -1,6 +1,8 @@
 //! `diff`: what changed between two snapshots. Walks both trees in step (entries are
 //! sorted by name), skipping subtrees whose ids are equal, so unchanged directories cost
-//! nothing however large they are.
+//! nothing however large they are. Changes are handed to a callback as they are found:
+//! memory holds the trees on the current path only, however many changes there are
+//! (a hostile archive can name 2^40 paths with a few kilobytes of shared subtrees).
 
 use crate::archive::{Archive, ArchiveError};
 use crate::format::BlobId;
@@ -54,9 +56,26 @@ pub struct Entry {
 /// removed directories are listed with everything beneath them.
 pub fn diff(archive: &Archive, old: BlobId, new: BlobId) -> Result<Vec<Entry>, ArchiveError> {
     let mut out = Vec::new();
-    walk(archive, Some(old), Some(new), &mut Vec::new(), &mut out, 0)?;
+    diff_each(archive, old, new, &mut |e| {
+        out.push(e);
+        Ok::<(), ArchiveError>(())
+    })?;
     Ok(out)
 }
+
+/// Like [`diff`], but calls `each` with every change as soon as it is found. An error
+/// from `each` (a closed pipe, say) stops the walk and is returned.
+pub fn diff_each<E: From<ArchiveError>>(
+    archive: &Archive,
+    old: BlobId,
+    new: BlobId,
+    each: &mut dyn FnMut(Entry) -> Result<(), E>,
+) -> Result<(), E> {
+    walk(archive, Some(old), Some(new), &mut Vec::new(), each, 0)
+}
+
+/// Where changes go.
+type Sink<'s, E> = dyn FnMut(Entry) -> Result<(), E> + 's;
 
 fn children(archive: &Archive, id: Option<BlobId>) -> Result<Vec<Node>, ArchiveError> {
     match id {
@@ -65,19 +84,19 @@ fn children(archive: &Archive, id: Option<BlobId>) -> Result<Vec<Node>, ArchiveE
     }
 }
 
-fn walk(
+fn walk<E: From<ArchiveError>>(
     archive: &Archive,
     old: Option<BlobId>,
     new: Option<BlobId>,
     path: &mut Vec<u8>,
-    out: &mut Vec<Entry>,
+    out: &mut Sink<'_, E>,
     depth: usize,
-) -> Result<(), ArchiveError> {
+) -> Result<(), E> {
     if old == new {
         return Ok(());
     }
     if depth > crate::tree::MAX_DEPTH {
-        return Err(ArchiveError::Invalid("trees nest too deep".into()));
+        return Err(ArchiveError::Invalid("trees nest too deep".into()).into());
     }
     let (a, b) = (children(archive, old)?, children(archive, new)?);
     let (mut i, mut j) = (0, 0);
@@ -108,7 +127,7 @@ fn walk(
             std::cmp::Ordering::Equal => {
                 let (x, y) = (&a[i], &b[j]);
                 if x.kind != y.kind {
-                    push(out, Change::TypeChanged, path, y, Vec::new());
+                    push(out, Change::TypeChanged, path, y, Vec::new())?;
                     if x.kind == NodeKind::Dir {
                         walk(archive, x.subtree(), None, path, out, depth + 1)?;
                     }
@@ -123,9 +142,9 @@ fn walk(
                     };
                     let fields = meta_fields(x, y);
                     if content {
-                        push(out, Change::Modified, path, y, fields);
+                        push(out, Change::Modified, path, y, fields)?;
                     } else if !fields.is_empty() {
-                        push(out, Change::Metadata, path, y, fields);
+                        push(out, Change::Metadata, path, y, fields)?;
                     }
                     if x.kind == NodeKind::Dir {
                         walk(archive, x.subtree(), y.subtree(), path, out, depth + 1)?;
@@ -157,25 +176,31 @@ fn meta_fields(x: &Node, y: &Node) -> Vec<&'static str> {
     f
 }
 
-fn push(out: &mut Vec<Entry>, change: Change, path: &[u8], n: &Node, fields: Vec<&'static str>) {
-    out.push(Entry {
+fn push<E>(
+    out: &mut Sink<'_, E>,
+    change: Change,
+    path: &[u8],
+    n: &Node,
+    fields: Vec<&'static str>,
+) -> Result<(), E> {
+    out(Entry {
         change,
         path: path.to_vec(),
         kind: n.kind,
         size: n.size,
         fields,
-    });
+    })
 }
 
-fn whole(
+fn whole<E: From<ArchiveError>>(
     archive: &Archive,
     n: &Node,
     change: Change,
     path: &mut Vec<u8>,
-    out: &mut Vec<Entry>,
+    out: &mut Sink<'_, E>,
     depth: usize,
-) -> Result<(), ArchiveError> {
-    push(out, change, path, n, Vec::new());
+) -> Result<(), E> {
+    push(out, change, path, n, Vec::new())?;
     if let Some(sub) = n.subtree() {
         let (old, new) = if change == Change::Removed {
             (Some(sub), None)

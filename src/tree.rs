@@ -63,8 +63,10 @@ pub fn lookup(archive: &Archive, root: &Node, path: &[u8]) -> Result<Option<Node
 }
 
 /// Walks the tree below `dir` depth-first, parents before children, entries in name
-/// order, calling `f(path, node)` with the path relative to `dir`. Depth is bounded so a
-/// hostile archive with a cycle of tree ids cannot loop forever.
+/// order, calling `f(path, node)` with the path relative to `dir` as each node is
+/// decoded (memory holds the tree bytes of the current path only, however many paths
+/// there are). Depth is bounded so a hostile archive with a cycle of tree ids cannot
+/// loop forever. A tree found malformed part-way has had its earlier nodes visited.
 /// Visitor called by [`walk`] with each path and node.
 pub type Visit<'v> = dyn FnMut(&[u8], &Node) -> Result<(), ArchiveError> + 'v;
 
@@ -82,19 +84,30 @@ pub fn walk(archive: &Archive, dir: &Node, f: &mut Visit<'_>) -> Result<(), Arch
                 String::from_utf8_lossy(prefix)
             )));
         }
-        for n in archive.read_tree(&id)? {
+        // Node by node: a directory of any size is held as its bytes, never decoded whole.
+        let mut failed = None;
+        archive.each_tree_node(&id, &mut |n| {
             let len = prefix.len();
             if !prefix.is_empty() {
                 prefix.push(b'/');
             }
             prefix.extend_from_slice(&n.name);
-            f(prefix, &n)?;
-            if let Some(sub) = n.subtree() {
-                rec(archive, sub, prefix, depth + 1, f)?;
+            let mut r = f(prefix, &n);
+            if r.is_ok()
+                && let Some(sub) = n.subtree()
+            {
+                r = rec(archive, sub, prefix, depth + 1, f);
             }
             prefix.truncate(len);
-        }
-        Ok(())
+            match r {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    std::ops::ControlFlow::Break(())
+                }
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
     }
     match dir.subtree() {
         Some(id) => rec(archive, id, &mut Vec::new(), 0, f),

@@ -18,7 +18,7 @@ pub use config::Config;
 
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Node, decode_tree, encode_tree};
+use crate::format::tree::{Node, decode_tree, decode_tree_each, encode_tree};
 use crate::format::{BlobId, FormatError, PackId};
 use crate::index::{Index, IndexError, SnapshotRow};
 use crate::packs::{Location, PackError, PackReader, PackWriter, StoredBlob};
@@ -377,6 +377,21 @@ impl Archive {
         // Trees are verified by hash too: a tree feeds every path beneath it.
         let bytes = self.read_verified(id, true)?;
         decode_tree(&bytes).map_err(|source| ArchiveError::Format {
+            what: "tree",
+            id: *id,
+            source,
+        })
+    }
+
+    /// A tree's nodes one at a time, as [`decode_tree_each`] decodes them (verified by
+    /// hash first, like [`Archive::read_tree`]); `each` may stop early.
+    pub fn each_tree_node(
+        &self,
+        id: &BlobId,
+        each: &mut dyn FnMut(Node) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), ArchiveError> {
+        let bytes = self.read_verified(id, true)?;
+        decode_tree_each(&bytes, each).map_err(|source| ArchiveError::Format {
             what: "tree",
             id: *id,
             source,

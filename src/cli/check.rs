@@ -1,5 +1,6 @@
 //! `strata check` and `strata repair`.
 
+use super::escape::text;
 use super::{CmdResult, EXIT_OK, EXIT_PARTIAL};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -144,16 +145,16 @@ pub fn run(a: Args) -> CmdResult {
         } else {
             "warning"
         };
-        eprintln!("{sev}: {}", f.what);
-        eprintln!("  where: {}", f.location);
+        eprintln!("{sev}: {}", text(&f.what));
+        eprintln!("  where: {}", text(&f.location));
         if !f.damages.is_empty() {
-            let shown: Vec<&str> = f.damages.iter().take(20).map(String::as_str).collect();
+            let shown: Vec<_> = f.damages.iter().take(20).map(|d| text(d)).collect();
             eprintln!("  damages: {}", shown.join(", "));
             if f.damages.len() > 20 {
                 eprintln!("  ... and {} more", f.damages.len() - 20);
             }
         }
-        eprintln!("  fix: {}", f.fix);
+        eprintln!("  fix: {}", text(&f.fix));
     }
     if errors == 0 {
         eprintln!(
@@ -199,10 +200,10 @@ pub fn run_repair(a: RepairArgs) -> CmdResult {
         started.elapsed().as_secs_f64()
     );
     for (id, what) in &r.recovered {
-        eprintln!("  recovered {} {what}", id.short());
+        eprintln!("  recovered {} {}", id.short(), text(what));
     }
     for (id, why) in &r.incomplete {
-        eprintln!("  NOT recovered {}: {why}", id.short());
+        eprintln!("  NOT recovered {}: {}", id.short(), text(why));
     }
     for (p, at, len, kept) in &r.torn {
         eprintln!(

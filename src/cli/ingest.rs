@@ -272,7 +272,11 @@ pub fn run(a: Args) -> CmdResult {
             s.errors.len()
         );
         for e in &s.errors {
-            eprintln!("    {}: {}", String::from_utf8_lossy(&e.path), e.message);
+            eprintln!(
+                "    {}: {}",
+                super::escape::name(&e.path),
+                super::escape::text(&e.message)
+            );
         }
     }
     if a.json {

@@ -1,13 +1,19 @@
 //! `strata ls` and `strata cat`: look inside a snapshot without restoring it.
 
+use super::escape;
 use super::{CmdResult, EXIT_OK, Failure, is_broken_pipe};
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
-use strata::archive::Archive;
+use strata::archive::{Archive, ArchiveError};
 use strata::format::tree::{Node, NodeKind, Payload};
 use strata::util::{Json, rfc3339};
 
 /// List the entries of a snapshot path
+///
+/// One entry per line. Names are printed as GNU `ls -b` does: a backslash, a control
+/// character or a byte that is not UTF-8 is escaped (`\\`, `\n`, `\t`, `\033`, `\377`),
+/// so a name cannot span lines or reach the terminal as a control sequence.
 ///
 /// Examples:
 ///   strata ls A latest
@@ -29,7 +35,8 @@ pub struct LsArgs {
     /// With `latest`: the newest snapshot with this label
     #[arg(long)]
     label: Option<String>,
-    /// Print a JSON array on stdout
+    /// Print a JSON array on stdout, one element per line (names that are not UTF-8
+    /// also as base64 in `path_bytes`, `name_bytes`, ...)
     #[arg(long)]
     json: bool,
 }
@@ -81,90 +88,154 @@ fn owner(name: &[u8], id: u32) -> String {
     if name.is_empty() {
         id.to_string()
     } else {
-        String::from_utf8_lossy(name).into_owned()
+        escape::name(name).into_owned()
     }
 }
 
 fn json_node(path: &[u8], n: &Node) -> Json {
-    let mut f = vec![
-        ("path", Json::str(String::from_utf8_lossy(path))),
-        ("name", Json::str(String::from_utf8_lossy(&n.name))),
-        ("type", Json::str(n.kind.name())),
-        ("mode", Json::str(format!("{:04o}", n.mode))),
-        ("uid", Json::int(n.uid)),
-        ("gid", Json::int(n.gid)),
-        ("user", Json::str(String::from_utf8_lossy(&n.user))),
-        ("group", Json::str(String::from_utf8_lossy(&n.group))),
-        ("size", Json::int(n.size)),
-        ("mtime", Json::str(rfc3339(n.mtime.0, n.mtime.1, true))),
-    ];
+    let mut f = Vec::with_capacity(16);
+    escape::json_bytes(&mut f, "path", "path_bytes", path);
+    escape::json_bytes(&mut f, "name", "name_bytes", &n.name);
+    f.push(("type", Json::str(n.kind.name())));
+    f.push(("mode", Json::str(format!("{:04o}", n.mode))));
+    f.push(("uid", Json::int(n.uid)));
+    f.push(("gid", Json::int(n.gid)));
+    escape::json_bytes(&mut f, "user", "user_bytes", &n.user);
+    escape::json_bytes(&mut f, "group", "group_bytes", &n.group);
+    f.push(("size", Json::int(n.size)));
+    f.push(("mtime", Json::str(rfc3339(n.mtime.0, n.mtime.1, true))));
     if let Payload::Symlink(t) = &n.payload {
-        f.push(("target", Json::str(String::from_utf8_lossy(t))));
+        escape::json_bytes(&mut f, "target", "target_bytes", t);
     }
     Json::obj(f)
 }
 
-fn write_line(out: &mut impl Write, long: bool, path: &[u8], n: &Node) -> std::io::Result<()> {
-    if long {
-        write!(
-            out,
-            "{} {:>8} {:>8} {:>12} {} ",
-            mode_string(n),
-            owner(&n.user, n.uid),
-            owner(&n.group, n.gid),
-            n.size,
-            &rfc3339(n.mtime.0, n.mtime.1, false)[..16].replace('T', " ")
-        )?;
-    }
-    out.write_all(path)?;
-    if long && let Payload::Symlink(t) = &n.payload {
-        out.write_all(b" -> ")?;
-        out.write_all(t)?;
-    }
-    out.write_all(b"\n")
+/// Writes entries as they are found: one line each, or one element of a JSON array
+/// each, so memory does not grow with the listing.
+struct Printer<W: Write> {
+    out: W,
+    long: bool,
+    json: bool,
+    count: u64,
 }
 
-fn collect(
+impl<W: Write> Printer<W> {
+    fn start(&mut self) -> std::io::Result<()> {
+        if self.json {
+            self.out.write_all(b"[")?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: &[u8], n: &Node) -> std::io::Result<()> {
+        self.count += 1;
+        if self.json {
+            if self.count > 1 {
+                self.out.write_all(b",\n")?;
+            }
+            return self.out.write_all(json_node(path, n).render().as_bytes());
+        }
+        let out = &mut self.out;
+        if self.long {
+            write!(
+                out,
+                "{} {:>8} {:>8} {:>12} {} ",
+                mode_string(n),
+                owner(&n.user, n.uid),
+                owner(&n.group, n.gid),
+                n.size,
+                &rfc3339(n.mtime.0, n.mtime.1, false)[..16].replace('T', " ")
+            )?;
+        }
+        out.write_all(escape::name(path).as_bytes())?;
+        if self.long
+            && let Payload::Symlink(t) = &n.payload
+        {
+            out.write_all(b" -> ")?;
+            out.write_all(escape::name(t).as_bytes())?;
+        }
+        out.write_all(b"\n")
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if self.json {
+            self.out.write_all(b"]\n")?;
+        }
+        self.out.flush()
+    }
+}
+
+/// Why a listing stopped: the archive could not be read, or stdout could not be written.
+enum Stop {
+    Read(ArchiveError),
+    Write(std::io::Error),
+}
+
+/// Lists `node` (its entries, or every path below it with `recursive`) into `p` as the
+/// trees are read.
+fn list<W: Write>(
     archive: &Archive,
     node: &Node,
     recursive: bool,
-) -> Result<Vec<(Vec<u8>, Node)>, Failure> {
-    let mut out = Vec::new();
+    p: &mut Printer<W>,
+) -> Result<(), Stop> {
     match node.subtree() {
-        None => out.push((node.name.clone(), node.clone())),
+        None => p.entry(&node.name, node).map_err(Stop::Write),
         Some(id) if !recursive => {
-            for n in archive.read_tree(&id)? {
-                out.push((n.name.clone(), n));
+            // Node by node: a huge directory is never held decoded in memory.
+            let mut write_err = None;
+            let r = archive.each_tree_node(&id, &mut |n| match p.entry(&n.name, &n) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    write_err = Some(e);
+                    ControlFlow::Break(())
+                }
+            });
+            match (write_err, r) {
+                (Some(e), _) => Err(Stop::Write(e)),
+                (None, r) => r.map_err(Stop::Read),
             }
         }
         Some(_) => {
-            strata::tree::walk(archive, node, &mut |p, n| {
-                out.push((p.to_vec(), n.clone()));
-                Ok(())
-            })?;
+            let mut write_err = None;
+            let r = strata::tree::walk(archive, node, &mut |path, n| {
+                p.entry(path, n).map_err(|e| {
+                    write_err = Some(e);
+                    ArchiveError::Invalid("stdout cannot be written".into())
+                })
+            });
+            match (write_err, r) {
+                (Some(e), _) => Err(Stop::Write(e)),
+                (None, r) => r.map_err(Stop::Read),
+            }
         }
     }
-    Ok(out)
 }
 
 pub fn run_ls(a: LsArgs) -> CmdResult {
     let archive = super::open(&a.archive)?;
     let (_, node) = super::resolve_node(&archive, &a.spec, a.label.as_deref())?;
-    let entries = collect(&archive, &node, a.recursive)?;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let r = if a.json {
-        let arr = Json::Arr(entries.iter().map(|(p, n)| json_node(p, n)).collect());
-        writeln!(out, "{}", arr.render())
-    } else {
-        entries
-            .iter()
-            .try_for_each(|(p, n)| write_line(&mut out, a.long, p, n))
+    let mut p = Printer {
+        out: std::io::BufWriter::new(stdout.lock()),
+        long: a.long,
+        json: a.json,
+        count: 0,
     };
-    match r.and_then(|_| out.flush()) {
+    let r = p
+        .start()
+        .map_err(Stop::Write)
+        .and_then(|()| list(&archive, &node, a.recursive, &mut p))
+        .and_then(|()| p.finish().map_err(Stop::Write));
+    match r {
         Ok(()) => Ok(EXIT_OK),
-        Err(e) if is_broken_pipe(&e) => Ok(EXIT_OK),
-        Err(e) => Err(Failure::new(format!("writing to stdout: {e}"))),
+        Err(Stop::Write(e)) if is_broken_pipe(&e) => Ok(EXIT_OK),
+        Err(Stop::Write(e)) => Err(Failure::new(format!("writing to stdout: {e}"))),
+        Err(Stop::Read(e)) => {
+            // What was listed so far stays on stdout; the error says why it stops there.
+            let _ = p.out.flush();
+            Err(e.into())
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod check;
 mod diff;
+mod escape;
 mod ingest;
 mod init;
 mod ls;
@@ -136,7 +137,7 @@ fn run_main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("strata: error: {}", f.message);
+            eprintln!("strata: error: {}", escape::text(&f.message));
             if let Some(h) = f.hint {
                 eprintln!("hint: {h}");
             }
@@ -159,17 +160,18 @@ fn raise_fd_limit() {
     }
 }
 
-/// A snapshot's unreadable paths as JSON: `[{"path": ..., "error": ...}]`.
+/// A snapshot's unreadable paths as JSON: `[{"path": ..., "error": ...}]`, plus
+/// `path_bytes` (base64) when the path is not UTF-8.
 pub fn path_errors_json(errors: &[strata::format::snapshot::PathError]) -> strata::util::Json {
     use strata::util::Json;
     Json::Arr(
         errors
             .iter()
             .map(|e| {
-                Json::obj([
-                    ("path", Json::str(String::from_utf8_lossy(&e.path))),
-                    ("error", Json::str(e.message.clone())),
-                ])
+                let mut f = Vec::with_capacity(3);
+                escape::json_bytes(&mut f, "path", "path_bytes", &e.path);
+                f.push(("error", Json::str(e.message.clone())));
+                Json::obj(f)
             })
             .collect(),
     )

@@ -1,5 +1,6 @@
 //! `strata restore`: a snapshot, directory or file back onto disk.
 
+use super::escape::text;
 use super::{CmdResult, EXIT_OK, EXIT_PARTIAL, Failure};
 use std::path::PathBuf;
 use strata::restore::{RestoreOptions, restore};
@@ -65,7 +66,7 @@ pub fn run(a: Args) -> CmdResult {
         secs
     );
     for (p, w) in &report.warnings {
-        eprintln!("  warning: {p}: {w}");
+        eprintln!("  warning: {}: {}", text(p), text(w));
     }
     if !report.damaged.is_empty() {
         let dirs = report
@@ -81,7 +82,7 @@ pub fn run(a: Args) -> CmdResult {
         };
         eprintln!("  {what} NOT restored because their stored data is damaged:");
         for (p, e) in &report.damaged {
-            eprintln!("    {p}: {e}");
+            eprintln!("    {}: {}", text(p), text(e));
         }
         return Ok(EXIT_PARTIAL);
     }

@@ -1,11 +1,14 @@
 //! `strata show`: everything a snapshot record says.
 
+use super::escape::{name, text};
 use super::{CmdResult, EXIT_OK};
 use std::path::PathBuf;
 use strata::util::{Json, human_bytes, rfc3339};
 
 /// Show one snapshot's record: sources, command line, commands and hooks with their exit
 /// codes, unreadable paths, and statistics
+///
+/// Names, paths and the command line are escaped as in `strata ls` (one line each).
 #[derive(clap::Args)]
 pub struct Args {
     /// Archive directory
@@ -94,33 +97,52 @@ pub fn run(a: Args) -> CmdResult {
     let mut lines = vec![
         format!("snapshot  {}", row.id.hex()),
         format!("time      {}", rfc3339(s.time.0, s.time.1, true)),
-        format!("host      {}", s.host),
+        format!("host      {}", name(s.host.as_bytes())),
         format!(
             "label     {}",
-            if s.label.is_empty() { "-" } else { &s.label }
+            if s.label.is_empty() {
+                "-".into()
+            } else {
+                name(s.label.as_bytes())
+            }
         ),
         format!(
             "tags      {}",
             if s.tags.is_empty() {
                 "-".to_string()
             } else {
-                s.tags.join(", ")
+                s.tags
+                    .iter()
+                    .map(|t| name(t.as_bytes()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         ),
         format!(
             "parent    {}",
             s.parent.map(|p| p.short()).unwrap_or_else(|| "-".into())
         ),
-        format!("command   {}", s.argv.join(" ")),
+        format!(
+            "command   {}",
+            s.argv
+                .iter()
+                .map(|x| name(x.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         "sources".to_string(),
     ];
     for x in &s.sources {
-        lines.push(format!("  {}  <-  {}", x.name, x.origin));
+        lines.push(format!(
+            "  {}  <-  {}",
+            name(x.name.as_bytes()),
+            name(x.origin.as_bytes())
+        ));
     }
     if !s.commands.is_empty() {
         lines.push("commands (exit code)".into());
         for c in &s.commands {
-            lines.push(format!("  {:>3}  {}", c.exit_code, c.command));
+            lines.push(format!("  {:>3}  {}", c.exit_code, text(&c.command)));
         }
     }
     lines.push(format!(
@@ -141,11 +163,7 @@ pub fn run(a: Args) -> CmdResult {
     if !s.errors.is_empty() {
         lines.push(format!("unreadable paths ({})", s.errors.len()));
         for e in &s.errors {
-            lines.push(format!(
-                "  {}: {}",
-                String::from_utf8_lossy(&e.path),
-                e.message
-            ));
+            lines.push(format!("  {}: {}", name(&e.path), text(&e.message)));
         }
     }
     for l in lines {

@@ -1,5 +1,6 @@
 //! `strata snapshots`: the snapshot table.
 
+use super::escape::name;
 use super::{CmdResult, EXIT_OK};
 use std::path::PathBuf;
 use strata::util::{Json, human_bytes, rfc3339, short_time};
@@ -69,14 +70,14 @@ pub fn run(a: Args) -> CmdResult {
             if r.label.is_empty() {
                 "-".into()
             } else {
-                r.label.clone()
+                name(r.label.as_bytes()).into_owned()
             },
             if r.tags.is_empty() {
                 "-".into()
             } else {
-                r.tags.join(",")
+                join(&r.tags)
             },
-            r.sources.join(","),
+            join(&r.sources),
             r.files.to_string(),
             human_bytes(r.size),
             human_bytes(r.added),
@@ -105,4 +106,13 @@ pub fn run(a: Args) -> CmdResult {
     }
     eprintln!("{} snapshot(s)", rows.len());
     Ok(EXIT_OK)
+}
+
+/// Escaped names (as in `strata ls`), comma-separated.
+fn join(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| name(n.as_bytes()))
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -18,6 +18,7 @@
 //! ```
 
 use super::{BlobId, Decoder, Encoder, FormatError, MAX_BLOB_LEN};
+use std::ops::ControlFlow;
 
 pub const TREE_MAGIC: [u8; 4] = *b"TREE";
 pub const TREE_VERSION: u8 = 1;
@@ -292,6 +293,27 @@ pub fn encode_tree(nodes: &[Node]) -> Result<Vec<u8>, FormatError> {
 }
 
 pub fn decode_tree(b: &[u8]) -> Result<Vec<Node>, FormatError> {
+    // The count field (after magic and version), bounded by what the bytes can hold.
+    let count = b
+        .get(5..9)
+        .and_then(|c| c.try_into().ok())
+        .map_or(0, |c| u32::from_le_bytes(c) as usize);
+    let mut nodes = Vec::with_capacity(count.min(b.len() / MIN_NODE_LEN));
+    decode_tree_each(b, &mut |n| {
+        nodes.push(n);
+        ControlFlow::Continue(())
+    })?;
+    Ok(nodes)
+}
+
+/// Decodes a tree node by node, handing each to `each` as soon as it is decoded, so a
+/// directory of 200,000 entries can be listed without holding 200,000 nodes. `each`
+/// may stop early (`Break`). Every check of [`decode_tree`] applies, but a tree found
+/// malformed at its Nth node has handed over the N-1 before it.
+pub fn decode_tree_each(
+    b: &[u8],
+    each: &mut dyn FnMut(Node) -> ControlFlow<()>,
+) -> Result<(), FormatError> {
     let mut d = Decoder::new(b);
     let magic = d.bytes(4)?;
     if magic != TREE_MAGIC {
@@ -312,7 +334,7 @@ pub fn decode_tree(b: &[u8]) -> Result<Vec<Node>, FormatError> {
     let raw_count = d.u32()? as u64;
     // A node takes at least 86 bytes (a 1-byte name, no xattrs, no payload).
     let count = d.count("tree node count", raw_count, MIN_NODE_LEN)?;
-    let mut nodes: Vec<Node> = Vec::with_capacity(count);
+    let mut prev: Option<Vec<u8>> = None;
     for _ in 0..count {
         let name = d.bytes16()?.to_vec();
         if !valid_name(&name) {
@@ -321,8 +343,8 @@ pub fn decode_tree(b: &[u8]) -> Result<Vec<Node>, FormatError> {
                 format!("{:?}", String::from_utf8_lossy(&name)),
             ));
         }
-        if let Some(prev) = nodes.last()
-            && prev.name >= name
+        if let Some(prev) = &prev
+            && *prev >= name
         {
             return Err(invalid(
                 "node order (duplicate or unsorted name)",
@@ -411,7 +433,8 @@ pub fn decode_tree(b: &[u8]) -> Result<Vec<Node>, FormatError> {
             }
             _ => Payload::Other,
         };
-        nodes.push(Node {
+        prev = Some(name.clone());
+        let node = Node {
             name,
             kind,
             mode,
@@ -428,10 +451,12 @@ pub fn decode_tree(b: &[u8]) -> Result<Vec<Node>, FormatError> {
             rdev,
             xattrs,
             payload,
-        });
+        };
+        if each(node).is_break() {
+            return Ok(());
+        }
     }
-    d.finish()?;
-    Ok(nodes)
+    d.finish()
 }
 
 #[cfg(test)]
