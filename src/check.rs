@@ -3,13 +3,12 @@
 //! crc32 and BLAKE3 verified on all cores. Returns findings (never stops at the first),
 //! and for each damaged or missing blob the snapshots and paths it damages.
 
-use crate::archive::{Archive, ArchiveError, PACKS_DIR};
-use crate::format::pack::{BLOB_HEADER_LEN, BlobHeader};
+use crate::archive::{Archive, ArchiveError};
+use crate::format::pack::BLOB_HEADER_LEN;
 use crate::format::tree::{Extent, NodeKind};
 use crate::format::{BlobId, PackId};
 use crate::packs::Location;
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -87,50 +86,57 @@ pub fn check(
 
     // 1. Packs: every pack the index knows exists with at least its recorded size; every
     //    pack file is known to the index.
-    let packs_dir = archive.root().join(PACKS_DIR);
-    let known = archive.index().packs()?;
+    let known = archive.pack_rows()?;
     let known_ids: HashSet<PackId> = known.iter().map(|(p, _, _)| *p).collect();
+    let (objects, strays) = archive.pack_objects()?;
+    let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.name.as_str(), o.size)).collect();
     for (p, size, _) in &known {
         report.packs += 1;
-        match std::fs::metadata(packs_dir.join(p.file_name())) {
-            Ok(m) if m.len() >= *size => {}
-            Ok(m) => report.findings.push(Finding {
+        match sizes.get(p.file_name().as_str()) {
+            Some(len) if len >= size => {}
+            Some(len) => report.findings.push(Finding {
                 severity: Severity::Error,
-                what: format!("pack is {} bytes, the index expects {size}", m.len()),
+                what: format!("pack is {len} bytes, the index expects {size}"),
                 location: format!("packs/{}", p.file_name()),
                 fix: FIX_DAMAGE.into(),
                 damages: Vec::new(),
             }),
-            Err(e) => report.findings.push(Finding {
+            None => report.findings.push(Finding {
                 severity: Severity::Error,
-                what: format!("pack cannot be read: {e}"),
+                what: format!(
+                    "pack cannot be read: {} is missing",
+                    archive.pack_location(*p)
+                ),
                 location: format!("packs/{}", p.file_name()),
                 fix: FIX_DAMAGE.into(),
                 damages: Vec::new(),
             }),
         }
     }
-    if let Ok(rd) = std::fs::read_dir(&packs_dir) {
-        let mut unknown: Vec<String> = rd
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter(|n| PackId::from_file_name(n).is_some_and(|p| !known_ids.contains(&p)))
-            .collect();
-        unknown.sort();
-        for n in unknown {
+    for o in &objects {
+        if PackId::from_file_name(&o.name).is_some_and(|p| !known_ids.contains(&p)) {
             report.findings.push(Finding {
                 severity: Severity::Warning,
                 what: "pack is not in the index (left by an interrupted ingest, or the index is older than the packs)".into(),
-                location: format!("packs/{n}"),
+                location: format!("packs/{}", o.name),
                 fix: "`strata repair ARCHIVE` indexes what it holds and sets aside a torn tail".into(),
                 damages: Vec::new(),
             });
         }
     }
+    for st in &strays {
+        report.findings.push(Finding {
+            severity: Severity::Warning,
+            what: format!("{} among the packs, not a pack", st.what),
+            location: format!("packs/{}", st.name),
+            fix: "move it out of the archive's packs/ directory; strata ignores it".into(),
+            damages: Vec::new(),
+        });
+    }
 
     // 2. Blobs: each index row matches the record in its pack; with read_data every
     //    record's bytes are verified (crc32 and BLAKE3), spread over threads.
-    let blobs = archive.index().all_blobs()?;
+    let blobs = archive.blobs()?;
     report.blobs = blobs.len() as u64;
     if opts.read_data {
         let total: u64 = blobs
@@ -146,7 +152,7 @@ pub fn check(
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((id, loc)) = blobs.get(i) else { break };
-                        if let Err(e) = archive.packs().read(id, loc, true) {
+                        if let Err(e) = archive.read_at(id, loc, true) {
                             found.lock().unwrap_or_else(|p| p.into_inner()).push((
                                 *id,
                                 *loc,
@@ -279,20 +285,7 @@ fn where_of(loc: &Location) -> String {
 
 /// Reads only the 64-byte record header and compares it with the index row.
 fn header_matches(archive: &Archive, id: &BlobId, loc: &Location) -> Result<(), String> {
-    let path = archive.packs().path_of(loc.pack);
-    let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut h = [0u8; BLOB_HEADER_LEN];
-    f.read_exact_at(&mut h, loc.offset)
-        .map_err(|e| format!("reading the record header: {e}"))?;
-    let header = BlobHeader::decode(&h).map_err(|e| format!("record header: {e}"))?;
-    if header.id != *id || header.raw_len != loc.raw_len || header.stored_len != loc.stored_len {
-        return Err("the record in the pack does not match the index".into());
-    }
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if loc.offset + (BLOB_HEADER_LEN as u64) + loc.stored_len > len {
-        return Err("the record runs past the end of the pack".into());
-    }
-    Ok(())
+    archive.check_header(id, loc).map_err(|e| e.to_string())
 }
 
 struct Walker<'a> {
@@ -349,7 +342,7 @@ impl Walker<'_> {
                     for x in n.extents() {
                         if let Extent::Data { id, .. } = x {
                             let present = !self.bad.contains_key(id)
-                                && self.archive.index().contains(id).unwrap_or(false);
+                                && self.archive.contains(id).unwrap_or(false);
                             if !present {
                                 sound = false;
                                 let v = self.damages.entry(*id).or_default();

@@ -27,6 +27,7 @@ pub mod packs;
 pub mod read;
 pub mod restore;
 pub mod retention;
+pub mod store;
 pub mod tree;
 pub mod util;
 pub mod vfs;
