@@ -8,13 +8,12 @@
 //! ([`confirm`]); only a failure at the current location is damage. What moved or was
 //! forgotten meanwhile becomes a note, not a finding.
 
-use crate::archive::{Archive, ArchiveError, PACKS_DIR};
-use crate::format::pack::{BLOB_HEADER_LEN, BlobHeader};
+use crate::archive::{Archive, ArchiveError};
+use crate::format::pack::BLOB_HEADER_LEN;
 use crate::format::tree::{Extent, NodeKind};
 use crate::format::{BlobId, PackId};
 use crate::packs::Location;
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -98,18 +97,16 @@ pub fn check(
 
     // 1. Packs: every pack the index knows exists with at least its recorded size; every
     //    pack file is known to the index.
-    let packs_dir = archive.root().join(PACKS_DIR);
-    let known = archive.index().packs()?;
+    let known = archive.pack_rows()?;
     let known_ids: HashSet<PackId> = known.iter().map(|(p, _, _)| *p).collect();
     for (p, size, _) in &known {
         report.packs += 1;
-        let path = packs_dir.join(p.file_name());
-        let state = |size: u64| match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() && m.len() >= size => None,
-            Ok(m) if !m.is_file() => Some("is not a regular file".to_string()),
-            Ok(m) => Some(format!(
-                "pack is {} bytes, the index expects {size}",
-                m.len()
+        let state = |size: u64| match archive.pack_size(*p) {
+            Ok(Some(len)) if len >= size => None,
+            Ok(Some(len)) => Some(format!("pack is {len} bytes, the index expects {size}")),
+            Ok(None) => Some(format!(
+                "pack cannot be read: {} is missing",
+                archive.pack_location(*p)
             )),
             Err(e) => Some(format!("pack cannot be read: {e}")),
         };
@@ -118,7 +115,7 @@ pub fn check(
         }
         // A concurrent prune deletes packs after switching the index away from them:
         // ask the index again before calling a missing pack damage.
-        let what = match archive.index().pack_size(*p)? {
+        let what = match archive.indexed_pack_size(*p)? {
             None => {
                 report.packs -= 1;
                 moved_packs += 1;
@@ -137,32 +134,21 @@ pub fn check(
             damages: Vec::new(),
         });
     }
-    if let Ok(rd) = std::fs::read_dir(&packs_dir) {
-        let entries: Vec<(String, bool)> = rd
-            .flatten()
-            .map(|e| {
-                let regular = e.file_type().map(|t| t.is_file()).unwrap_or(false);
-                (e.file_name().to_string_lossy().into_owned(), regular)
-            })
-            .collect();
+    if let Ok((objects, strays)) = archive.pack_objects() {
         // Listed after the index was read: a pack a writer made since is known now.
-        let known_now: HashSet<PackId> = archive
-            .index()
-            .packs()?
-            .iter()
-            .map(|(p, _, _)| *p)
-            .collect();
+        let known_now: HashSet<PackId> = archive.pack_rows()?.iter().map(|(p, _, _)| *p).collect();
         let writer = crate::archive::active_writer(archive.root());
         let mut unknown = Vec::new();
-        let mut stray = Vec::new();
-        for (n, regular) in entries {
-            match PackId::from_file_name(&n) {
-                Some(p) if regular => {
+        let mut stray: Vec<(String, bool)> =
+            strays.into_iter().map(|st| (st.name, false)).collect();
+        for o in objects {
+            match PackId::from_file_name(&o.name) {
+                Some(p) => {
                     if !known_ids.contains(&p) && !known_now.contains(&p) {
-                        unknown.push(n);
+                        unknown.push(o.name);
                     }
                 }
-                _ => stray.push((n, regular)),
+                None => stray.push((o.name, true)),
             }
         }
         unknown.sort();
@@ -199,7 +185,7 @@ pub fn check(
 
     // 2. Blobs: each index row matches the record in its pack; with read_data every
     //    record's bytes are verified (crc32 and BLAKE3), spread over threads.
-    let blobs = archive.index().all_blobs()?;
+    let blobs = archive.blobs()?;
     report.blobs = blobs.len() as u64;
     if opts.read_data {
         let total: u64 = blobs
@@ -217,8 +203,7 @@ pub fn check(
                         let Some((id, loc)) = blobs.get(i) else { break };
                         let read = |l: &Location| {
                             archive
-                                .packs()
-                                .read(id, l, true)
+                                .read_at(id, l, true)
                                 .map(|_| ())
                                 .map_err(|e| e.to_string())
                         };
@@ -293,7 +278,7 @@ pub fn check(
             Ok(s) => walker.walk(&snap, row.root, &mut Vec::new(), 0) && s.root == row.root,
             Err(_) => false,
         };
-        if !sound && !archive.index().has_snapshot(&row.id)? {
+        if !sound && !archive.has_snapshot(&row.id)? {
             walker.forget_since(mark, &snap);
             report.snapshots -= 1;
             forgotten.push(snap);
@@ -418,8 +403,8 @@ fn confirm(
     };
     // Each retry needs another prune to have switched the index meanwhile.
     for _ in 0..4 {
-        archive.packs().evict(loc.pack);
-        match archive.index().location(id)? {
+        archive.evict_pack(loc.pack);
+        match archive.indexed_location(id)? {
             None => return Ok(Verdict::Moved),
             Some(now) if now == loc => return Ok(Verdict::Damaged(loc, last)),
             Some(now) => loc = now,
@@ -438,20 +423,7 @@ fn where_of(loc: &Location) -> String {
 
 /// Reads only the 64-byte record header and compares it with the index row.
 fn header_matches(archive: &Archive, id: &BlobId, loc: &Location) -> Result<(), String> {
-    let path = archive.packs().path_of(loc.pack);
-    let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut h = [0u8; BLOB_HEADER_LEN];
-    f.read_exact_at(&mut h, loc.offset)
-        .map_err(|e| format!("reading the record header: {e}"))?;
-    let header = BlobHeader::decode(&h).map_err(|e| format!("record header: {e}"))?;
-    if header.id != *id || header.raw_len != loc.raw_len || header.stored_len != loc.stored_len {
-        return Err("the record in the pack does not match the index".into());
-    }
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if loc.offset + (BLOB_HEADER_LEN as u64) + loc.stored_len > len {
-        return Err("the record runs past the end of the pack".into());
-    }
-    Ok(())
+    archive.check_header(id, loc).map_err(|e| e.to_string())
 }
 
 struct Walker<'a> {
@@ -532,7 +504,7 @@ impl Walker<'_> {
                     for x in n.extents() {
                         if let Extent::Data { id, .. } = x {
                             let present = !self.bad.contains_key(id)
-                                && self.archive.index().contains(id).unwrap_or(false);
+                                && self.archive.contains(id).unwrap_or(false);
                             if !present {
                                 sound = false;
                                 let v = self.damages.entry(*id).or_default();

@@ -4,7 +4,8 @@
 //! ```text
 //! format   on-disk records over byte slices (pure)
 //! chunker  FastCDC with the archive's parameters
-//! packs    append-only pack files: writer, mmap reader, scanner
+//! store    the storage seam: a Store trait, a local directory (fault-injecting one in tests)
+//! packs    append-only packs over a store: writer, reader, scanner; codec (the one place bytes are transformed)
 //! index    index.sqlite: blob locations and snapshot catalogue (rebuildable)
 //! archive  init/open/lock/commit: the one API above this line
 //! tree     snapshot trees: path lookup and walking
@@ -27,6 +28,7 @@ pub mod packs;
 pub mod read;
 pub mod restore;
 pub mod retention;
+pub mod store;
 pub mod tree;
 pub mod util;
 pub mod vfs;

@@ -5,13 +5,13 @@
 //! never moved (a pack holding one is not rewritten), so the records' order in the packs
 //! stays the commit order. Append-only archives refuse both.
 
-use crate::archive::{Archive, ArchiveError, PACKS_DIR, WriteSession};
+use crate::archive::{Archive, ArchiveError, WriteSession};
 use crate::format::forget::ForgetRecord;
 use crate::format::pack::{BLOB_HEADER_LEN, BlobKind, PACK_HEADER_LEN};
 use crate::format::tree::Extent;
 use crate::format::{BlobId, PackId};
 use crate::index::SnapshotRow;
-use crate::packs::{Location, StoredBlob};
+use crate::packs::Location;
 use std::collections::{HashMap, HashSet};
 
 /// A retention policy. Counts are "keep the newest snapshot of each of the last N
@@ -367,22 +367,17 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
         return Err(ArchiveError::AppendOnly("prune"));
     }
     let used = used_blobs(archive)?;
-    let blobs = archive.index().all_blobs()?;
-    let packs = archive.index().packs()?;
+    let blobs = archive.blobs()?;
+    let packs = archive.pack_rows()?;
     let mut report = PruneReport {
         packs_before: packs.len() as u64,
         ..PruneReport::default()
     };
     let known: HashSet<PackId> = packs.iter().map(|p| p.0).collect();
-    let packs_dir = archive.root().join(PACKS_DIR);
-    if let Ok(rd) = std::fs::read_dir(&packs_dir) {
-        for e in rd.flatten() {
-            if let Some(n) = e.file_name().to_str()
-                && PackId::from_file_name(n).is_some_and(|p| !known.contains(&p))
-                && e.file_type().is_ok_and(|t| t.is_file())
-            {
-                report.unknown_packs.push(n.to_string());
-            }
+    // Only regular files named like packs: a stray directory is check's to report.
+    for o in archive.pack_objects()?.0 {
+        if PackId::from_file_name(&o.name).is_some_and(|p| !known.contains(&p)) {
+            report.unknown_packs.push(o.name);
         }
     }
     report.unknown_packs.sort();
@@ -426,15 +421,7 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
             for (id, l) in &list {
                 if keep(id, l) {
                     if !opts.dry_run {
-                        let (h, stored) = archive.packs().read_stored(id, l)?;
-                        let loc = session.writer_for(h.kind).add(&StoredBlob {
-                            kind: h.kind,
-                            id: *id,
-                            raw_len: h.raw_len,
-                            compression: h.compression,
-                            data: stored,
-                        })?;
-                        moved.push((*id, loc));
+                        moved.push((*id, session.copy_blob(id, l)?));
                     }
                     report.blobs_moved += 1;
                     report.bytes_after += record(l);
@@ -485,17 +472,12 @@ fn finish(
     archive: &Archive,
     report: &mut PruneReport,
 ) -> Result<(), ArchiveError> {
-    // 1. new packs synced, 2. index switched in one transaction (inside commit_switch),
+    // New packs sealed, the index switched in one transaction, and only then the old
+    // packs deleted: all inside commit_switch.
     let new_packs: HashSet<PackId> = moved.iter().map(|(_, l)| l.pack).collect();
     report.packs_written = new_packs.len() as u64;
     session.commit_switch(moved, removed_blobs, removed_packs)?;
-    // 3. only then the old packs go.
-    let dir = archive.root().join(PACKS_DIR);
-    for p in removed_packs {
-        let _ = std::fs::remove_file(dir.join(p.file_name()));
-    }
-    let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
-    report.bytes_after = archive.index().packs()?.iter().map(|(_, s, _)| s).sum();
+    report.bytes_after = archive.pack_rows()?.iter().map(|(_, s, _)| s).sum();
     Ok(())
 }
 

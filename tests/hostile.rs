@@ -22,7 +22,6 @@ use strata::format::BlobId;
 use strata::format::pack::BlobKind;
 use strata::format::snapshot::{Snapshot, Source, Stats};
 use strata::format::tree::{Extent, Node, NodeKind, Payload, encode_tree};
-use strata::packs::StoredBlob;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -240,31 +239,30 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 struct W<'a> {
     s: WriteSession<'a>,
-    c: zstd::bulk::Compressor<'static>,
 }
 
 impl W<'_> {
     fn chunk(&mut self, data: &[u8]) -> Extent {
-        let id = self.s.put(&mut self.c, BlobKind::Chunk, data).unwrap();
+        let id = self.s.put(BlobKind::Chunk, data).unwrap();
         Extent::Data {
             id,
             len: data.len() as u64,
         }
     }
     fn tree(&mut self, nodes: &[Node]) -> BlobId {
-        self.s.put_tree(&mut self.c, nodes).unwrap()
+        self.s.put_tree(nodes).unwrap()
     }
     /// Stores tree bytes as they are (hostile ones included).
     fn raw_tree(&mut self, bytes: &[u8]) -> BlobId {
-        self.s.put(&mut self.c, BlobKind::Tree, bytes).unwrap()
+        self.s.put(BlobKind::Tree, bytes).unwrap()
     }
     fn blob(&mut self, kind: BlobKind, bytes: &[u8]) -> BlobId {
-        self.s.put(&mut self.c, kind, bytes).unwrap()
+        self.s.put(kind, bytes).unwrap()
     }
     /// Stores `bytes` under an id they do not hash to.
     fn lying_blob(&mut self, kind: BlobKind, id: BlobId, bytes: &[u8]) {
         self.s
-            .put_stored(&StoredBlob::new(&mut self.c, kind, id, bytes))
+            .put_stored(&self.s.archive().codec().encode(kind, id, bytes))
             .unwrap();
     }
 }
@@ -319,7 +317,6 @@ impl Fx {
         let archive = Archive::open(&self.archive).unwrap();
         let mut w = W {
             s: archive.begin_write().unwrap(),
-            c: zstd::bulk::Compressor::new(3).unwrap(),
         };
         let root = build(&mut w);
         let t = self.time.get() + 1;

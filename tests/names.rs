@@ -573,20 +573,19 @@ mod dag {
         let mut ids = Vec::new();
         for with_new in [false, true] {
             let mut s = archive.begin_write().unwrap();
-            let mut c = zstd::bulk::Compressor::new(3).unwrap();
             let leaf = node("f", NodeKind::File, Payload::File(Vec::new()));
-            let mut t: BlobId = s.put_tree(&mut c, &[leaf]).unwrap();
+            let mut t: BlobId = s.put_tree(&[leaf]).unwrap();
             for _ in 0..depth {
                 let a = node("a", NodeKind::Dir, Payload::Dir(t));
                 let b = node("b", NodeKind::Dir, Payload::Dir(t));
-                t = s.put_tree(&mut c, &[a, b]).unwrap();
+                t = s.put_tree(&[a, b]).unwrap();
             }
             let mut top = vec![];
             if with_new {
                 top.push(node("new", NodeKind::File, Payload::File(Vec::new())));
             }
             top.push(node("src", NodeKind::Dir, Payload::Dir(t)));
-            let root = s.put_tree(&mut c, &top).unwrap();
+            let root = s.put_tree(&top).unwrap();
             let mut snap = Snapshot {
                 time: (1_700_000_000 + ids.len() as i64, 0),
                 host: "test".into(),
@@ -645,8 +644,7 @@ fn diff_of_shared_subtrees_streams_and_skips_what_both_snapshots_share() {
     let empty = {
         let a = strata::archive::Archive::open(&path).unwrap();
         let mut s = a.begin_write().unwrap();
-        let mut c = zstd::bulk::Compressor::new(3).unwrap();
-        let root = s.put_tree(&mut c, &[]).unwrap();
+        let root = s.put_tree(&[]).unwrap();
         let mut snap = strata::format::snapshot::Snapshot {
             time: (1_800_000_000, 0),
             host: "test".into(),

@@ -8,7 +8,11 @@
 //!   index.sqlite      blob locations + snapshot catalogue (rebuildable from packs)
 //!   lock              flock'ed by the writer; holds its pid
 //!   packs/            <16 hex digits>.pack, append-only, the source of truth
+//!   quarantine/       what repair set aside (torn tails, unreadable packs)
 //! ```
+//!
+//! Packs are reached only through the [`Store`] seam, and blob bytes are transformed only
+//! by the archive's [`Codec`]; nothing above this layer touches either directly.
 
 pub mod config;
 mod lock;
@@ -21,19 +25,24 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, decode_tree, decode_tree_each, encode_tree};
 use crate::format::{BlobId, FormatError, PackId};
 use crate::index::{Index, IndexError, SnapshotRow};
-use crate::packs::{Location, PackError, PackReader, PackWriter, StoredBlob};
+pub use crate::packs::{Codec, Location, StoredBlob};
+use crate::packs::{PackError, PackReader, PackWriter};
+use crate::store::local::LocalStore;
+use crate::store::{ObjectMeta, Store, Stray};
 use lock::{LockError, WriterLock};
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 pub const CONFIG_FILE: &str = "config";
 pub const INDEX_FILE: &str = "index.sqlite";
 pub const LOCK_FILE: &str = "lock";
-pub const PACKS_DIR: &str = "packs";
+const PACKS_DIR: &str = "packs";
+const QUARANTINE_DIR: &str = "quarantine";
 
 #[derive(Debug, Error)]
 pub enum ArchiveError {
@@ -104,9 +113,10 @@ impl ArchiveError {
             ArchiveError::IndexMissing { .. } | ArchiveError::Index(_) => {
                 Some("rebuild the index from the packs with `strata repair ARCHIVE`".into())
             }
-            ArchiveError::Io { source, .. } | ArchiveError::Pack(PackError::Io { source, .. })
-                if source.raw_os_error() == Some(libc::ENOSPC) =>
-            {
+            ArchiveError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                Some("the archive's filesystem is full: free space and run the ingest again; nothing was committed".into())
+            }
+            ArchiveError::Pack(PackError::Store(e)) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 Some("the archive's filesystem is full: free space and run the ingest again; nothing was committed".into())
             }
             ArchiveError::Pack(e) if e.is_corruption() => {
@@ -126,9 +136,8 @@ impl ArchiveError {
     /// The filesystem was full (ENOSPC from a pack write, or SQLite's "disk full").
     pub fn is_out_of_space(&self) -> bool {
         match self {
-            ArchiveError::Io { source, .. } | ArchiveError::Pack(PackError::Io { source, .. }) => {
-                source.raw_os_error() == Some(libc::ENOSPC)
-            }
+            ArchiveError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            ArchiveError::Pack(PackError::Store(e)) => e.raw_os_error() == Some(libc::ENOSPC),
             ArchiveError::Index(e) => e.is_out_of_space(),
             _ => false,
         }
@@ -184,7 +193,16 @@ pub struct Archive {
     root: PathBuf,
     config: Config,
     index: Index,
+    store: Arc<dyn Store>,
     packs: PackReader,
+}
+
+/// The store of a local archive directory.
+fn local_store(root: &Path) -> Arc<dyn Store> {
+    Arc::new(LocalStore::new(
+        &root.join(PACKS_DIR),
+        &root.join(QUARANTINE_DIR),
+    ))
 }
 
 impl Archive {
@@ -215,11 +233,7 @@ impl Archive {
             }
             Err(e) => return Err(io(path)(e)),
         }
-        let packs = path.join(PACKS_DIR);
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&packs)
-            .map_err(io(&packs))?;
+        LocalStore::create_dir(&path.join(PACKS_DIR)).map_err(|e| ArchiveError::Pack(e.into()))?;
         let idx_path = path.join(INDEX_FILE);
         {
             // Create the file 0600 first so SQLite keeps that mode.
@@ -299,17 +313,25 @@ impl Archive {
     }
 
     pub fn open(path: &Path) -> Result<Archive, ArchiveError> {
+        Self::open_with_store(path, local_store(path))
+    }
+
+    /// Opens the archive at `path` with its packs in `store` (tests pass a store that
+    /// injects faults).
+    pub fn open_with_store(path: &Path, store: Arc<dyn Store>) -> Result<Archive, ArchiveError> {
         let config = Self::read_config(path)?;
         let idx_path = path.join(INDEX_FILE);
         if !idx_path.exists() {
             return Err(ArchiveError::IndexMissing { path: idx_path });
         }
         let index = Index::open(&idx_path)?;
+        let codec = Codec::new(config.compression_level);
         Ok(Archive {
             root: path.to_path_buf(),
             config,
             index,
-            packs: PackReader::new(&path.join(PACKS_DIR)),
+            packs: PackReader::new(store.clone(), codec),
+            store,
         })
     }
 
@@ -319,11 +341,91 @@ impl Archive {
     pub fn config(&self) -> &Config {
         &self.config
     }
-    pub fn index(&self) -> &Index {
-        &self.index
+
+    /// The codec: blob ids and stored bytes (ingest encodes chunks on its own threads).
+    pub fn codec(&self) -> &Codec {
+        self.packs.codec()
     }
-    pub fn packs(&self) -> &PackReader {
-        &self.packs
+
+    /// The index file (a mount reads it ahead, and watches it for `repair`).
+    pub fn index_path(&self) -> &Path {
+        self.index.path()
+    }
+
+    /// Every blob the index knows, with its location.
+    pub fn blobs(&self) -> Result<Vec<(BlobId, Location)>, ArchiveError> {
+        Ok(self.index.all_blobs()?)
+    }
+
+    /// Every pack the index knows: (pack, size, blob count).
+    pub fn pack_rows(&self) -> Result<Vec<(PackId, u64, u64)>, ArchiveError> {
+        Ok(self.index.packs()?)
+    }
+
+    /// What the store holds: its objects and the entries that are not objects.
+    pub fn pack_objects(&self) -> Result<(Vec<ObjectMeta>, Vec<Stray>), ArchiveError> {
+        Ok(self.store.list().map_err(PackError::from)?)
+    }
+
+    /// Where a pack is, as shown to the user.
+    pub fn pack_location(&self, pack: PackId) -> String {
+        self.packs.location_of(pack)
+    }
+
+    /// The size of a pack as the store holds it now; `None` when it is not there.
+    pub fn pack_size(&self, pack: PackId) -> Result<Option<u64>, ArchiveError> {
+        match self.store.size(&pack.file_name()) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(ArchiveError::Pack(e.into())),
+        }
+    }
+
+    /// The size the index records for a pack now; `None` when the index no longer has
+    /// it (a concurrent prune removed it).
+    pub fn indexed_pack_size(&self, pack: PackId) -> Result<Option<u64>, ArchiveError> {
+        Ok(self.index.pack_size(pack)?)
+    }
+
+    /// Where the index puts a blob now (a fresh read of the committed state).
+    pub fn indexed_location(&self, id: &BlobId) -> Result<Option<Location>, ArchiveError> {
+        Ok(self.index.location(id)?)
+    }
+
+    /// True when the catalogue still lists the snapshot.
+    pub fn has_snapshot(&self, id: &BlobId) -> Result<bool, ArchiveError> {
+        Ok(self.index.has_snapshot(id)?)
+    }
+
+    /// Drops cached state about a pack (its number may have been reused after prune).
+    pub fn evict_pack(&self, pack: PackId) {
+        self.packs.evict(pack);
+    }
+
+    /// Bytes held by the store.
+    pub fn stored_bytes(&self) -> Result<u64, ArchiveError> {
+        Ok(self.store.total_size().map_err(PackError::from)?)
+    }
+
+    /// True when a blob with this id is committed.
+    pub fn contains(&self, id: &BlobId) -> Result<bool, ArchiveError> {
+        Ok(self.index.contains(id)?)
+    }
+
+    /// Checks only the record header at `loc` against the index row (check without
+    /// `--read-data`).
+    pub fn check_header(&self, id: &BlobId, loc: &Location) -> Result<(), ArchiveError> {
+        Ok(self.packs.check_header(id, loc)?)
+    }
+
+    /// Reads the blob at one given location (no second lookup), as check does.
+    pub fn read_at(
+        &self,
+        id: &BlobId,
+        loc: &Location,
+        verify: bool,
+    ) -> Result<Vec<u8>, ArchiveError> {
+        Ok(self.packs.read(id, loc, verify)?)
     }
 
     pub fn location(&self, id: &BlobId) -> Result<Location, ArchiveError> {
@@ -492,25 +594,59 @@ impl Archive {
             },
         })?;
         // Packs left by a crashed writer keep their numbers; start after all of them.
-        let packs_dir = self.root.join(PACKS_DIR);
         let mut next = self.index.max_pack_id()? + 1;
-        for e in fs::read_dir(&packs_dir).map_err(io(&packs_dir))? {
-            let e = e.map_err(io(&packs_dir))?;
-            if let Some(p) = e.file_name().to_str().and_then(PackId::from_file_name) {
+        for o in self.store.list().map_err(PackError::from)?.0 {
+            if let Some(p) = PackId::from_file_name(&o.name) {
                 next = next.max(p.0 + 1);
             }
         }
-        let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next));
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(next));
+        let size = self.config.pack_size;
         Ok(WriteSession {
             archive: self,
             _lock: lock,
-            writer: PackWriter::new(&packs_dir, next.clone(), self.config.pack_size),
-            meta: PackWriter::new(&packs_dir, next, self.config.pack_size),
+            writer: PackWriter::new(self.store.clone(), next.clone(), size),
+            meta: PackWriter::new(self.store.clone(), next, size),
             added: Vec::new(),
-            seen: HashSet::new(),
+            seen: Claims {
+                archive: self,
+                ids: Arc::new(std::sync::Mutex::new(HashSet::new())),
+            },
             bytes_added: 0,
             committed: false,
         })
+    }
+}
+
+/// The session's dedup: which blob ids are committed or already claimed by this session.
+/// Clones share one set, so ingest's walker claims ids on its thread while the session
+/// writes on another.
+#[derive(Clone)]
+pub struct Claims<'a> {
+    archive: &'a Archive,
+    ids: Arc<std::sync::Mutex<HashSet<BlobId>>>,
+}
+
+impl Claims<'_> {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<BlobId>> {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn known(&self, id: &BlobId) -> Result<bool, ArchiveError> {
+        Ok(self.ids().contains(id) || self.archive.index.contains(id)?)
+    }
+
+    fn insert(&self, id: BlobId) {
+        self.ids().insert(id);
+    }
+
+    /// True when `id` is new: the caller must then store that blob in this session.
+    /// False when it is committed or claimed already.
+    pub fn claim(&self, id: &BlobId) -> Result<bool, ArchiveError> {
+        if self.known(id)? {
+            return Ok(false);
+        }
+        Ok(self.ids().insert(*id))
     }
 }
 
@@ -527,7 +663,8 @@ pub struct WriteSession<'a> {
     /// in a few megabytes instead of scattered among gigabytes of data.
     meta: PackWriter,
     added: Vec<(BlobId, Location)>,
-    seen: HashSet<BlobId>,
+    /// Ids stored or about to be stored in this session: the one place dedup is decided.
+    seen: Claims<'a>,
     bytes_added: u64,
     committed: bool,
 }
@@ -549,19 +686,14 @@ impl<'a> WriteSession<'a> {
         self.archive
     }
 
-    /// True when the blob is already stored (committed, or written in this session).
-    pub fn has(&self, id: &BlobId) -> Result<bool, ArchiveError> {
-        Ok(self.seen.contains(id) || self.archive.index.contains(id)?)
+    /// The session's dedup, for a producer on another thread (ingest's walker).
+    pub fn claims(&self) -> Claims<'a> {
+        self.seen.clone()
     }
 
-    /// Marks `id` as about to be written (by [`WriteSession::put_stored`] later), so
-    /// dedup within this session sees it. Returns false if it was already known.
-    pub fn claim(&mut self, id: &BlobId) -> Result<bool, ArchiveError> {
-        if self.has(id)? {
-            return Ok(false);
-        }
-        self.seen.insert(*id);
-        Ok(true)
+    /// True when the blob is already stored (committed, or written in this session).
+    pub fn has(&self, id: &BlobId) -> Result<bool, ArchiveError> {
+        self.seen.known(id)
     }
 
     /// Appends an already-compressed blob.
@@ -573,28 +705,20 @@ impl<'a> WriteSession<'a> {
         Ok(())
     }
 
-    /// Compresses and appends `raw` unless an identical blob exists. Returns its id.
-    pub fn put(
-        &mut self,
-        compressor: &mut zstd::bulk::Compressor<'_>,
-        kind: BlobKind,
-        raw: &[u8],
-    ) -> Result<BlobId, ArchiveError> {
-        let id = BlobId::of(raw);
+    /// Encodes and appends `raw` unless an identical blob exists. Returns its id.
+    pub fn put(&mut self, kind: BlobKind, raw: &[u8]) -> Result<BlobId, ArchiveError> {
+        let codec = self.archive.codec();
+        let id = codec.id_of(raw);
         if !self.has(&id)? {
-            self.put_stored(&StoredBlob::new(compressor, kind, id, raw))?;
+            self.put_stored(&codec.encode(kind, id, raw))?;
         }
         Ok(id)
     }
 
-    pub fn put_tree(
-        &mut self,
-        compressor: &mut zstd::bulk::Compressor<'_>,
-        nodes: &[Node],
-    ) -> Result<BlobId, ArchiveError> {
+    pub fn put_tree(&mut self, nodes: &[Node]) -> Result<BlobId, ArchiveError> {
         let bytes =
             encode_tree(nodes).map_err(|e| ArchiveError::Invalid(format!("encoding tree: {e}")))?;
-        self.put(compressor, BlobKind::Tree, &bytes)
+        self.put(BlobKind::Tree, &bytes)
     }
 
     /// Bytes appended to packs so far (record headers included).
@@ -607,11 +731,10 @@ impl<'a> WriteSession<'a> {
     /// transaction makes blobs and snapshot visible together.
     pub fn commit(mut self, snapshot: &mut Snapshot) -> Result<BlobId, ArchiveError> {
         snapshot.stats.bytes_added = self.bytes_added;
-        let mut c = zstd::bulk::Compressor::new(self.archive.config.compression_level)
-            .map_err(|e| ArchiveError::Invalid(format!("zstd: {e}")))?;
         let bytes = snapshot.encode();
-        let id = BlobId::of(&bytes);
-        self.put_stored(&StoredBlob::new(&mut c, BlobKind::Snapshot, id, &bytes))?;
+        let codec = self.archive.codec();
+        let id = codec.id_of(&bytes);
+        self.put_stored(&codec.encode(BlobKind::Snapshot, id, &bytes))?;
         self.finish_packs(Some((id, snapshot)))?;
         Ok(id)
     }
@@ -625,11 +748,10 @@ impl<'a> WriteSession<'a> {
         if self.archive.config.append_only {
             return Err(ArchiveError::AppendOnly("forget"));
         }
-        let mut c = zstd::bulk::Compressor::new(self.archive.config.compression_level)
-            .map_err(|e| ArchiveError::Invalid(format!("zstd: {e}")))?;
         let bytes = record.encode();
-        let id = BlobId::of(&bytes);
-        self.put_stored(&StoredBlob::new(&mut c, BlobKind::Forget, id, &bytes))?;
+        let codec = self.archive.codec();
+        let id = codec.id_of(&bytes);
+        self.put_stored(&codec.encode(BlobKind::Forget, id, &bytes))?;
         let packs = self.seal_all()?;
         self.committed = true;
         self.archive
@@ -643,26 +765,39 @@ impl<'a> WriteSession<'a> {
     fn seal_all(&mut self) -> Result<Vec<(PackId, u64, u64)>, ArchiveError> {
         let mut sealed = self.writer.finish()?;
         sealed.extend(self.meta.finish()?);
-        let mut packs = Vec::new();
-        for p in sealed {
-            let n = self.added.iter().filter(|(_, l)| l.pack == p).count() as u64;
-            let path = self.archive.packs.path_of(p);
-            let size = fs::metadata(&path).map_err(io(&path))?.len();
-            packs.push((p, size, n));
-        }
-        Ok(packs)
+        Ok(sealed
+            .into_iter()
+            .map(|(p, size)| {
+                let n = self.added.iter().filter(|(_, l)| l.pack == p).count() as u64;
+                (p, size, n)
+            })
+            .collect())
     }
 
-    /// The pack writer for a kind of blob (also used by prune to copy blobs).
-    pub(crate) fn writer_for(&mut self, kind: BlobKind) -> &mut PackWriter {
+    /// Copies a committed blob's record, as stored, into this session's packs (prune):
+    /// the record is verified first and never re-encoded. Returns its new location.
+    pub fn copy_blob(&mut self, id: &BlobId, loc: &Location) -> Result<Location, ArchiveError> {
+        let (h, stored) = self.archive.packs.read_stored(id, loc)?;
+        Ok(self.writer_for(h.kind).add(&StoredBlob {
+            kind: h.kind,
+            id: *id,
+            raw_len: h.raw_len,
+            compression: h.compression,
+            data: stored,
+        })?)
+    }
+
+    /// The pack writer for a kind of blob.
+    fn writer_for(&mut self, kind: BlobKind) -> &mut PackWriter {
         match kind {
             BlobKind::Chunk => &mut self.writer,
             BlobKind::Tree | BlobKind::Snapshot | BlobKind::Forget => &mut self.meta,
         }
     }
 
-    /// Prune's commit: seal the new packs, then switch the index in one transaction.
-    pub(crate) fn commit_switch(
+    /// Prune's commit: seal the new packs, switch the index in one transaction, and only
+    /// then delete the old packs.
+    pub fn commit_switch(
         mut self,
         moved: &[(BlobId, Location)],
         removed_blobs: &[BlobId],
@@ -673,10 +808,19 @@ impl<'a> WriteSession<'a> {
         for (p, _, n) in packs_with_counts.iter_mut() {
             *n = moved.iter().filter(|(_, l)| l.pack == *p).count() as u64;
         }
+        if self.archive.config.append_only {
+            return Err(ArchiveError::AppendOnly("prune"));
+        }
         self.committed = true;
         self.archive
             .index
             .switch(&packs_with_counts, moved, removed_blobs, removed_packs)?;
+        // Readers that looked a blob up before the switch find its pack gone and look
+        // it up again (see `read_verified`).
+        for p in removed_packs {
+            let _ = self.archive.store.delete(&p.file_name());
+        }
+        let _ = self.archive.store.sync();
         Ok(())
     }
 
@@ -689,3 +833,6 @@ impl<'a> WriteSession<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod fault_tests;

@@ -9,20 +9,17 @@
 //! lists them by the location of their records (pack number, then offset), which is the
 //! order they were committed in (see `docs/FORMAT.md`, "Commit order").
 
-use super::{Archive, ArchiveError, INDEX_FILE, LOCK_FILE, PACKS_DIR, io};
+use super::{Archive, ArchiveError, INDEX_FILE, LOCK_FILE, QUARANTINE_DIR, io, local_store};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Extent, decode_tree};
 use crate::format::{BlobId, PackId};
 use crate::index::Index;
-use crate::packs::{Location, PackReader, survey_pack};
+use crate::packs::{Codec, Location, PackError, PackReader, survey_pack};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-
-pub const QUARANTINE_DIR: &str = "quarantine";
 
 #[derive(Default, Debug)]
 pub struct RepairReport {
@@ -68,8 +65,8 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
             source,
         },
     })?;
-    let packs_dir = root.join(PACKS_DIR);
-    let quarantine = root.join(QUARANTINE_DIR);
+    let store = local_store(root);
+    let store_err = |e| ArchiveError::Pack(PackError::Store(e));
     let mut report = RepairReport::default();
 
     // What the old index knew, when it can still be read: a pack it knew that is now
@@ -84,24 +81,19 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         ),
         Err(_) => (HashMap::new(), Vec::new()),
     };
-    let mut names: Vec<(PackId, String)> = Vec::new();
-    for e in fs::read_dir(&packs_dir).map_err(io(&packs_dir))?.flatten() {
-        let Some(n) = e.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let Some(p) = PackId::from_file_name(&n) else {
-            continue;
-        };
-        // A directory, symlink, fifo or device named like a pack is not one: left where
-        // it is and reported (`check` names it too), never read or moved.
-        match e.file_type() {
-            Ok(t) if t.is_file() => names.push((p, n)),
-            Ok(_) => report
-                .skipped
-                .push((n, "is not a regular file: skipped".into())),
-            Err(err) => report
-                .skipped
-                .push((n, format!("cannot be examined ({err}): skipped"))),
+    // A directory, symlink, fifo or device named like a pack is not one: left where it
+    // is and reported (`check` names it too), never read or moved.
+    let (objects, strays) = store.list().map_err(store_err)?;
+    let mut names: Vec<(PackId, String)> = objects
+        .into_iter()
+        .filter_map(|o| Some((PackId::from_file_name(&o.name)?, o.name)))
+        .collect();
+    for st in strays {
+        if PackId::from_file_name(&st.name).is_some() {
+            report.skipped.push((
+                st.name,
+                format!("is {}, not a regular file: skipped", st.what),
+            ));
         }
     }
     names.sort();
@@ -113,8 +105,12 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     let mut damaged: HashMap<BlobId, Location> = HashMap::new();
     let mut pack_rows = Vec::new();
     for (pack, name) in names {
-        let path = packs_dir.join(&name);
-        let bytes = fs::read(&path).map_err(io(&path))?;
+        let bytes = match store.read_all(&name) {
+            Ok(b) => b,
+            // Gone since the listing: nothing to index.
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(store_err(e)),
+        };
         if let Some(&known) = old_packs.get(&pack)
             && (bytes.len() as u64) < known
         {
@@ -129,7 +125,7 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         if bytes.len() < crate::format::pack::PACK_HEADER_LEN {
             // Created by a writer that was killed before its header was even written:
             // nothing in it, nothing references it.
-            set_aside_file(&quarantine, &path, &name)?;
+            store.set_aside(&name).map_err(store_err)?;
             report.torn.push((
                 pack,
                 0,
@@ -141,7 +137,7 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         let survey = match survey_pack(&bytes, pack) {
             Ok(s) => s,
             Err(e) => {
-                set_aside_file(&quarantine, &path, &name)?;
+                store.set_aside(&name).map_err(store_err)?;
                 report
                     .unreadable
                     .push((name, format!("{e}; moved to {QUARANTINE_DIR}/")));
@@ -170,7 +166,10 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         }
         let mut size = bytes.len() as u64;
         if let Some(at) = survey.torn_tail {
-            let kept = cut_tail(&quarantine, &path, &name, &bytes, at)?;
+            // Only a pack that a crash left unsealed has a torn tail; nothing references
+            // its tail. Its bytes are kept in the quarantine.
+            store.cut_tail(&name, at).map_err(store_err)?;
+            let kept = format!("{QUARANTINE_DIR}/{name}.tail-{at}");
             report.torn.push((pack, at, bytes.len() as u64 - at, kept));
             size = at;
         }
@@ -183,7 +182,7 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
 
     // Snapshots: register those whose every reachable blob exists, unless a forget
     // record names them.
-    let reader = PackReader::new(&packs_dir);
+    let reader = PackReader::new(store.clone(), Codec::new(config.compression_level));
     let mut forgotten: HashSet<BlobId> = HashSet::new();
     for (id, loc) in sound.iter().filter(|(_, l)| l.kind == BlobKind::Forget) {
         match reader
@@ -284,6 +283,7 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         .and_then(|d| d.sync_all())
         .map_err(io(root))?;
     let _ = config;
+    report.recovered.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(report)
 }
 
@@ -337,58 +337,4 @@ fn reachable_complete(
         Ok(())
     }
     visit(reader, blobs, root, complete, 0)
-}
-
-fn ensure_quarantine(q: &Path) -> Result<(), ArchiveError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match fs::DirBuilder::new().mode(0o700).create(q) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io(q)(e)),
-    }
-}
-
-fn set_aside_file(q: &Path, path: &Path, name: &str) -> Result<(), ArchiveError> {
-    ensure_quarantine(q)?;
-    let to = q.join(name);
-    fs::rename(path, &to).map_err(io(&to))?;
-    // Both directory entries changed: make the move durable.
-    for d in [q, path.parent().unwrap_or(q)] {
-        fs::File::open(d)
-            .and_then(|f| f.sync_all())
-            .map_err(io(d))?;
-    }
-    Ok(())
-}
-
-/// Copies `bytes[at..]` to the quarantine (synced), then cuts the pack at `at`. Only a
-/// pack that a crash left unsealed has a torn tail; nothing references its tail.
-fn cut_tail(
-    q: &Path,
-    path: &Path,
-    name: &str,
-    bytes: &[u8],
-    at: u64,
-) -> Result<String, ArchiveError> {
-    ensure_quarantine(q)?;
-    let dest = q.join(format!("{name}.tail-{at}"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&dest)
-        .map_err(io(&dest))?;
-    f.write_all(&bytes[at as usize..]).map_err(io(&dest))?;
-    f.sync_all().map_err(io(&dest))?;
-    fs::File::open(q)
-        .and_then(|d| d.sync_all())
-        .map_err(io(q))?;
-    let p = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io(path))?;
-    p.set_len(at).map_err(io(path))?;
-    p.sync_all().map_err(io(path))?;
-    Ok(format!("{QUARANTINE_DIR}/{name}.tail-{at}"))
 }

@@ -4,12 +4,10 @@
 
 use super::walk::Walker;
 use super::{IngestError, IngestOptions, Progress};
-use crate::archive::{Archive, ArchiveError, WriteSession};
+use crate::archive::{Archive, ArchiveError, Claims, Codec, StoredBlob, WriteSession};
 use crate::format::BlobId;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{CommandRun, PathError, Stats};
-use crate::packs::StoredBlob;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -31,23 +29,17 @@ pub struct Outcome<'a> {
 
 /// The walker's handle on the pipeline: dedups and hands new blobs to the compressors.
 pub struct Sink<'a> {
-    archive: &'a Archive,
+    codec: &'a Codec,
+    claims: Claims<'a>,
     tx: SyncSender<Job>,
-    sent: HashSet<BlobId>,
     failed: Arc<AtomicBool>,
 }
 
 impl Sink<'_> {
     /// Stores `data` unless an identical blob is already stored; returns its id.
     pub fn store(&mut self, kind: BlobKind, data: Vec<u8>) -> Result<BlobId, IngestError> {
-        let id = BlobId::of(&data);
-        if self.sent.contains(&id)
-            || self
-                .archive
-                .index()
-                .contains(&id)
-                .map_err(ArchiveError::from)?
-        {
+        let id = self.codec.id_of(&data);
+        if !self.claims.claim(&id).map_err(IngestError::Write)? {
             return Ok(id);
         }
         if self.failed.load(Ordering::Relaxed) {
@@ -55,7 +47,6 @@ impl Sink<'_> {
                 "the pack writer stopped".into(),
             )));
         }
-        self.sent.insert(id);
         self.tx.send(Job { kind, id, data }).map_err(|_| {
             IngestError::Write(ArchiveError::Invalid("the pack writer stopped".into()))
         })?;
@@ -74,7 +65,8 @@ pub fn run<'a>(
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8);
-    let level = archive.config().compression_level;
+    let codec = archive.codec();
+    let claims = session.claims();
     let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
     let (blob_tx, blob_rx) = sync_channel::<StoredBlob>(workers * 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
@@ -89,7 +81,7 @@ pub fn run<'a>(
             let tx = blob_tx.clone();
             let failed = failed.clone();
             compressors.push(s.spawn(move || {
-                compress_loop(level, &rx, &tx);
+                compress_loop(codec, &rx, &tx);
                 // However it ended, nothing more can be compressed by this worker.
                 failed.store(true, Ordering::Relaxed);
             }));
@@ -102,9 +94,9 @@ pub fn run<'a>(
         let writer = s.spawn(move || write_loop(session, blob_rx, &writer_failed));
 
         let sink = Sink {
-            archive,
+            codec,
+            claims,
             tx: job_tx,
-            sent: HashSet::new(),
             failed: failed.clone(),
         };
         // The walker recurses once per directory level: give it a deep stack.
@@ -188,17 +180,14 @@ fn panicked(what: &str) -> IngestError {
     )))
 }
 
-fn compress_loop(level: i32, rx: &Mutex<Receiver<Job>>, tx: &SyncSender<StoredBlob>) {
-    let Ok(mut c) = zstd::bulk::Compressor::new(level) else {
-        return;
-    };
+fn compress_loop(codec: &Codec, rx: &Mutex<Receiver<Job>>, tx: &SyncSender<StoredBlob>) {
     loop {
         let job = match rx.lock() {
             Ok(r) => r.recv(),
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let blob = StoredBlob::new(&mut c, job.kind, job.id, &job.data);
+        let blob = codec.encode(job.kind, job.id, &job.data);
         if tx.send(blob).is_err() {
             return;
         }

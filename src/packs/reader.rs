@@ -1,95 +1,86 @@
-//! Pack reader: reads one blob record with a single positioned read (pread) from a
-//! bounded set of open pack files, verifies its header against the index and its crc32,
-//! and decompresses it. Also the record-by-record scanner used by check and repair.
-//!
-//! Reads use pread rather than a memory map: an I/O error or a file shortened behind our
-//! back then surfaces as an error for that one read instead of SIGBUS for the process,
-//! and the pages read are not charged to the reader's RSS. The copy costs far less than
-//! decompression.
+//! Pack reader: reads one blob record with one or two ranged reads from the store,
+//! verifies its header against the index and its crc32, and hands the stored bytes to the
+//! codec. Also the record-by-record scanner used by check and repair.
 
-use super::{Location, PackError};
+use super::{Codec, Location, PackError};
 use crate::format::pack::{
-    BLOB_HEADER_LEN, BlobHeader, Compression, PACK_HEADER_LEN, decode_pack_header,
+    BLOB_HEADER_LEN, BlobHeader, BlobKind, PACK_HEADER_LEN, decode_pack_header,
 };
 use crate::format::{BlobId, MAX_BLOB_LEN, PackId};
-use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use crate::store::{Store, StoreError};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-/// Most pack files kept open at once.
-const MAX_OPEN: usize = 256;
-
 pub struct PackReader {
-    dir: PathBuf,
-    files: Mutex<HashMap<PackId, Arc<File>>>,
+    store: Arc<dyn Store>,
+    codec: Codec,
+    /// Tree packs already hinted for read-ahead.
+    warmed: Mutex<HashSet<PackId>>,
 }
 
 impl PackReader {
-    pub fn new(dir: &Path) -> PackReader {
+    pub fn new(store: Arc<dyn Store>, codec: Codec) -> PackReader {
         PackReader {
-            dir: dir.to_path_buf(),
-            files: Mutex::new(HashMap::new()),
+            store,
+            codec,
+            warmed: Mutex::new(HashSet::new()),
         }
     }
 
-    pub fn path_of(&self, pack: PackId) -> PathBuf {
-        self.dir.join(pack.file_name())
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
-    /// Drops the cached descriptor of a pack, so the next read opens it anew: after
-    /// prune deleted it (and a later writer may have reused its number).
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// Forgets anything cached about a pack (its open descriptor): its number may have
+    /// been deleted by prune and reused by a later writer.
     pub fn evict(&self, pack: PackId) {
-        self.files
+        self.warmed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&pack);
+        self.store.evict(&pack.file_name());
     }
 
-    fn file(&self, pack: PackId) -> Result<Arc<File>, PackError> {
-        self.file_hinted(pack, false)
+    /// Where a pack is, as shown to the user.
+    pub fn location_of(&self, pack: PackId) -> String {
+        self.store.location(&pack.file_name())
     }
 
-    /// Opens a pack; with `whole`, a pack that holds trees (small, read all over by any
-    /// walk) is read ahead in full on first open.
-    fn file_hinted(&self, pack: PackId, whole: bool) -> Result<Arc<File>, PackError> {
-        if let Some(f) = self
-            .files
+    /// Reads `buf.len()` bytes of `loc`'s pack at `at`; a pack that ends early is a
+    /// record running past the end.
+    fn read_at(&self, loc: &Location, at: u64, buf: &mut [u8]) -> Result<(), PackError> {
+        self.store
+            .read_at(&loc.pack.file_name(), at, buf)
+            .map_err(|e| match e {
+                StoreError::Short { .. } => PackError::PastEnd {
+                    pack: loc.pack,
+                    offset: loc.offset,
+                    len: BLOB_HEADER_LEN as u64 + loc.stored_len,
+                },
+                e => PackError::Store(e),
+            })
+    }
+
+    /// A pack that holds trees (small, read all over by any walk) is read ahead in full
+    /// on first use.
+    fn warm(&self, pack: PackId) {
+        if self
+            .warmed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&pack)
+            .insert(pack)
         {
-            return Ok(f.clone());
+            self.store.will_need(&pack.file_name());
         }
-        let path = self.path_of(pack);
-        let file = Arc::new(File::open(&path).map_err(|source| PackError::Io { path, source })?);
-        if whole
-            && file
-                .metadata()
-                .map(|m| m.len() <= 64 << 20)
-                .unwrap_or(false)
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: advisory call on a descriptor we own.
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
-        }
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        if files.len() >= MAX_OPEN {
-            files.clear();
-        }
-        files.insert(pack, file.clone());
-        Ok(file)
     }
 
-    /// Reads one blob's plain bytes, verifying the record header against `loc` and `id`
-    /// and the crc32 of the stored bytes. With `verify_hash`, also checks BLAKE3.
-    pub fn read(
-        &self,
-        id: &BlobId,
-        loc: &Location,
-        verify_hash: bool,
-    ) -> Result<Vec<u8>, PackError> {
+    /// The record header and stored bytes at `loc`, after checking the header against
+    /// `loc` and `id` and the crc32 of the stored bytes.
+    fn read_record(&self, id: &BlobId, loc: &Location) -> Result<(BlobHeader, Vec<u8>), PackError> {
         if loc.stored_len > MAX_BLOB_LEN || loc.raw_len > MAX_BLOB_LEN {
             return Err(PackError::Mismatch {
                 pack: loc.pack,
@@ -100,23 +91,9 @@ impl PackReader {
                 ),
             });
         }
-        let file = self.file_hinted(loc.pack, loc.kind == crate::format::pack::BlobKind::Tree)?;
-        let read_at = |buf: &mut [u8], at: u64| -> Result<(), PackError> {
-            file.read_exact_at(buf, at).map_err(|source| {
-                if source.kind() == std::io::ErrorKind::UnexpectedEof {
-                    PackError::PastEnd {
-                        pack: loc.pack,
-                        offset: loc.offset,
-                        len: BLOB_HEADER_LEN as u64 + loc.stored_len,
-                    }
-                } else {
-                    PackError::Io {
-                        path: self.path_of(loc.pack),
-                        source,
-                    }
-                }
-            })
-        };
+        if loc.kind == BlobKind::Tree {
+            self.warm(loc.pack);
+        }
         // Small records (trees, small files) in one read; large ones as header then
         // data, so the data lands in its final buffer without another copy.
         let small = loc.stored_len <= 64 << 10;
@@ -124,10 +101,10 @@ impl PackReader {
         let mut whole = Vec::new();
         if small {
             whole = vec![0u8; BLOB_HEADER_LEN + loc.stored_len as usize];
-            read_at(&mut whole, loc.offset)?;
+            self.read_at(loc, loc.offset, &mut whole)?;
             head.copy_from_slice(&whole[..BLOB_HEADER_LEN]);
         } else {
-            read_at(&mut head, loc.offset)?;
+            self.read_at(loc, loc.offset, &mut head)?;
         }
         let header = BlobHeader::decode(&head).map_err(|source| PackError::Format {
             pack: loc.pack,
@@ -158,7 +135,7 @@ impl PackReader {
             whole.split_off(BLOB_HEADER_LEN)
         } else {
             let mut data = vec![0u8; loc.stored_len as usize];
-            read_at(&mut data, loc.offset + BLOB_HEADER_LEN as u64)?;
+            self.read_at(loc, loc.offset + BLOB_HEADER_LEN as u64, &mut data)?;
             data
         };
         if crc32fast::hash(&stored) != header.data_crc {
@@ -168,72 +145,63 @@ impl PackReader {
                 id: header.id,
             });
         }
-        let plain = decode_owned(&header, stored, loc.pack, loc.offset)?;
-        if verify_hash && BlobId::of(&plain) != *id {
-            return Err(PackError::HashMismatch {
+        Ok((header, stored))
+    }
+
+    /// Reads one blob's plain bytes, verifying the record header against `loc` and `id`
+    /// and the crc32 of the stored bytes. With `verify_hash`, also checks the id.
+    pub fn read(
+        &self,
+        id: &BlobId,
+        loc: &Location,
+        verify_hash: bool,
+    ) -> Result<Vec<u8>, PackError> {
+        let (header, stored) = self.read_record(id, loc)?;
+        self.codec
+            .decode(&header, stored, loc.pack, loc.offset, verify_hash)
+    }
+
+    /// Reads only the record header at `loc` and checks it against the index row, and
+    /// that the record fits in the pack: `check` without `--read-data`.
+    pub fn check_header(&self, id: &BlobId, loc: &Location) -> Result<(), PackError> {
+        let mut head = [0u8; BLOB_HEADER_LEN];
+        self.read_at(loc, loc.offset, &mut head)?;
+        let header = BlobHeader::decode(&head).map_err(|source| PackError::Format {
+            pack: loc.pack,
+            offset: loc.offset,
+            source,
+        })?;
+        if header.id != *id || header.raw_len != loc.raw_len || header.stored_len != loc.stored_len
+        {
+            return Err(PackError::Mismatch {
                 pack: loc.pack,
                 offset: loc.offset,
-                id: *id,
+                what: "the record in the pack does not match the index".into(),
             });
         }
-        Ok(plain)
+        let size = self.store.size(&loc.pack.file_name())?;
+        if loc.offset + BLOB_HEADER_LEN as u64 + loc.stored_len > size {
+            return Err(PackError::PastEnd {
+                pack: loc.pack,
+                offset: loc.offset,
+                len: BLOB_HEADER_LEN as u64 + loc.stored_len,
+            });
+        }
+        Ok(())
     }
-}
 
-impl PackReader {
-    /// A blob's record as stored (header and stored bytes, not decompressed), after
-    /// checking the crc32, the header against the index, and the BLAKE3 of the plain
-    /// bytes: prune copies records with this and never copies damage.
+    /// A blob's record as stored (header and stored bytes, not decoded), after checking
+    /// the crc32, the header against the index, and the id of the plain bytes: prune
+    /// copies records with this and never copies damage.
     pub fn read_stored(
         &self,
         id: &BlobId,
         loc: &Location,
     ) -> Result<(BlobHeader, Vec<u8>), PackError> {
-        let plain = self.read(id, loc, true)?;
-        drop(plain);
-        let file = self.file(loc.pack)?;
-        let mut buf = vec![0u8; BLOB_HEADER_LEN + loc.stored_len as usize];
-        file.read_exact_at(&mut buf, loc.offset)
-            .map_err(|source| PackError::Io {
-                path: self.path_of(loc.pack),
-                source,
-            })?;
-        let (header, stored) =
-            slice_record(&buf, loc.pack, 0).map_err(|e| rebase(e, loc.offset))?;
-        if header.id != *id {
-            return Err(PackError::Mismatch {
-                pack: loc.pack,
-                offset: loc.offset,
-                what: "record changed while it was read".into(),
-            });
-        }
-        Ok((header, stored.to_vec()))
-    }
-}
-
-/// Errors from slicing a buffer that starts at `base` in the pack report pack offsets.
-fn rebase(e: PackError, base: u64) -> PackError {
-    match e {
-        PackError::Format {
-            pack,
-            offset,
-            source,
-        } => PackError::Format {
-            pack,
-            offset: offset + base,
-            source,
-        },
-        PackError::CrcMismatch { pack, offset, id } => PackError::CrcMismatch {
-            pack,
-            offset: offset + base,
-            id,
-        },
-        PackError::PastEnd { pack, offset, len } => PackError::PastEnd {
-            pack,
-            offset: offset + base,
-            len,
-        },
-        other => other,
+        let (header, stored) = self.read_record(id, loc)?;
+        self.codec
+            .decode(&header, stored.clone(), loc.pack, loc.offset, true)?;
+        Ok((header, stored))
     }
 }
 
@@ -279,73 +247,6 @@ pub fn slice_record(
         });
     }
     Ok((header, stored))
-}
-
-thread_local! {
-    /// One zstd decompression context per thread, reused for every blob: creating one
-    /// per blob showed up as 15% of a mount's time in `find`.
-    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Like [`decode_stored`], taking the stored bytes by value: an uncompressed blob is
-/// returned without a copy.
-pub fn decode_owned(
-    header: &BlobHeader,
-    stored: Vec<u8>,
-    pack: PackId,
-    offset: u64,
-) -> Result<Vec<u8>, PackError> {
-    if header.compression == Compression::None {
-        if stored.len() as u64 != header.raw_len {
-            return Err(PackError::Mismatch {
-                pack,
-                offset,
-                what: format!("plain length {} != {}", stored.len(), header.raw_len),
-            });
-        }
-        return Ok(stored);
-    }
-    decode_stored(header, &stored, pack, offset)
-}
-
-/// Turns stored bytes into plain bytes, checking the plain length.
-pub fn decode_stored(
-    header: &BlobHeader,
-    stored: &[u8],
-    pack: PackId,
-    offset: u64,
-) -> Result<Vec<u8>, PackError> {
-    let plain = match header.compression {
-        Compression::None => stored.to_vec(),
-        Compression::Zstd => {
-            let mut out = Vec::with_capacity(header.raw_len as usize);
-            let fail = |message: String| PackError::Decompress {
-                pack,
-                offset,
-                message,
-            };
-            DCTX.with(|cell| -> Result<(), PackError> {
-                let mut slot = cell.borrow_mut();
-                if slot.is_none() {
-                    *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| fail(e.to_string()))?);
-                }
-                let dec = slot.as_mut().expect("just set");
-                dec.decompress_to_buffer(stored, &mut out)
-                    .map_err(|e| fail(e.to_string()))?;
-                Ok(())
-            })?;
-            out
-        }
-    };
-    if plain.len() as u64 != header.raw_len {
-        return Err(PackError::Mismatch {
-            pack,
-            offset,
-            what: format!("plain length {} != {}", plain.len(), header.raw_len),
-        });
-    }
-    Ok(plain)
 }
 
 #[derive(Debug)]
@@ -484,7 +385,6 @@ pub fn survey_pack(map: &[u8], expected: PackId) -> Result<Survey, PackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::pack::BlobKind;
 
     #[test]
     fn a_survey_continues_past_damage_and_finds_the_torn_tail() {
@@ -512,11 +412,17 @@ mod tests {
             let _ = survey_pack(&bytes[..n], PackId(1));
         }
     }
-    use crate::packs::{PackWriter, StoredBlob};
+    use crate::packs::{Codec, PackWriter};
+    use crate::store::local::LocalStore;
+    use std::path::Path;
+
+    fn store(dir: &Path) -> Arc<dyn Store> {
+        Arc::new(LocalStore::new(dir, &dir.join("quarantine")))
+    }
 
     fn write_pack(dir: &Path) -> Vec<(BlobId, Location, Vec<u8>)> {
-        let mut w = PackWriter::new(dir, std::sync::Arc::new(1.into()), 1 << 30);
-        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        let mut w = PackWriter::new(store(dir), Arc::new(1.into()), 1 << 30);
+        let c = Codec::new(3);
         let mut out = Vec::new();
         for i in 0..5u8 {
             let raw: Vec<u8> = if i % 2 == 0 {
@@ -526,10 +432,8 @@ mod tests {
                     .map(|x| (x.wrapping_mul(2654435761) >> 13) as u8 ^ i)
                     .collect()
             };
-            let id = BlobId::of(&raw);
-            let loc = w
-                .add(&StoredBlob::new(&mut c, BlobKind::Chunk, id, &raw))
-                .unwrap();
+            let id = c.id_of(&raw);
+            let loc = w.add(&c.encode(BlobKind::Chunk, id, &raw)).unwrap();
             out.push((id, loc, raw));
         }
         w.finish().unwrap();
@@ -540,7 +444,7 @@ mod tests {
     fn written_blobs_read_back_and_scan() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = write_pack(dir.path());
-        let r = PackReader::new(dir.path());
+        let r = PackReader::new(store(dir.path()), Codec::new(3));
         for (id, loc, raw) in &blobs {
             assert_eq!(&r.read(id, loc, true).unwrap(), raw);
         }
@@ -560,7 +464,7 @@ mod tests {
         let (id, loc, _) = &blobs[2];
         bytes[loc.offset as usize + BLOB_HEADER_LEN + 10] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        let r = PackReader::new(dir.path());
+        let r = PackReader::new(store(dir.path()), Codec::new(3));
         assert!(matches!(
             r.read(id, loc, false),
             Err(PackError::CrcMismatch { .. })

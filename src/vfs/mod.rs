@@ -203,7 +203,7 @@ impl Vfs {
         let trees = Arc::new(TreeCache::new(TREE_CACHE));
         // Every directory a walk opens costs one index lookup: ask the kernel to read the
         // (small) index file in one sweep rather than page by page as lookups come.
-        if let Ok(f) = std::fs::File::open(archive.index().path()) {
+        if let Ok(f) = std::fs::File::open(archive.index_path()) {
             use std::os::fd::AsRawFd;
             // SAFETY: advisory call on a descriptor we own.
             unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
@@ -845,13 +845,7 @@ impl Vfs {
 
     /// (total bytes stored in packs, number of snapshots)
     pub fn statfs(&self) -> Result<(u64, u64), VfsError> {
-        let packs = self.archive.root().join(crate::archive::PACKS_DIR);
-        let mut total = 0u64;
-        if let Ok(rd) = std::fs::read_dir(packs) {
-            for e in rd.flatten() {
-                total += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
+        let total = self.archive.stored_bytes().unwrap_or(0);
         Ok((total, self.snapshots()?.len() as u64))
     }
 
