@@ -1,34 +1,33 @@
 //! strata: an append-only, deduplicated, indexed backup archive with a read-only FUSE
-//! mount. Layers, bottom up; each uses only the ones below it:
+//! mount. Layers, top down; each uses only the ones below it (docs/ARCHITECTURE.md):
 //!
 //! ```text
-//! format   on-disk records over byte slices (pure)
-//! chunker  FastCDC with the archive's parameters
-//! store    the storage seam: a Store trait, a local directory (fault-injecting one in tests)
-//! packs    append-only packs over a store: writer, reader, scanner; codec (the one place bytes are transformed)
-//! index    index.sqlite: blob locations and snapshot catalogue (rebuildable)
-//! archive  init/open/lock/commit: the one API above this line
+//! cli      clap front end: parsing, rendering, hints, exit codes; no domain decisions
+//! fuse     the fuser adapter (forwarding only) and mounting
+//! vfs      filesystem semantics without the kernel: inodes, namespace, handles, reads
+//! ops      check, diff, restore, retention (forget, prune)
+//! ingest   sources → walk → chunks → the write session → trees → snapshot
+//! content  a file's bytes at any offset, a bounded chunk cache, streaming reads
 //! tree     snapshot trees: path lookup and walking
-//! ingest   sources → chunks → packs → trees → snapshot
-//! read     file bytes at any offset, with a bounded chunk cache
-//! restore  trees and files back onto disk, exactly
-//! cli      clap front end; no logic
+//! archive  init/open/lock/commit, the write session (the only dedup), repair: the one API above
+//! index    index.sqlite: blob locations and snapshot catalogue (rebuildable, never the truth)
+//! packs    append-only packs over a store: writer, reader, scanner; codec (the one place bytes are transformed)
+//! store    the storage seam: a Store trait, a local directory (a fault-injecting one in tests)
+//! chunker  FastCDC with the archive's parameters
+//! format   on-disk records over byte slices (pure, versioned, golden-byte tested)
+//! sys      small system helpers: fd-relative file calls, time, JSON text, LRU, names
 //! ```
 
 pub mod archive;
-pub mod check;
 pub mod chunker;
-pub mod diff;
+pub mod content;
 pub mod format;
-pub mod fsops;
 pub mod fuse;
 pub mod index;
 pub mod ingest;
+pub mod ops;
 pub mod packs;
-pub mod read;
-pub mod restore;
-pub mod retention;
 pub mod store;
+pub mod sys;
 pub mod tree;
-pub mod util;
 pub mod vfs;

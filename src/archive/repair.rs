@@ -228,7 +228,7 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
                     id,
                     format!(
                         "{} {}",
-                        crate::util::rfc3339(snap.time.0, 0, false),
+                        crate::sys::rfc3339(snap.time.0, 0, false),
                         snap.label
                     ),
                 ));

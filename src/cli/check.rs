@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use strata::check::{CheckOptions, CheckProgress, Severity, check};
-use strata::util::{Json, human_bytes};
+use strata::ops::check::{CheckOptions, CheckProgress, Severity, check};
+use strata::sys::{Json, human_bytes};
 
 /// Exit code of `check` when it finds errors (documented in the README).
 pub const EXIT_DAMAGE: u8 = 5;

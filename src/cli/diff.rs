@@ -4,9 +4,9 @@ use super::{CmdResult, EXIT_OK, Failure, escape, is_broken_pipe};
 use std::io::Write;
 use std::path::PathBuf;
 use strata::archive::ArchiveError;
-use strata::diff::{Change, Entry, diff_each};
 use strata::format::tree::NodeKind;
-use strata::util::Json;
+use strata::ops::diff::{Change, Entry, diff_each};
+use strata::sys::Json;
 
 /// Show what changed between two snapshots
 ///

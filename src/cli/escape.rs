@@ -21,7 +21,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use strata::util::Json;
+use strata::sys::Json;
 
 /// Whether a character is written as escaped bytes.
 fn unsafe_char(c: char) -> bool {

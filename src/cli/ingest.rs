@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use strata::archive::ArchiveError;
 use strata::ingest::{IngestError, IngestOptions, Progress, SourceSpec, ingest};
-use strata::util::{Json, human_bytes};
+use strata::sys::{Json, human_bytes};
 
 /// Store sources as one new snapshot
 ///
@@ -247,8 +247,8 @@ pub fn run(a: Args) -> CmdResult {
     if let Ok(Some(prev)) = archive.clock_went_back(&res.id, s.parent.as_ref()) {
         eprintln!(
             "strata: warning: clock went backwards: this snapshot's time {} is earlier than {} of snapshot {}, committed before it; `latest` and --keep-last follow commit order",
-            strata::util::rfc3339(s.time.0, s.time.1, false),
-            strata::util::rfc3339(prev.time.0, prev.time.1, false),
+            strata::sys::rfc3339(s.time.0, s.time.1, false),
+            strata::sys::rfc3339(prev.time.0, prev.time.1, false),
             prev.id.short()
         );
     }

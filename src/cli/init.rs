@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CmdResult {
-    let avg = strata::util::parse_size(&a.chunk_size)
+    let avg = strata::sys::parse_size(&a.chunk_size)
         .filter(|&n| (256..=4 << 20).contains(&n) && n % 8 == 0)
         .ok_or_else(|| {
             Failure::new(format!(
@@ -38,7 +38,7 @@ pub fn run(a: Args) -> CmdResult {
     eprintln!(
         "created archive {} (chunks ~{}, zstd level {}{})",
         a.archive.display(),
-        strata::util::human_bytes(avg),
+        strata::sys::human_bytes(avg),
         a.compression_level,
         if a.append_only { ", append-only" } else { "" }
     );

@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use strata::archive::{Archive, ArchiveError};
 use strata::format::tree::{Node, NodeKind, Payload};
-use strata::util::{Json, rfc3339};
+use strata::sys::{Json, rfc3339};
 
 /// List the entries of a snapshot path
 ///
@@ -258,18 +258,18 @@ pub fn run_cat(a: CatArgs) -> CmdResult {
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let r = strata::read::copy_to(&archive, &node, &mut out);
+    let r = strata::content::copy_to(&archive, &node, &mut out);
     let r = match r {
-        Ok(_) => out.flush().map_err(strata::read::PieceError::Sink),
+        Ok(_) => out.flush().map_err(strata::content::PieceError::Sink),
         Err(e) => Err(e),
     };
     match r {
         Ok(()) => Ok(EXIT_OK),
-        Err(strata::read::PieceError::Sink(e)) if is_broken_pipe(&e) => Ok(EXIT_OK),
-        Err(strata::read::PieceError::Sink(e)) => {
+        Err(strata::content::PieceError::Sink(e)) if is_broken_pipe(&e) => Ok(EXIT_OK),
+        Err(strata::content::PieceError::Sink(e)) => {
             Err(Failure::new(format!("writing to stdout: {e}")))
         }
-        Err(strata::read::PieceError::Read(e)) => {
+        Err(strata::content::PieceError::Read(e)) => {
             let hint = e.hint();
             Err(Failure::new(format!(
                 "{}:{}: {e}",

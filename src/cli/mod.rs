@@ -162,8 +162,8 @@ fn raise_fd_limit() {
 
 /// A snapshot's unreadable paths as JSON: `[{"path": ..., "error": ...}]`, plus
 /// `path_bytes` (base64) when the path is not UTF-8.
-pub fn path_errors_json(errors: &[strata::format::snapshot::PathError]) -> strata::util::Json {
-    use strata::util::Json;
+pub fn path_errors_json(errors: &[strata::format::snapshot::PathError]) -> strata::sys::Json {
+    use strata::sys::Json;
     Json::Arr(
         errors
             .iter()

@@ -172,7 +172,7 @@ fn check_mountpoint(mp: &Path, archive: &Path) -> Result<PathBuf, Failure> {
 }
 
 pub fn run(a: Args) -> CmdResult {
-    let cache_size = strata::util::parse_size(&a.cache_size)
+    let cache_size = strata::sys::parse_size(&a.cache_size)
         .filter(|&n| n >= 8 << 20)
         .ok_or_else(|| {
             Failure::new(format!(

@@ -3,8 +3,8 @@
 use super::escape::text;
 use super::{CmdResult, EXIT_OK, EXIT_PARTIAL, Failure};
 use std::path::PathBuf;
-use strata::restore::{RestoreOptions, restore};
-use strata::util::human_bytes;
+use strata::ops::restore::{RestoreOptions, restore};
+use strata::sys::human_bytes;
 
 /// Restore a snapshot, or a path in it, into a directory
 ///

@@ -2,8 +2,8 @@
 
 use super::{CmdResult, EXIT_OK, EXIT_USAGE, Failure};
 use std::path::PathBuf;
-use strata::retention::{Policy, PruneOptions, Span, forget, plan, prune};
-use strata::util::{Json, human_bytes, short_time};
+use strata::ops::retention::{Policy, PruneOptions, Span, forget, plan, prune};
+use strata::sys::{Json, human_bytes, short_time};
 
 /// Forget snapshots by policy or by id (the data goes with `prune`)
 ///
@@ -159,7 +159,7 @@ pub fn run_forget(a: ForgetArgs) -> CmdResult {
                     ("id", Json::str(d.row.id.hex())),
                     (
                         "time",
-                        Json::str(strata::util::rfc3339(d.row.time.0, d.row.time.1, false)),
+                        Json::str(strata::sys::rfc3339(d.row.time.0, d.row.time.1, false)),
                     ),
                     ("label", Json::str(d.row.label.clone())),
                     ("keep", Json::Bool(d.keep)),

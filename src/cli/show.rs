@@ -3,7 +3,7 @@
 use super::escape::{name, text};
 use super::{CmdResult, EXIT_OK};
 use std::path::PathBuf;
-use strata::util::{Json, human_bytes, rfc3339};
+use strata::sys::{Json, human_bytes, rfc3339};
 
 /// Show one snapshot's record: sources, command line, commands and hooks with their exit
 /// codes, unreadable paths, and statistics

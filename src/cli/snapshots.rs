@@ -3,7 +3,7 @@
 use super::escape::name;
 use super::{CmdResult, EXIT_OK};
 use std::path::PathBuf;
-use strata::util::{Json, human_bytes, rfc3339, short_time};
+use strata::sys::{Json, human_bytes, rfc3339, short_time};
 
 /// List snapshots in the order they were committed (the last one is `latest`)
 #[derive(clap::Args)]

@@ -506,7 +506,7 @@ pub(crate) fn command_run(command: &str, code: i32) -> CommandRun {
     }
 }
 
-pub(crate) fn node_is_unchanged(parent: &Node, st: &crate::fsops::Stat) -> bool {
+pub(crate) fn node_is_unchanged(parent: &Node, st: &crate::sys::fsops::Stat) -> bool {
     parent.kind == crate::format::tree::NodeKind::File
         && parent.size == st.st_size as u64
         && parent.mtime == (st.st_mtime, st.st_mtime_nsec as u32)

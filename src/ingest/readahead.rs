@@ -4,7 +4,7 @@
 //! most [`AHEAD`] bytes ahead of the walker and only touches files the walker will read
 //! (changed or new), never unchanged ones.
 
-use crate::fsops::Dir;
+use crate::sys::fsops::Dir;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

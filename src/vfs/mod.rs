@@ -18,10 +18,10 @@ mod prefetch;
 pub use error::{ToErrno, VfsError};
 
 use crate::archive::{Archive, ArchiveError};
+use crate::content::{ChunkCache, FileContent};
 use crate::format::BlobId;
 use crate::format::tree::{Node, NodeKind, Payload};
 use crate::index::SnapshotRow;
-use crate::read::{ChunkCache, FileContent};
 use prefetch::Prefetcher;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,7 +174,7 @@ fn ino_of(parts: &[&[u8]]) -> u64 {
 /// Directory name of a snapshot at the top level: sorts by time, reads as
 /// `2026-11-21T020000Z-jira-1a2b3c4d` (no colons, so rsync and scp take it as local).
 pub fn snapshot_dir_name(row: &SnapshotRow) -> String {
-    let t = crate::util::rfc3339(row.time.0, 0, false).replace(':', "");
+    let t = crate::sys::rfc3339(row.time.0, 0, false).replace(':', "");
     let label: String = row
         .label
         .chars()
@@ -772,7 +772,7 @@ impl Vfs {
         }
         let buf = match f.content.within_one_chunk(offset, end) {
             Some((id, within)) => {
-                let data = crate::read::chunk(&self.archive, Some(&self.cache), &id, false)
+                let data = crate::content::chunk(&self.archive, Some(&self.cache), &id, false)
                     .map_err(|e| corrupt(&f.snap, &f.path, e))?;
                 let stop = within + (end - offset) as usize;
                 if stop > data.len() {
@@ -916,13 +916,13 @@ const TREE_CACHE: usize = 16 << 20;
 
 /// Decoded trees, bounded by an estimate of their memory.
 pub struct TreeCache {
-    lru: crate::util::Lru<BlobId, Arc<Vec<Node>>>,
+    lru: crate::sys::Lru<BlobId, Arc<Vec<Node>>>,
 }
 
 impl TreeCache {
     fn new(budget: usize) -> TreeCache {
         TreeCache {
-            lru: crate::util::Lru::new(budget),
+            lru: crate::sys::Lru::new(budget),
         }
     }
 

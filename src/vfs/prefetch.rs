@@ -5,8 +5,8 @@
 
 use super::TreeCache;
 use crate::archive::Archive;
+use crate::content::ChunkCache;
 use crate::format::BlobId;
-use crate::read::ChunkCache;
 use std::collections::HashSet;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -55,7 +55,8 @@ impl Prefetcher {
                         let id = match job {
                             Job::Chunk(id) => {
                                 if cache.get(&id).is_none() {
-                                    let _ = crate::read::chunk(&archive, Some(&cache), &id, false);
+                                    let _ =
+                                        crate::content::chunk(&archive, Some(&cache), &id, false);
                                 }
                                 id
                             }

@@ -1,5 +1,7 @@
-//! Small shared helpers with no archive knowledge: JSON text, glob matching, time and
-//! size formatting, user/group name lookup.
+//! Small system helpers with no archive knowledge: fd-relative file calls (`fsops`),
+//! JSON text, glob matching, time and size formatting, user/group name lookup, an LRU.
+
+pub mod fsops;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

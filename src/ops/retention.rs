@@ -521,7 +521,7 @@ mod tests {
         let mut k: Vec<String> = apply(p, rows)
             .into_iter()
             .filter(|d| d.keep)
-            .map(|d| crate::util::rfc3339(d.row.time.0, 0, false))
+            .map(|d| crate::sys::rfc3339(d.row.time.0, 0, false))
             .collect();
         k.sort();
         k
@@ -733,7 +733,7 @@ mod tests {
         // 2026-03-31 minus one month is "2026-02-31", which normalises to 2026-03-03.
         let t = days_from_civil(2026, 3, 31) * 86_400;
         let back = Span::parse("1m").unwrap().before(t);
-        assert_eq!(crate::util::rfc3339(back, 0, false), "2026-03-03T00:00:00Z");
+        assert_eq!(crate::sys::rfc3339(back, 0, false), "2026-03-03T00:00:00Z");
         assert_eq!(iso_week(days_from_civil(2026, 12, 31)), (2026, 53));
         assert_eq!(iso_week(days_from_civil(2027, 1, 4)), (2027, 1));
     }

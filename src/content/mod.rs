@@ -12,13 +12,13 @@ use std::sync::mpsc::sync_channel;
 /// A bounded cache of decompressed chunks, shared between threads. Eviction is least
 /// recently used; memory stays within `capacity` bytes.
 pub struct ChunkCache {
-    lru: crate::util::Lru<BlobId, Arc<Vec<u8>>>,
+    lru: crate::sys::Lru<BlobId, Arc<Vec<u8>>>,
 }
 
 impl ChunkCache {
     pub fn new(capacity: usize) -> ChunkCache {
         ChunkCache {
-            lru: crate::util::Lru::new(capacity),
+            lru: crate::sys::Lru::new(capacity),
         }
     }
 

@@ -22,9 +22,9 @@
 //! reported, so no partial file is left under its real name.
 
 use crate::archive::{Archive, ArchiveError};
+use crate::content::{Piece, PieceError, for_each_piece};
 use crate::format::tree::{Node, NodeKind, Payload};
-use crate::fsops::{self, Dir, Handle, Stat};
-use crate::read::{Piece, PieceError, for_each_piece};
+use crate::sys::fsops::{self, Dir, Handle, Stat};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
