@@ -92,7 +92,7 @@ pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
         if PackId::from_file_name(&st.name).is_some() {
             report.skipped.push((
                 st.name,
-                format!("is {}, not a regular file: skipped", st.what),
+                format!("is not a regular file ({}): skipped", st.what),
             ));
         }
     }
