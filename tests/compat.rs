@@ -40,7 +40,11 @@ fn a_version_1_archive_checks_clean_with_every_byte_read() {
     let out = a.cmd("check").arg("--read-data").ok();
     assert!(out.stderr_str().contains("no errors"), "{out}");
     let out = a.cmd("snapshots").ok();
-    assert_eq!(out.stdout_str().lines().count(), 3, "header and two snapshots\n{out}");
+    assert_eq!(
+        out.stdout_str().lines().count(),
+        3,
+        "header and two snapshots\n{out}"
+    );
 }
 
 #[test]

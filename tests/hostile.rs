@@ -331,6 +331,7 @@ impl Fx {
             sources: vec![Source {
                 name: "src".into(),
                 origin: "/hostile".into(),
+                parents: None,
             }],
             argv: Vec::new(),
             commands: Vec::new(),

@@ -1919,7 +1919,11 @@ mod fuzz {
                         root,
                         sources: sources
                             .into_iter()
-                            .map(|(name, origin)| Source { name, origin })
+                            .map(|(name, origin)| Source {
+                                name,
+                                origin,
+                                parents: None,
+                            })
                             .collect(),
                         argv,
                         commands: commands

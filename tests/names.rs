@@ -598,6 +598,7 @@ mod dag {
                 sources: vec![Source {
                     name: "src".into(),
                     origin: "/dag".into(),
+                    parents: None,
                 }],
                 argv: Vec::new(),
                 commands: Vec::new(),

@@ -33,8 +33,10 @@ pub struct Args {
     /// Mount only this snapshot (id, prefix or `latest`) as the root
     #[arg(long, value_name = "SNAP")]
     snapshot: Option<String>,
-    /// Let other users see the mount (stored permissions still apply; needs
-    /// user_allow_other in /etc/fuse.conf when not root)
+    /// Let other users see the mount (stored permissions still apply, and so does the
+    /// protection of each source's parent directories on its host: a source under a 0700
+    /// directory is served only to who could search it; needs user_allow_other in
+    /// /etc/fuse.conf when not root)
     #[arg(long)]
     allow_other: bool,
     /// Threads serving requests
@@ -47,7 +49,8 @@ pub struct Args {
     /// such as EIO reports, then go to --log FILE, or nowhere)
     #[arg(long)]
     daemon: bool,
-    /// Append the mount's messages (EIO reports, unmount) to this file
+    /// Append the mount's messages (EIO reports, unmount) to this file (created 0600;
+    /// a symlink there is refused)
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
     /// (internal) file descriptor to report readiness on, used by --daemon
@@ -189,6 +192,11 @@ pub fn run(a: Args) -> CmdResult {
     if a.daemon {
         return daemonize(&mp);
     }
+    // Opened before mounting, so a bad --log fails the command, not the mount later.
+    let log = match &a.log {
+        Some(p) => Some(open_log(p)?),
+        None => None,
+    };
     // SAFETY: geteuid/getegid cannot fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let vfs = Vfs::new(
@@ -201,6 +209,19 @@ pub fn run(a: Args) -> CmdResult {
         },
     )
     .map_err(|e| Failure::new(format!("{}: {e}", a.archive.display())))?;
+    vfs.set_shared(a.allow_other);
+    if a.allow_other {
+        match vfs.unguarded_snapshots() {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "strata mount: warning: {n} snapshot(s) do not record the directories above \
+                 their sources (written before strata recorded them): with --allow-other \
+                 their sources are served to the mount owner and root only; ingest again \
+                 to record them"
+            ),
+            Err(e) => eprintln!("strata mount: warning: reading snapshot records: {e}"),
+        }
+    }
     let mut options = vec![
         fuser::MountOption::RO,
         fuser::MountOption::FSName(format!(
@@ -236,13 +257,28 @@ pub fn run(a: Args) -> CmdResult {
         libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
     };
-    let mut session = fuser::Session::new(StrataFs::new(vfs), &mp, &config).map_err(|e| {
+    let fs = StrataFs::new(vfs);
+    let vfs = fs.vfs();
+    let session = fuser::Session::new(fs, &mp, &config).map_err(|e| {
         Failure::new(format!("{}: mounting failed: {e}", mp.display())).hint(Some(
             "check that fuse3 is installed and /dev/fuse is usable; `strata restore` needs no FUSE"
                 .into(),
         ))
     })?;
-    let mut unmounter = session.unmount_callable();
+    // fuser unmounts by path when its mount handle is dropped, and only checks that *a*
+    // mount is there: run as its own process after `strata umount`, that unmounted the
+    // next mount made on the same directory. The handle is therefore never dropped (its
+    // descriptor goes with the process); this process unmounts only the mount it made,
+    // recognised by its mount id.
+    let bg = std::mem::ManuallyDrop::new(
+        session
+            .spawn()
+            .map_err(|e| Failure::new(format!("{}: starting the session: {e}", mp.display())))?,
+    );
+    // SAFETY: `bg` is never used or dropped again, so its join handle is moved out once;
+    // the rest of it (the mount handle) is leaked on purpose, see above.
+    let guard = unsafe { std::ptr::read(&bg.guard) };
+    let ours = MountId::of(&mp);
     eprintln!(
         "mounted {} at {} (read-only); Ctrl-C or `strata umount {}` to unmount",
         a.archive.display(),
@@ -256,38 +292,43 @@ pub fn run(a: Args) -> CmdResult {
         drop(f);
         // The caller's terminal or pipe is not ours to keep: from now on messages go to
         // the log (or nowhere), so `out=$(strata mount ... --daemon)` returns.
-        redirect_output(a.log.as_deref());
-    } else if let Some(log) = &a.log {
-        redirect_output(Some(log));
+        redirect_output(log.as_ref());
+    } else if log.is_some() {
+        redirect_output(log.as_ref());
     }
-    let done = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let done = done.clone();
-        let mp = mp.clone();
-        std::thread::spawn(move || {
-            let mut ticks = 0u32;
-            while !done.load(Ordering::Relaxed) {
-                ticks = ticks.wrapping_add(1);
-                if ticks.is_multiple_of(40) {
-                    // Every 2 s: hand free pages inside the heap back to the system, so
-                    // the one-arena heap stays close to what the caches hold.
-                    // SAFETY: malloc_trim only releases free memory.
-                    unsafe { libc::malloc_trim(0) };
-                }
-                if STOP.load(Ordering::Relaxed) {
-                    if let Err(e) = unmounter.unmount() {
-                        eprintln!("strata: unmounting {}: {e}", mp.display());
-                    }
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+    let mut ticks = 0u32;
+    let mut stopping = false;
+    while !guard.is_finished() {
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(20) {
+            // Every second: a `strata repair` swaps index.sqlite; serve the new one.
+            if let Some(msg) = vfs.check_index() {
+                eprintln!("{msg}");
             }
-        })
-    };
-    let result = session.run();
-    done.store(true, Ordering::Relaxed);
-    let _ = watcher.join();
-    session_guard(&mp);
+        }
+        if ticks.is_multiple_of(40) {
+            // Every 2 s: hand free pages inside the heap back to the system, so
+            // the one-arena heap stays close to what the caches hold.
+            // SAFETY: malloc_trim only releases free memory.
+            unsafe { libc::malloc_trim(0) };
+        }
+        if STOP.load(Ordering::Relaxed) && !stopping {
+            stopping = true;
+            if let Err(e) = unmount_ours(&mp, ours) {
+                eprintln!("strata: unmounting {}: {e}", mp.display());
+                stopping = false;
+                STOP.store(false, Ordering::Relaxed);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result = guard
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the session thread panicked")));
+    if result.is_err() {
+        // The loop ended on an error while the kernel may still have our mount.
+        let _ = unmount_ours(&mp, ours);
+    }
     match result {
         Ok(()) => {
             eprintln!("unmounted {}", mp.display());
@@ -297,13 +338,71 @@ pub fn run(a: Args) -> CmdResult {
     }
 }
 
-/// Points stdout and stderr at `log` (appending) or at /dev/null.
-fn redirect_output(log: Option<&Path>) {
+/// A mount's identity: the id `statx` reports for it, unique for the life of the system
+/// on Linux ≥ 6.8 (`STATX_MNT_ID_UNIQUE`; older kernels give the plain mount id, which a
+/// later mount may reuse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MountId(u64);
+
+impl MountId {
+    /// The mount `path` is on now. Asks the kernel with AT_STATX_DONT_SYNC, so it sends no
+    /// request to a FUSE server (which may be this very process, no longer answering).
+    fn of(path: &Path) -> Option<MountId> {
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statx is plain old data; all zeroes is a valid value.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: c is a valid C string and stx a struct statx for the kernel to fill.
+        let rc = unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                libc::AT_STATX_DONT_SYNC | libc::AT_NO_AUTOMOUNT,
+                libc::STATX_MNT_ID_UNIQUE | libc::STATX_MNT_ID,
+                &mut stx,
+            )
+        };
+        (rc == 0 && stx.stx_mask & (libc::STATX_MNT_ID_UNIQUE | libc::STATX_MNT_ID) != 0)
+            .then_some(MountId(stx.stx_mnt_id))
+    }
+}
+
+/// Unmounts the mount at `mp` if it is still the one this process made (`ours`); a
+/// mount made there since (after `strata umount` of ours) is left alone.
+/// Without a mount id (a kernel before 5.8), it falls back to unmounting whatever is
+/// mounted there, as before.
+fn unmount_ours(mp: &Path, ours: Option<MountId>) -> Result<(), String> {
+    if !is_mounted(mp) || (ours.is_some() && MountId::of(mp) != ours) {
+        return Ok(());
+    }
+    umount(mp)
+}
+
+/// Opens the --log file for appending: created 0600 (it names the files that failed),
+/// never through a symlink.
+fn open_log(p: &Path) -> Result<std::fs::File, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .map_err(|e| {
+            let why = if e.raw_os_error() == Some(libc::ELOOP) {
+                "it is a symlink (refused: the log is opened only as a regular file)".into()
+            } else {
+                e.to_string()
+            };
+            Failure::new(format!("--log {}: {why}", p.display())).hint(Some(
+                "give a path to a regular file, e.g. /var/log/strata-mount.log".into(),
+            ))
+        })
+}
+
+/// Points stdout and stderr at `log` (opened by [`open_log`]) or at /dev/null.
+fn redirect_output(log: Option<&std::fs::File>) {
     let file = match log {
-        Some(p) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p),
+        Some(f) => f.try_clone(),
         None => std::fs::OpenOptions::new().write(true).open("/dev/null"),
     };
     if let Ok(f) = file {
@@ -313,14 +412,6 @@ fn redirect_output(log: Option<&Path>) {
             libc::dup2(f.as_raw_fd(), 1);
             libc::dup2(f.as_raw_fd(), 2);
         }
-    }
-}
-
-/// After the session ends, make sure nothing is left mounted (e.g. the loop ended on an
-/// error while the kernel still had the mount).
-fn session_guard(mp: &Path) {
-    if is_mounted(mp) {
-        let _ = umount(mp);
     }
 }
 

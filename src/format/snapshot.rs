@@ -1,12 +1,13 @@
 //! Snapshot record: what one ingest produced. Its BLAKE3 id is the snapshot id.
 //!
 //! ```text
-//! magic "SNAP" [4], version u8 = 1
+//! magic "SNAP" [4], version u8 = 2
 //! time sec i64, time nsec u32
 //! host str16, label str16, tags count u16 + str16 each
 //! parent: u8 (0 none, 1 present) + id [32]
 //! root tree id [32]
-//! sources count u16, each: name str16, origin str16
+//! sources count u16, each: name str16, origin str16,
+//!     parents: u8 (0 unknown, 1 present) + count u16 + (uid u32, gid u32, mode u32) each
 //! argv count u16 + str16 each          (the command line that made it)
 //! commands count u16, each: command str16, exit code i32
 //! errors count u32, each: path bytes16, message str16   (paths that could not be read)
@@ -17,7 +18,11 @@
 use super::{BlobId, Decoder, Encoder, FormatError};
 
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"SNAP";
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
+/// Retired: version 1 did not record the directories above each source, so a mount with
+/// `--allow-other` could not keep the protection they gave on the source host (a 0700
+/// parent). Still read: its sources decode with `parents: None`.
+pub const SNAPSHOT_VERSION_1: u8 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Source {
@@ -25,6 +30,35 @@ pub struct Source {
     pub name: String,
     /// Where it came from: an absolute path, `stdin`, or `cmd: ...`.
     pub origin: String,
+    /// The directories a process had to search to reach the source on its host, from `/`
+    /// down (empty for stdin and commands). `None`: not recorded (a version 1 record).
+    pub parents: Option<Vec<ParentDir>>,
+}
+
+/// Owner and permission bits of one directory above a source, as `stat` gave them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ParentDir {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+impl ParentDir {
+    /// Could a process with these credentials search (`x`) this directory? Root always
+    /// can; otherwise the owner, group or other bits apply, as the kernel checks them.
+    pub fn searchable_by(&self, uid: u32, in_group: &mut dyn FnMut(u32) -> bool) -> bool {
+        if uid == 0 {
+            return true;
+        }
+        if uid == self.uid {
+            return self.mode & 0o100 != 0;
+        }
+        if in_group(self.gid) {
+            return self.mode & 0o010 != 0;
+        }
+        self.mode & 0o001 != 0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -101,6 +135,18 @@ impl Snapshot {
         for s in self.sources.iter().take(u16::MAX as usize) {
             e.bytes16(clip(&s.name));
             e.bytes16(clip(&s.origin));
+            match &s.parents {
+                None => e.u8(0),
+                Some(p) => {
+                    e.u8(1);
+                    e.u16(p.len().min(u16::MAX as usize) as u16);
+                    for d in p.iter().take(u16::MAX as usize) {
+                        e.u32(d.uid);
+                        e.u32(d.gid);
+                        e.u32(d.mode);
+                    }
+                }
+            }
         }
         e.u16(self.argv.len().min(u16::MAX as usize) as u16);
         for a in self.argv.iter().take(u16::MAX as usize) {
@@ -144,7 +190,7 @@ impl Snapshot {
             });
         }
         let version = d.u8()?;
-        if version != SNAPSHOT_VERSION {
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_1 {
             return Err(FormatError::UnsupportedVersion {
                 what: "snapshot",
                 found: version as u32,
@@ -181,9 +227,38 @@ impl Snapshot {
         let n = d.count("source count", n, 4)?;
         let mut sources = Vec::with_capacity(n);
         for _ in 0..n {
+            let name = d.str16("source name")?;
+            let origin = d.str16("source origin")?;
+            let parents = if version == SNAPSHOT_VERSION_1 {
+                None
+            } else {
+                match d.u8()? {
+                    0 => None,
+                    1 => {
+                        let n = d.u16()? as u64;
+                        let n = d.count("source parent count", n, 12)?;
+                        let mut p = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            p.push(ParentDir {
+                                uid: d.u32()?,
+                                gid: d.u32()?,
+                                mode: d.u32()?,
+                            });
+                        }
+                        Some(p)
+                    }
+                    v => {
+                        return Err(FormatError::Invalid {
+                            what: "source parents flag",
+                            value: v.to_string(),
+                        });
+                    }
+                }
+            };
             sources.push(Source {
-                name: d.str16("source name")?,
-                origin: d.str16("source origin")?,
+                name,
+                origin,
+                parents,
             });
         }
         let n = d.u16()? as u64;
@@ -254,6 +329,11 @@ mod tests {
             sources: vec![Source {
                 name: "export".into(),
                 origin: "/var/jira/export".into(),
+                parents: Some(vec![ParentDir {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o755,
+                }]),
             }],
             argv: vec!["strata".into()],
             commands: vec![CommandRun {
@@ -276,7 +356,7 @@ mod tests {
         let bytes = sample().encode();
         let hex = crate::format::to_hex(&bytes);
         let expected = concat!(
-            "534e415001",
+            "534e415002",
             "20ed1f6900000000",
             "01000000", // magic, version, time
             "010068",
@@ -288,6 +368,11 @@ mod tests {
             "0100",
             "06006578706f7274",
             "10002f7661722f6a6972612f6578706f7274",
+            "01",
+            "0100",
+            "00000000",
+            "00000000",
+            "ed010000", // source: name, origin, parents (uid, gid, mode 0755)
             "0100",
             "0600737472617461",
             "0100",
@@ -308,6 +393,36 @@ mod tests {
         );
         assert_eq!(hex, expected, "format changed, version bump required");
         assert_eq!(Snapshot::decode(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn version_1_records_still_decode_with_unknown_parents() {
+        // A v1 record is the v2 encoding without the parents field of each source.
+        let mut s = sample();
+        s.sources[0].parents = None;
+        let mut bytes = s.encode();
+        bytes[4] = SNAPSHOT_VERSION_1;
+        let flag = bytes
+            .windows(17)
+            .position(|w| w == b"/var/jira/export\x00")
+            .expect("origin then the parents flag")
+            + 16;
+        bytes.remove(flag);
+        assert_eq!(Snapshot::decode(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn parent_dirs_decide_search_like_the_kernel() {
+        let d = ParentDir {
+            uid: 1000,
+            gid: 50,
+            mode: 0o710,
+        };
+        assert!(d.searchable_by(0, &mut |_| false));
+        assert!(d.searchable_by(1000, &mut |_| false));
+        assert!(d.searchable_by(7, &mut |g| g == 50));
+        assert!(!d.searchable_by(7, &mut |_| false));
+        assert!(!d.searchable_by(65534, &mut |_| false));
     }
 
     #[test]

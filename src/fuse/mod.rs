@@ -4,17 +4,23 @@
 //! long TTLs for immutable content (and for negative lookups), keep-cache on open,
 //! cached directories and symlinks, readdirplus, large readahead and many background
 //! requests. The only module that imports `fuser`.
+//!
+//! Exception to the long TTLs: the top of a source whose parent directories on its host
+//! may keep some users out (`Attr::guarded`) is given to the kernel with a zero entry
+//! TTL, so that every path walk through it comes back to `lookup`, which checks the
+//! caller (a dentry cached for one user is otherwise used for all).
 
-use crate::vfs::{Attr, Kind, ToErrno, Vfs, VfsError};
+use crate::vfs::{Attr, Caller, Kind, ToErrno, Vfs, VfsError};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyXattr,
+    Request,
 };
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Snapshot content never changes: the kernel may cache it for as long as it likes.
@@ -23,7 +29,7 @@ const TTL_IMMUTABLE: Duration = Duration::from_secs(365 * 24 * 3600);
 const TTL_TOP: Duration = Duration::from_secs(1);
 
 pub struct StrataFs {
-    vfs: Vfs,
+    vfs: Arc<Vfs>,
     /// Inodes whose read failures were already logged (log once, not per request).
     logged: Mutex<HashSet<u64>>,
 }
@@ -31,9 +37,14 @@ pub struct StrataFs {
 impl StrataFs {
     pub fn new(vfs: Vfs) -> StrataFs {
         StrataFs {
-            vfs,
+            vfs: Arc::new(vfs),
             logged: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The vfs this adapter serves (the mount's watcher asks it to look for a new index).
+    pub fn vfs(&self) -> Arc<Vfs> {
+        self.vfs.clone()
     }
 
     fn fail(&self, op: &str, ino: u64, e: &VfsError) -> Errno {
@@ -92,7 +103,21 @@ fn attr(a: &Attr) -> FileAttr {
 }
 
 fn ttl(a: &Attr) -> Duration {
-    if a.immutable { TTL_IMMUTABLE } else { TTL_TOP }
+    if a.guarded {
+        Duration::ZERO
+    } else if a.immutable {
+        TTL_IMMUTABLE
+    } else {
+        TTL_TOP
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
 }
 
 impl Filesystem for StrataFs {
@@ -113,8 +138,11 @@ impl Filesystem for StrataFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.vfs.lookup(parent.0, name.as_bytes()) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self
+            .vfs
+            .lookup_as(parent.0, name.as_bytes(), Some(&caller(req)))
+        {
             Ok(a) => reply.entry(&ttl(&a), &attr(&a), Generation(0)),
             Err(VfsError::NotFound) => {
                 // Inside a snapshot nothing ever appears: cache the miss (an entry with
@@ -327,6 +355,31 @@ impl Filesystem for StrataFs {
             }
         }
         reply.ok()
+    }
+
+    /// Only SEEK_DATA and SEEK_HOLE come here (the kernel does the others itself): answered
+    /// from the extent map, so `cp` and `rsync` skip holes instead of reading zeros.
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let data = match whence {
+            libc::SEEK_DATA => true,
+            libc::SEEK_HOLE => false,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(Errno::ENXIO);
+        };
+        match self.vfs.seek(fh.0, offset, data) {
+            Ok(o) => reply.offset(o as i64),
+            Err(e) => reply.error(self.fail("lseek", ino.0, &e)),
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -11,7 +11,7 @@ mod walk;
 
 use crate::archive::{Archive, ArchiveError};
 use crate::format::BlobId;
-use crate::format::snapshot::{CommandRun, PathError, Snapshot, Source};
+use crate::format::snapshot::{CommandRun, ParentDir, PathError, Snapshot, Source};
 use crate::format::tree::{Node, valid_name};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -411,6 +411,10 @@ pub fn ingest(
                     SourceSpec::Stdin { .. } => "stdin".into(),
                     SourceSpec::Command { command, .. } => format!("cmd: {command}"),
                 },
+                parents: match s {
+                    SourceSpec::Path { path, .. } => parent_dirs(path),
+                    _ => Some(Vec::new()),
+                },
             })
             .collect(),
         argv: opts.argv.clone(),
@@ -438,6 +442,31 @@ fn hook_summary(command: &str, (code, status, _): (i32, String, String)) -> Stri
 
 /// Runs a hook with `bash -o pipefail -c` (see `shell`), stdin from /dev/null, its stdout and stderr passed through
 /// to ours; returns (exit code, status text, stderr tail).
+/// The directories a process must search to reach `path`: those of its absolute path as
+/// given and, where symlinks lead elsewhere, those of its real path too (the mount refuses
+/// the source to whoever could not have searched all of them). `None` if one cannot be
+/// read: the mount then treats the source as unknown and serves it to its owner only.
+fn parent_dirs(path: &std::path::Path) -> Option<Vec<ParentDir>> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = std::path::absolute(path).ok()?;
+    let mut dirs: Vec<PathBuf> = abs.ancestors().skip(1).map(PathBuf::from).collect();
+    if let Some(real) = abs.parent().and_then(|p| std::fs::canonicalize(p).ok()) {
+        dirs.extend(real.ancestors().map(PathBuf::from));
+    }
+    dirs.reverse();
+    dirs.dedup();
+    dirs.iter()
+        .map(|d| {
+            let m = std::fs::metadata(d).ok()?;
+            Some(ParentDir {
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: m.mode() & 0o7777,
+            })
+        })
+        .collect()
+}
+
 fn run_hook(command: &str) -> (i32, String, String) {
     use std::io::Read;
     use std::os::fd::AsFd;

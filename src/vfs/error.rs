@@ -21,6 +21,13 @@ pub enum VfsError {
     BadHandle,
     #[error("read-only file system")]
     ReadOnly,
+    /// The caller could not have reached this source on its host (a parent directory it
+    /// could not search), or the snapshot does not record whether it could.
+    #[error("permission denied: the source's parent directories did not let this user reach it")]
+    Denied,
+    /// SEEK_DATA or SEEK_HOLE at or past the end of the file.
+    #[error("offset past the end of the file")]
+    NoMoreData,
     #[error("{what}: {source}")]
     Corrupt {
         what: String,
@@ -52,6 +59,8 @@ impl ToErrno for VfsError {
             VfsError::Stale => libc::ESTALE,
             VfsError::BadHandle => libc::EBADF,
             VfsError::ReadOnly => libc::EROFS,
+            VfsError::Denied => libc::EACCES,
+            VfsError::NoMoreData => libc::ENXIO,
             // Damaged data, a missing blob, an unreadable pack: never ENOENT or ENOSYS.
             VfsError::Corrupt { .. } | VfsError::Archive(_) => libc::EIO,
         }

@@ -9,7 +9,13 @@
 //!   path (or, for hard links, the stored device and inode), so every mount shows the
 //!   same numbers and hard links share one.
 //! - Memory is bounded: the inode table holds only what the kernel holds (dropped on
-//!   `forget`), decoded trees and chunks live in bounded caches.
+//!   `forget`), each entry a pointer into the shared decoded tree plus its path (never a
+//!   copy of the node); decoded trees and chunks live in bounded caches, and a tree that
+//!   inodes still share is never decoded a second time.
+//! - With other users let in (`set_shared`), the top of a source is served only to a
+//!   caller who could have searched the directories above it on its host (recorded in
+//!   the snapshot record; unrecorded: the mount owner and root only).
+//! - `check_index` follows a replaced index.sqlite (after `strata repair`).
 //! - Corruption is `Corrupt` (EIO), never "not found".
 
 mod error;
@@ -20,7 +26,8 @@ pub use error::{ToErrno, VfsError};
 use crate::archive::{Archive, ArchiveError};
 use crate::content::{ChunkCache, FileContent};
 use crate::format::BlobId;
-use crate::format::tree::{Node, NodeKind, Payload};
+use crate::format::snapshot::ParentDir;
+use crate::format::tree::{Extent, Node, NodeKind, Payload};
 use crate::index::SnapshotRow;
 use prefetch::Prefetcher;
 use std::collections::HashMap;
@@ -66,6 +73,9 @@ pub struct Attr {
     pub uid: u32,
     pub gid: u32,
     pub size: u64,
+    /// The top of a source whose parents on its host may keep some callers out: every
+    /// path walk through it must ask the vfs again (no kernel caching of the entry).
+    pub guarded: bool,
     /// 512-byte blocks actually stored (holes are not counted).
     pub blocks: u64,
     pub mtime: (i64, u32),
@@ -83,6 +93,63 @@ pub struct DirEntry {
     pub attr: Attr,
 }
 
+/// A node, shared with the decoded tree it is an entry of: an inode or a listing entry
+/// costs a pointer and an index, not a copy of the node (its name, extents, xattrs).
+#[derive(Clone, Debug)]
+enum NodeRef {
+    Own(Arc<Node>),
+    InTree(Arc<Vec<Node>>, u32),
+}
+
+impl std::ops::Deref for NodeRef {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        match self {
+            NodeRef::Own(n) => n,
+            NodeRef::InTree(t, i) => &t[*i as usize],
+        }
+    }
+}
+
+/// Who asks: FUSE requests carry the caller's uid, gid and pid.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+impl Caller {
+    /// Is the caller in group `gid` (its primary group, or a supplementary one as
+    /// /proc/PID/status lists them; an unreadable status counts as "no")?
+    fn in_group(&self, gid: u32) -> bool {
+        if gid == self.gid {
+            return true;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
+            return false;
+        };
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+    }
+}
+
+/// What stands between a caller and a snapshot path that was a source's top.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Guard {
+    /// Its parents on the source host: the caller must have been able to search them all.
+    Parents(Vec<ParentDir>),
+    /// Not recorded (a snapshot written before strata recorded them): the mount owner and
+    /// root only.
+    OwnerOnly,
+}
+
+/// Per snapshot: source name → guard (an empty map for a snapshot with nothing to guard),
+/// or `None` when the record does not say (every top-level entry is then owner-only).
+type Guards = Option<HashMap<Vec<u8>, Guard>>;
+
 /// What an inode stands for.
 #[derive(Clone, Debug)]
 enum Target {
@@ -96,10 +163,8 @@ enum Target {
     /// A node of a snapshot (its root is a synthetic directory node).
     Snap {
         snap: Arc<SnapInfo>,
-        node: Arc<Node>,
+        node: NodeRef,
         path: Vec<u8>,
-        /// The tree this node is an entry of (None for a snapshot's root).
-        parent: Option<BlobId>,
     },
 }
 
@@ -109,7 +174,17 @@ pub struct SnapInfo {
     pub dir_name: String,
 }
 
+/// A directory's entries: name, inode number, target. An entry of a snapshot tree has an
+/// empty name here (its name is its node's: see [`entry_name`]), so a listing holds no
+/// copy of the names.
 type Listing = Vec<(Vec<u8>, u64, Target)>;
+
+fn entry_name<'a>(name: &'a [u8], target: &'a Target) -> &'a [u8] {
+    match target {
+        Target::Snap { node, .. } if name.is_empty() => &node.name,
+        _ => name,
+    }
+}
 
 struct Inode {
     target: Target,
@@ -139,7 +214,16 @@ pub struct Options {
 }
 
 pub struct Vfs {
-    archive: Arc<Archive>,
+    /// Replaced when `strata repair` swaps in a new index (see [`Vfs::check_index`]).
+    archive: Arc<RwLock<Arc<Archive>>>,
+    /// Device and inode of index.sqlite when it was opened.
+    index_id: Mutex<(u64, u64)>,
+    /// See [`Vfs::set_shared`].
+    shared: std::sync::atomic::AtomicBool,
+    /// Trees that inodes or listings still share (see [`Vfs::tree`]).
+    live_trees: Mutex<HashMap<BlobId, std::sync::Weak<Vec<Node>>>>,
+    /// Guards of each snapshot's sources, read from its record once.
+    guards: Mutex<HashMap<BlobId, Arc<Guards>>>,
     single: Option<Arc<SnapInfo>>,
     inodes: RwLock<HashMap<u64, Arc<Inode>>>,
     trees: Arc<TreeCache>,
@@ -203,6 +287,7 @@ impl Vfs {
         let trees = Arc::new(TreeCache::new(TREE_CACHE));
         // Every directory a walk opens costs one index lookup: ask the kernel to read the
         // (small) index file in one sweep rather than page by page as lookups come.
+        let index_id = file_id(archive.index_path());
         if let Ok(f) = std::fs::File::open(archive.index_path()) {
             use std::os::fd::AsRawFd;
             // SAFETY: advisory call on a descriptor we own.
@@ -220,11 +305,17 @@ impl Vfs {
             }
             None => None,
         };
+        let max_window =
+            (opts.cache_size / 4 / (archive.config().chunk_max as usize).max(1)).clamp(2, 32);
+        let archive = Arc::new(RwLock::new(archive));
         let vfs = Vfs {
             prefetch: Prefetcher::new(archive.clone(), cache.clone(), trees.clone(), 2),
-            max_window: (opts.cache_size / 4 / (archive.config().chunk_max as usize).max(1))
-                .clamp(2, 32),
+            max_window,
             archive,
+            index_id: Mutex::new(index_id),
+            guards: Mutex::new(HashMap::new()),
+            live_trees: Mutex::new(HashMap::new()),
+            shared: std::sync::atomic::AtomicBool::new(false),
             single,
             inodes: RwLock::new(HashMap::new()),
             trees,
@@ -243,9 +334,8 @@ impl Vfs {
         let root_target = match &vfs.single {
             Some(s) => Target::Snap {
                 snap: s.clone(),
-                node: Arc::new(crate::tree::root_node(s.row.root, s.row.time)),
+                node: NodeRef::Own(Arc::new(crate::tree::root_node(s.row.root, s.row.time))),
                 path: Vec::new(),
-                parent: None,
             },
             None => Target::Top,
         };
@@ -266,11 +356,56 @@ impl Vfs {
         &self.cache
     }
 
+    /// The archive as it is now (see [`Vfs::check_index`]).
+    fn archive(&self) -> Arc<Archive> {
+        self.archive
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `strata repair` writes a new index.sqlite and renames it over the old one, which
+    /// this process still has open (and would keep reading forever, never seeing the
+    /// snapshots the repair found): when the file at the index path is another one,
+    /// open the archive again. Returns a line for the mount's log when it did.
+    pub fn check_index(&self) -> Option<String> {
+        let current = self.archive();
+        let now = file_id(current.index_path());
+        let mut known = self.index_id.lock().unwrap_or_else(|e| e.into_inner());
+        if now == *known || now == (0, 0) {
+            return None;
+        }
+        let msg = match Archive::open(current.root()) {
+            Ok(fresh) => {
+                *self.archive.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                self.guards
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                self.catalog
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .loaded = None;
+                format!(
+                    "strata mount: {} was replaced (by `strata repair`?): reopened it",
+                    current.index_path().display()
+                )
+            }
+            Err(e) => format!(
+                "strata mount: {} was replaced but could not be opened again ({e}): \
+                 still serving the old index; unmount and mount again",
+                current.index_path().display()
+            ),
+        };
+        *known = now;
+        Some(msg)
+    }
+
     /// The snapshot list, reloaded from the index at most once per [`CATALOG_TTL`].
     fn snapshots(&self) -> Result<Vec<Arc<SnapInfo>>, VfsError> {
         let mut c = self.catalog.lock().unwrap_or_else(|e| e.into_inner());
         if c.loaded.is_none_or(|t| t.elapsed() >= CATALOG_TTL) {
-            let rows = self.archive.snapshots()?;
+            let rows = self.archive().snapshots()?;
             c.snaps = rows
                 .into_iter()
                 .map(|row| {
@@ -350,6 +485,7 @@ impl Vfs {
             nlink: 2,
             rdev: 0,
             immutable,
+            guarded: false,
         }
     }
 
@@ -367,6 +503,7 @@ impl Vfs {
             nlink: 1,
             rdev: 0,
             immutable: false,
+            guarded: false,
         }
     }
 
@@ -385,7 +522,7 @@ impl Vfs {
         ino_of(&[b"node", &snap.row.id.0, path])
     }
 
-    fn node_attr(&self, ino: u64, node: &Node, is_snapshot_root: bool) -> Attr {
+    fn node_attr(&self, ino: u64, node: &Node, is_snapshot_root: bool, guarded: bool) -> Attr {
         let (perm, uid, gid) = if is_snapshot_root {
             (0o555, self.uid, self.gid)
         } else {
@@ -407,6 +544,7 @@ impl Vfs {
             nlink: node.nlink.clamp(1, u32::MAX as u64) as u32,
             rdev: node.rdev as u32,
             immutable: true,
+            guarded,
         }
     }
 
@@ -415,8 +553,98 @@ impl Vfs {
             Target::Top => self.synthetic_dir(ino, false),
             Target::ById | Target::ByTag | Target::TagDir(_) => self.synthetic_dir(ino, false),
             Target::Link(t) => self.link_attr(ino, t),
-            Target::Snap { node, path, .. } => self.node_attr(ino, node, path.is_empty()),
+            Target::Snap {
+                snap, node, path, ..
+            } => {
+                let guarded = self.guard_for(snap, path).is_some();
+                self.node_attr(ino, node, path.is_empty(), guarded)
+            }
         }
+    }
+
+    /// The guards of a snapshot's sources, read from its record once. A record that
+    /// cannot be read guards like one that does not say (owner only).
+    fn guards_of(&self, snap: &SnapInfo) -> Arc<Guards> {
+        if let Some(g) = self
+            .guards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&snap.row.id)
+        {
+            return g.clone();
+        }
+        let g = Arc::new(self.archive().load_snapshot(&snap.row.id).ok().map(|rec| {
+            rec.sources
+                .iter()
+                .filter_map(|s| {
+                    let g = match &s.parents {
+                        None => Guard::OwnerOnly,
+                        // Nothing to guard when anyone could search every parent.
+                        Some(p) if p.iter().all(|d| d.mode & 0o001 != 0) => return None,
+                        Some(p) => Guard::Parents(p.clone()),
+                    };
+                    Some((s.name.as_bytes().to_vec(), g))
+                })
+                .collect::<HashMap<_, _>>()
+        }));
+        self.guards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(snap.row.id, g.clone());
+        g
+    }
+
+    /// Other users may use the mount (`--allow-other`): only then do sources need
+    /// guarding (otherwise the kernel lets only the mount owner in).
+    pub fn set_shared(&self, shared: bool) {
+        self.shared.store(shared, Ordering::Relaxed);
+    }
+
+    /// What guards snapshot path `path` (a source's top), if anything.
+    fn guard_for(&self, snap: &SnapInfo, path: &[u8]) -> Option<Guard> {
+        if path.is_empty() || !self.shared.load(Ordering::Relaxed) {
+            return None;
+        }
+        match &*self.guards_of(snap) {
+            None if !path.contains(&b'/') => Some(Guard::OwnerOnly),
+            None => None,
+            Some(m) => m.get(path).cloned(),
+        }
+    }
+
+    /// Could `caller` have reached a source behind `guard` on its host? The mount owner
+    /// (who can read the whole archive anyway) and root always can.
+    fn allowed(&self, caller: &Caller, guard: &Guard) -> bool {
+        if caller.uid == 0 || caller.uid == self.uid {
+            return true;
+        }
+        match guard {
+            Guard::OwnerOnly => false,
+            Guard::Parents(dirs) => {
+                let mut groups: HashMap<u32, bool> = HashMap::new();
+                dirs.iter().all(|d| {
+                    d.searchable_by(caller.uid, &mut |g| {
+                        *groups.entry(g).or_insert_with(|| caller.in_group(g))
+                    })
+                })
+            }
+        }
+    }
+
+    /// How many snapshots do not record their sources' parents (with `--allow-other`,
+    /// their sources are served to the mount owner and root only).
+    pub fn unguarded_snapshots(&self) -> Result<usize, VfsError> {
+        let snaps = match &self.single {
+            Some(s) => vec![s.clone()],
+            None => self.snapshots()?,
+        };
+        Ok(snaps
+            .iter()
+            .filter(|s| match &*self.guards_of(s) {
+                None => true,
+                Some(m) => m.values().any(|g| *g == Guard::OwnerOnly),
+            })
+            .count())
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Attr, VfsError> {
@@ -424,11 +652,23 @@ impl Vfs {
         Ok(self.attr_of(ino, &i.target))
     }
 
+    /// A decoded tree: from the cache, else the copy inodes still share (so a tree the
+    /// cache evicted is never decoded and held twice), else read from the archive.
     fn tree(&self, id: &BlobId) -> Result<Arc<Vec<Node>>, VfsError> {
         if let Some(t) = self.trees.get(id) {
             return Ok(t);
         }
-        let nodes = Arc::new(self.archive.read_tree(id)?);
+        let mut live = self.live_trees.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = live.get(id).and_then(std::sync::Weak::upgrade) {
+            self.trees.insert(*id, t.clone());
+            return Ok(t);
+        }
+        let nodes = Arc::new(self.archive().read_tree(id)?);
+        if live.len() >= 1024 {
+            live.retain(|_, w| w.strong_count() > 0);
+        }
+        live.insert(*id, Arc::downgrade(&nodes));
+        drop(live);
         self.trees.insert(*id, nodes.clone());
         Ok(nodes)
     }
@@ -516,32 +756,37 @@ impl Vfs {
                 let subdirs: Vec<BlobId> =
                     tree.iter().filter_map(|n| n.subtree()).take(256).collect();
                 self.prefetch.want_trees(&subdirs);
-                for child in tree.iter() {
-                    let (ino, target) = Self::child_target(snap, path, sub, child);
-                    out.push((child.name.clone(), ino, target));
+                for i in 0..tree.len() {
+                    let (ino, target) = Self::child_target(snap, path, &tree, i);
+                    out.push((Vec::new(), ino, target));
                 }
             }
         }
         Ok(out)
     }
 
-    /// The inode number and target of `child`, an entry of tree `sub` at `path`.
-    fn child_target(snap: &Arc<SnapInfo>, path: &[u8], sub: BlobId, child: &Node) -> (u64, Target) {
+    /// The inode number and target of entry `i` of `tree` (the directory at `path`).
+    fn child_target(
+        snap: &Arc<SnapInfo>,
+        path: &[u8],
+        tree: &Arc<Vec<Node>>,
+        i: usize,
+    ) -> (u64, Target) {
+        let child = &tree[i];
         let cpath = child_path(path, &child.name);
         let ino = Self::node_ino(snap, child, &cpath);
         (
             ino,
             Target::Snap {
                 snap: snap.clone(),
-                node: Arc::new(child.clone()),
+                node: NodeRef::InTree(tree.clone(), i as u32),
                 path: cpath,
-                parent: Some(sub),
             },
         )
     }
 
     fn snap_entry(&self, s: &Arc<SnapInfo>, name: Vec<u8>) -> (Vec<u8>, u64, Target) {
-        let node = Arc::new(crate::tree::root_node(s.row.root, s.row.time));
+        let node = NodeRef::Own(Arc::new(crate::tree::root_node(s.row.root, s.row.time)));
         let ino = Self::node_ino(s, &node, b"");
         (
             name,
@@ -550,7 +795,6 @@ impl Vfs {
                 snap: s.clone(),
                 node,
                 path: Vec::new(),
-                parent: None,
             },
         )
     }
@@ -563,6 +807,17 @@ impl Vfs {
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr, VfsError> {
+        self.lookup_as(parent, name, None)
+    }
+
+    /// Lookup on behalf of `caller`: the top of a source whose parents on its host kept
+    /// the caller out is `Denied` (None: no check, as for the mount owner).
+    pub fn lookup_as(
+        &self,
+        parent: u64,
+        name: &[u8],
+        caller: Option<&Caller>,
+    ) -> Result<Attr, VfsError> {
         let p = self.inode(parent)?;
         let (ino, target) = match &p.target {
             Target::Snap {
@@ -576,7 +831,7 @@ impl Vfs {
                 let i = tree
                     .binary_search_by(|n| n.name.as_slice().cmp(name))
                     .map_err(|_| VfsError::NotFound)?;
-                Self::child_target(snap, path, sub, &tree[i])
+                Self::child_target(snap, path, &tree, i)
             }
             Target::ById => {
                 // Also accept a unique id prefix (e.g. the short id from `strata snapshots`).
@@ -597,11 +852,17 @@ impl Vfs {
                 let kids = self.children(other)?;
                 let (_, ino, t) = kids
                     .into_iter()
-                    .find(|(n, _, _)| n == name)
+                    .find(|(n, _, t)| entry_name(n, t) == name)
                     .ok_or(VfsError::NotFound)?;
                 (ino, t)
             }
         };
+        if let (Some(c), Target::Snap { snap, path, .. }) = (caller, &target)
+            && let Some(g) = self.guard_for(snap, path)
+            && !self.allowed(c, &g)
+        {
+            return Err(VfsError::Denied);
+        }
         let attr = self.attr_of(ino, &target);
         self.remember(ino, target);
         Ok(attr)
@@ -615,6 +876,7 @@ impl Vfs {
         let mut out = Vec::new();
         for (name, cino, target) in kids.into_iter().skip(offset) {
             let attr = self.attr_of(cino, &target);
+            let name = entry_name(&name, &target).to_vec();
             if plus {
                 self.remember(cino, target);
             }
@@ -668,7 +930,7 @@ impl Vfs {
                     self.remember(*cino, target.clone());
                 }
                 DirEntry {
-                    name: name.clone(),
+                    name: entry_name(name, target).to_vec(),
                     attr,
                 }
             })
@@ -699,13 +961,7 @@ impl Vfs {
 
     pub fn open(&self, ino: u64) -> Result<u64, VfsError> {
         let i = self.inode(ino)?;
-        let Target::Snap {
-            snap,
-            node,
-            path,
-            parent,
-        } = &i.target
-        else {
+        let Target::Snap { snap, node, path } = &i.target else {
             return Err(VfsError::IsDir);
         };
         match node.kind {
@@ -715,11 +971,8 @@ impl Vfs {
         }
         // A tree copy (rsync, cp -r) opens the files of a directory one after another:
         // start loading the first chunks of the next few siblings now.
-        if let Some(parent) = parent
-            && let Some(tree) = self.trees.get(parent)
-            && let Ok(i) = tree.binary_search_by(|n| n.name.as_slice().cmp(&node.name))
-        {
-            let next: Vec<BlobId> = tree[i + 1..]
+        if let NodeRef::InTree(tree, i) = node {
+            let next: Vec<BlobId> = tree[*i as usize + 1..]
                 .iter()
                 .filter_map(|n| match n.extents().first() {
                     Some(crate::format::tree::Extent::Data { id, .. }) => Some(*id),
@@ -772,7 +1025,7 @@ impl Vfs {
         }
         let buf = match f.content.within_one_chunk(offset, end) {
             Some((id, within)) => {
-                let data = crate::content::chunk(&self.archive, Some(&self.cache), &id, false)
+                let data = crate::content::chunk(&self.archive(), Some(&self.cache), &id, false)
                     .map_err(|e| corrupt(&f.snap, &f.path, e))?;
                 let stop = within + (end - offset) as usize;
                 if stop > data.len() {
@@ -791,7 +1044,7 @@ impl Vfs {
                 let mut buf = vec![0u8; (end - offset) as usize];
                 let n = f
                     .content
-                    .read_at(&self.archive, &self.cache, offset, &mut buf)
+                    .read_at(&self.archive(), &self.cache, offset, &mut buf)
                     .map_err(|e| corrupt(&f.snap, &f.path, e))?;
                 buf.truncate(n);
                 ReadBuf::Owned(buf)
@@ -823,6 +1076,36 @@ impl Vfs {
         Ok(buf)
     }
 
+    /// `SEEK_DATA` (`data`) or `SEEK_HOLE`: the first offset at or after `offset` that is
+    /// stored data, or a hole (the end of the file counts as one), from the file's extent
+    /// map; nothing is read. Past the end (or no data after `offset`): `NoMoreData`.
+    pub fn seek(&self, fh: u64, offset: u64, data: bool) -> Result<u64, VfsError> {
+        let f = self
+            .handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)?;
+        let size = f.content.size();
+        if offset >= size {
+            return Err(VfsError::NoMoreData);
+        }
+        let mut start = 0u64;
+        for e in f.content.extents() {
+            let end = start + e.len();
+            if end > offset && matches!(e, Extent::Data { .. }) == data {
+                return Ok(start.max(offset));
+            }
+            start = end;
+        }
+        if data {
+            Err(VfsError::NoMoreData)
+        } else {
+            Ok(size)
+        }
+    }
+
     pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, VfsError> {
         let mut out = Vec::new();
         if let Target::Snap { node, .. } = &self.inode(ino)?.target {
@@ -845,7 +1128,7 @@ impl Vfs {
 
     /// (total bytes stored in packs, number of snapshots)
     pub fn statfs(&self) -> Result<(u64, u64), VfsError> {
-        let total = self.archive.stored_bytes().unwrap_or(0);
+        let total = self.archive().stored_bytes().unwrap_or(0);
         Ok((total, self.snapshots()?.len() as u64))
     }
 
@@ -891,8 +1174,18 @@ fn corrupt(snap: &SnapInfo, path: &[u8], e: ArchiveError) -> VfsError {
     }
 }
 
+/// Device and inode of a file ((0, 0) if it cannot be stat'ed).
+fn file_id(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| (m.dev(), m.ino()))
+        .unwrap_or((0, 0))
+}
+
 fn child_path(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = parent.to_vec();
+    // Exactly sized: one is kept per inode the kernel holds.
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    p.extend_from_slice(parent);
     if !p.is_empty() {
         p.push(b'/');
     }

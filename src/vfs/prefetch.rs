@@ -9,7 +9,7 @@ use crate::content::ChunkCache;
 use crate::format::BlobId;
 use std::collections::HashSet;
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Clone, Copy)]
 enum Job {
@@ -26,7 +26,7 @@ pub struct Prefetcher {
 
 impl Prefetcher {
     pub fn new(
-        archive: Arc<Archive>,
+        archive: Arc<RwLock<Arc<Archive>>>,
         cache: Arc<ChunkCache>,
         trees: Arc<TreeCache>,
         threads: usize,
@@ -51,6 +51,8 @@ impl Prefetcher {
                             Err(_) => return,
                         };
                         let Ok(job) = id else { return };
+                        // The archive now (a repair may have swapped the index in).
+                        let archive = archive.read().unwrap_or_else(|e| e.into_inner()).clone();
                         // Errors surface when the reader itself asks for the blob.
                         let id = match job {
                             Job::Chunk(id) => {
