@@ -5,11 +5,11 @@
 //! cli      clap front end: parsing, rendering, hints, exit codes; no domain decisions
 //! fuse     the fuser adapter (forwarding only) and mounting
 //! vfs      filesystem semantics without the kernel: inodes, namespace, handles, reads
-//! ops      check, diff, restore, retention (forget, prune)
+//! ops      check, diff, restore, retention (forget, prune), repair
 //! ingest   sources → walk → chunks → the write session → trees → snapshot
 //! content  a file's bytes at any offset, a bounded chunk cache, streaming reads
-//! tree     snapshot trees: path lookup and walking
-//! archive  init/open/lock/commit, the write session (the only dedup), repair: the one API above
+//! tree     snapshot trees: path lookup, the one iterative walker, refs, the tree cache
+//! archive  init/open/lock/commit, the write session (the only dedup), index rebuild: the one API above
 //! index    index.sqlite: blob locations and snapshot catalogue (rebuildable, never the truth)
 //! packs    append-only packs over a store: writer, reader, scanner; codec (the one place bytes are transformed)
 //! store    the storage seam: a Store trait, a local directory (a fault-injecting one in tests)

@@ -16,7 +16,7 @@
 
 pub mod config;
 mod lock;
-pub mod repair;
+pub mod rebuild;
 
 pub use config::Config;
 

@@ -196,19 +196,27 @@ fn list<W: Write>(
                 (None, r) => r.map_err(Stop::Read),
             }
         }
-        Some(_) => {
-            let mut write_err = None;
-            let r = strata::tree::walk(archive, node, &mut |path, n| {
-                p.entry(path, n).map_err(|e| {
-                    write_err = Some(e);
-                    ArchiveError::Invalid("stdout cannot be written".into())
-                })
-            });
-            match (write_err, r) {
-                (Some(e), _) => Err(Stop::Write(e)),
-                (None, r) => r.map_err(Stop::Read),
-            }
-        }
+        Some(_) => strata::tree::walk(archive, node, &mut (), &mut Lister(p)),
+    }
+}
+
+/// `ls -R`: every path below the listed directory, printed as its tree is decoded.
+struct Lister<'p, W: Write>(&'p mut Printer<W>);
+
+impl<W: Write> strata::tree::Visitor for Lister<'_, W> {
+    type Frame = ();
+    type Error = Stop;
+    const STREAM: bool = true;
+
+    fn visit(&mut self, _: &mut (), path: &[u8], n: &Node) -> Result<Option<()>, Stop> {
+        self.0.entry(path, n).map_err(Stop::Write)?;
+        Ok(n.subtree().map(|_| ()))
+    }
+}
+
+impl From<ArchiveError> for Stop {
+    fn from(e: ArchiveError) -> Stop {
+        Stop::Read(e)
     }
 }
 

@@ -103,18 +103,6 @@ impl From<ArchiveError> for Failure {
 pub type CmdResult = Result<u8, Failure>;
 
 pub fn run() -> ExitCode {
-    // Trees nest as deep as paths do (a 4096-byte path has up to 2048 levels) and are
-    // walked recursively: run on a thread with room for that.
-    std::thread::Builder::new()
-        .name("strata".into())
-        .stack_size(512 << 20)
-        .spawn(run_main)
-        .ok()
-        .and_then(|h| h.join().ok())
-        .unwrap_or(ExitCode::from(EXIT_ERROR))
-}
-
-fn run_main() -> ExitCode {
     raise_fd_limit();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -314,28 +314,68 @@ pub fn decode_tree_each(
     b: &[u8],
     each: &mut dyn FnMut(Node) -> ControlFlow<()>,
 ) -> Result<(), FormatError> {
-    let mut d = Decoder::new(b);
-    let magic = d.bytes(4)?;
-    if magic != TREE_MAGIC {
-        return Err(FormatError::BadMagic {
-            what: "tree",
-            expected: TREE_MAGIC.to_vec(),
-            found: magic.to_vec(),
-        });
+    let mut cursor = TreeCursor::new(b)?;
+    while let Some(node) = cursor.next_node()? {
+        if each(node).is_break() {
+            return Ok(());
+        }
     }
-    let version = d.u8()?;
-    if version != TREE_VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            what: "tree",
-            found: version as u32,
-            supported: TREE_VERSION as u32,
-        });
+    Ok(())
+}
+
+/// A tree decoded one node per call, resumable between calls (the tree walker keeps
+/// one per directory level of the path it is on). Every check of [`decode_tree`]
+/// applies; after the last node the end of the bytes is checked too.
+pub struct TreeCursor<B: AsRef<[u8]>> {
+    bytes: B,
+    /// Offset of the next node.
+    pos: usize,
+    /// Nodes not yet decoded.
+    left: usize,
+    prev: Option<Vec<u8>>,
+}
+
+impl<B: AsRef<[u8]>> TreeCursor<B> {
+    /// Checks the header (magic, version, a count the bytes can hold).
+    pub fn new(bytes: B) -> Result<Self, FormatError> {
+        let mut d = Decoder::new(bytes.as_ref());
+        let magic = d.bytes(4)?;
+        if magic != TREE_MAGIC {
+            return Err(FormatError::BadMagic {
+                what: "tree",
+                expected: TREE_MAGIC.to_vec(),
+                found: magic.to_vec(),
+            });
+        }
+        let version = d.u8()?;
+        if version != TREE_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                what: "tree",
+                found: version as u32,
+                supported: TREE_VERSION as u32,
+            });
+        }
+        let raw_count = d.u32()? as u64;
+        // A node takes at least 86 bytes (a 1-byte name, no xattrs, no payload).
+        let left = d.count("tree node count", raw_count, MIN_NODE_LEN)?;
+        let pos = d.pos();
+        Ok(TreeCursor {
+            bytes,
+            pos,
+            left,
+            prev: None,
+        })
     }
-    let raw_count = d.u32()? as u64;
-    // A node takes at least 86 bytes (a 1-byte name, no xattrs, no payload).
-    let count = d.count("tree node count", raw_count, MIN_NODE_LEN)?;
-    let mut prev: Option<Vec<u8>> = None;
-    for _ in 0..count {
+
+    /// The next node, or `None` after the last one (once the bytes are found to end
+    /// there).
+    pub fn next_node(&mut self) -> Result<Option<Node>, FormatError> {
+        let mut d = Decoder::new(self.bytes.as_ref());
+        d.bytes(self.pos)?;
+        if self.left == 0 {
+            return d.finish().map(|()| None);
+        }
+        let prev = &self.prev;
         let name = d.bytes16()?.to_vec();
         if !valid_name(&name) {
             return Err(invalid(
@@ -433,7 +473,7 @@ pub fn decode_tree_each(
             }
             _ => Payload::Other,
         };
-        prev = Some(name.clone());
+        self.prev = Some(name.clone());
         let node = Node {
             name,
             kind,
@@ -452,11 +492,10 @@ pub fn decode_tree_each(
             xattrs,
             payload,
         };
-        if each(node).is_break() {
-            return Ok(());
-        }
+        self.pos = d.pos();
+        self.left -= 1;
+        Ok(Some(node))
     }
-    d.finish()
 }
 
 #[cfg(test)]

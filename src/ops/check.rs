@@ -10,9 +10,10 @@
 
 use crate::archive::{Archive, ArchiveError};
 use crate::format::pack::BLOB_HEADER_LEN;
-use crate::format::tree::{Extent, NodeKind};
+use crate::format::tree::Node;
 use crate::format::{BlobId, PackId};
 use crate::packs::Location;
+use crate::tree::Ref;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -252,64 +253,7 @@ pub fn check(
     // 3. Snapshots: every record decodes; every tree reachable decodes (read with crc32
     //    and BLAKE3); every chunk it references is in the index. Subtrees known to be
     //    clean are not walked again.
-    let rows = archive.snapshots()?;
-    let selected: Vec<_> = rows
-        .iter()
-        .filter(|r| opts.snapshots.is_empty() || opts.snapshots.contains(&r.id))
-        .collect();
-    let mut walker = Walker {
-        archive,
-        bad: &bad,
-        clean: HashSet::new(),
-        damages: HashMap::new(),
-        tree_errors: HashMap::new(),
-        trees: 0,
-    };
-    let mut forgotten = Vec::new();
-    for row in selected {
-        report.snapshots += 1;
-        let snap = row.id.short();
-        let loaded = archive.load_snapshot(&row.id);
-        // A snapshot forgotten (and pruned) by another process while check ran is not
-        // damage: whatever went wrong reading it, skip it once the catalogue no longer
-        // lists it.
-        let mark = walker.mark();
-        let sound = match &loaded {
-            Ok(s) => walker.walk(&snap, row.root, &mut Vec::new(), 0) && s.root == row.root,
-            Err(_) => false,
-        };
-        if !sound && !archive.has_snapshot(&row.id)? {
-            walker.forget_since(mark, &snap);
-            report.snapshots -= 1;
-            forgotten.push(snap);
-            continue;
-        }
-        match loaded {
-            Ok(s) => {
-                if s.root != row.root {
-                    report.findings.push(Finding {
-                        severity: Severity::Error,
-                        what: "the index row and the snapshot record disagree on the root tree"
-                            .into(),
-                        location: format!("snapshot {snap}"),
-                        fix: FIX_REPAIR.into(),
-                        damages: Vec::new(),
-                    });
-                }
-            }
-            Err(e) => report.findings.push(Finding {
-                severity: Severity::Error,
-                what: format!("snapshot record cannot be read: {e}"),
-                location: format!("snapshot {snap}"),
-                fix: if e.is_corruption() {
-                    FIX_DAMAGE.into()
-                } else {
-                    FIX_REPAIR.into()
-                },
-                damages: vec![format!("{snap}:/")],
-            }),
-        }
-    }
+    let (walker, forgotten) = check_snapshots(archive, opts, &bad, &mut report)?;
     report.trees = walker.trees;
     if moved_packs > 0 || *moved_blobs.get_mut() > 0 {
         report.notes.push(format!(
@@ -377,6 +321,76 @@ pub fn check(
     Ok(report)
 }
 
+/// Step 3 of [`check`]: every selected snapshot's record and trees. Returns the walk
+/// (what it found damaged) and the snapshots forgotten by another process meanwhile.
+fn check_snapshots<'a>(
+    archive: &'a Archive,
+    opts: &CheckOptions,
+    bad: &'a Bad,
+    report: &mut CheckReport,
+) -> Result<(Walker<'a>, Vec<String>), ArchiveError> {
+    let rows = archive.snapshots()?;
+    let selected: Vec<_> = rows
+        .iter()
+        .filter(|r| opts.snapshots.is_empty() || opts.snapshots.contains(&r.id))
+        .collect();
+    let mut walker = Walker {
+        archive,
+        bad,
+        clean: HashSet::new(),
+        damages: HashMap::new(),
+        tree_errors: HashMap::new(),
+        trees: 0,
+        snap: String::new(),
+    };
+    let mut forgotten = Vec::new();
+    for row in selected {
+        report.snapshots += 1;
+        let snap = row.id.short();
+        let loaded = archive.load_snapshot(&row.id);
+        // A snapshot forgotten (and pruned) by another process while check ran is not
+        // damage: whatever went wrong reading it, skip it once the catalogue no longer
+        // lists it.
+        let mark = walker.mark();
+        let sound = match &loaded {
+            Ok(s) => walker.walk(&snap, row.root) && s.root == row.root,
+            Err(_) => false,
+        };
+        if !sound && !archive.has_snapshot(&row.id)? {
+            walker.forget_since(mark, &snap);
+            report.snapshots -= 1;
+            forgotten.push(snap);
+            continue;
+        }
+        match loaded {
+            Ok(s) => {
+                if s.root != row.root {
+                    report.findings.push(Finding {
+                        severity: Severity::Error,
+                        what: "the index row and the snapshot record disagree on the root tree"
+                            .into(),
+                        location: format!("snapshot {snap}"),
+                        fix: FIX_REPAIR.into(),
+                        damages: Vec::new(),
+                    });
+                }
+            }
+            Err(e) => report.findings.push(Finding {
+                severity: Severity::Error,
+                what: format!("snapshot record cannot be read: {e}"),
+                location: format!("snapshot {snap}"),
+                fix: if e.is_corruption() {
+                    FIX_DAMAGE.into()
+                } else {
+                    FIX_REPAIR.into()
+                },
+                damages: vec![format!("{snap}:/")],
+            }),
+        }
+    }
+    Ok((walker, forgotten))
+}
+
 /// What a read that was checked twice concluded.
 enum Verdict {
     Sound,
@@ -436,6 +450,8 @@ struct Walker<'a> {
     /// Trees that could not be read: the error, and whether stored bytes are damaged.
     tree_errors: HashMap<BlobId, (String, bool)>,
     trees: u64,
+    /// The snapshot being walked (short id), for the paths in `damages`.
+    snap: String,
 }
 
 /// A point in a walk to go back to: the damage recorded so far.
@@ -463,66 +479,117 @@ impl Walker<'_> {
             .retain(|id, _| mark.tree_errors.contains(id) || damages.contains_key(id));
     }
 
-    /// Walks a tree; returns true when everything below it is sound.
-    fn walk(&mut self, snap: &str, tree: BlobId, path: &mut Vec<u8>, depth: usize) -> bool {
-        if self.clean.contains(&tree) {
-            return true;
-        }
-        let show = |p: &[u8]| format!("{snap}:/{}", String::from_utf8_lossy(p));
-        if depth > crate::tree::MAX_DEPTH {
-            self.tree_errors
-                .insert(tree, ("nested too deep (a cycle?)".into(), true));
-            self.damages.entry(tree).or_default().push(show(path));
-            return false;
-        }
-        let nodes = match self.archive.read_tree(&tree) {
-            Ok(n) => n,
-            Err(e) => {
-                if !self.bad.contains_key(&tree) {
-                    self.tree_errors
-                        .insert(tree, (e.to_string(), e.is_corruption()));
-                }
-                self.damages.entry(tree).or_default().push(show(path));
-                return false;
-            }
+    /// Walks a snapshot's trees from `root`; returns true when everything below it is
+    /// sound.
+    fn walk(&mut self, snap: &str, root: BlobId) -> bool {
+        self.snap = snap.to_string();
+        let mut top = Dir {
+            tree: root,
+            sound: true,
         };
-        self.trees += 1;
-        let mut sound = true;
-        for n in &nodes {
-            let len = path.len();
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(&n.name);
-            match n.kind {
-                NodeKind::Dir => {
-                    if let Some(sub) = n.subtree() {
-                        sound &= self.walk(snap, sub, path, depth + 1);
-                    }
+        let archive = self.archive;
+        let node = crate::tree::root_node(root, (0, 0));
+        // Check's visitor records every problem and never stops the walk.
+        let walked = crate::tree::walk_node(archive, &mut top, &node, self);
+        walked.is_ok() && top.sound
+    }
+
+    fn show(&self, path: &[u8]) -> String {
+        format!("{}:/{}", self.snap, String::from_utf8_lossy(path))
+    }
+
+    /// The tree of `dir` (at `path`) cannot be walked.
+    fn damaged_tree(&mut self, parent: &mut Dir, dir: Dir, path: &[u8], error: (String, bool)) {
+        parent.sound = false;
+        if !self.bad.contains_key(&dir.tree) {
+            self.tree_errors.insert(dir.tree, error);
+        }
+        let p = self.show(path);
+        self.damages.entry(dir.tree).or_default().push(p);
+    }
+}
+
+/// A directory check is walking: its tree, and whether all below it is sound so far.
+struct Dir {
+    tree: BlobId,
+    sound: bool,
+}
+
+impl crate::tree::Visitor for Walker<'_> {
+    type Frame = Dir;
+    type Error = ArchiveError;
+
+    fn visit(
+        &mut self,
+        parent: &mut Dir,
+        path: &[u8],
+        n: &Node,
+    ) -> Result<Option<Dir>, ArchiveError> {
+        let mut descend = None;
+        for r in crate::tree::refs(n) {
+            match r {
+                Ref::Tree(tree) if !self.clean.contains(&tree) => {
+                    descend = Some(Dir { tree, sound: true });
                 }
-                NodeKind::File => {
-                    for x in n.extents() {
-                        if let Extent::Data { id, .. } = x {
-                            let present = !self.bad.contains_key(id)
-                                && self.archive.contains(id).unwrap_or(false);
-                            if !present {
-                                sound = false;
-                                let v = self.damages.entry(*id).or_default();
-                                let p = show(path);
-                                if v.last() != Some(&p) {
-                                    v.push(p);
-                                }
-                            }
+                Ref::Tree(_) => {}
+                Ref::Chunk(id) => {
+                    let present =
+                        !self.bad.contains_key(&id) && self.archive.contains(&id).unwrap_or(false);
+                    if !present {
+                        parent.sound = false;
+                        let p = self.show(path);
+                        let v = self.damages.entry(id).or_default();
+                        if v.last() != Some(&p) {
+                            v.push(p);
                         }
                     }
                 }
-                _ => {}
             }
-            path.truncate(len);
         }
-        if sound {
-            self.clean.insert(tree);
+        Ok(descend)
+    }
+
+    fn leave(
+        &mut self,
+        parent: &mut Dir,
+        dir: Dir,
+        _: &[u8],
+        _: &Node,
+    ) -> Result<(), ArchiveError> {
+        self.trees += 1;
+        if dir.sound {
+            self.clean.insert(dir.tree);
         }
-        sound
+        parent.sound &= dir.sound;
+        Ok(())
+    }
+
+    fn unreadable(
+        &mut self,
+        parent: &mut Dir,
+        dir: Dir,
+        path: &[u8],
+        _: &Node,
+        e: ArchiveError,
+    ) -> Result<(), ArchiveError> {
+        self.damaged_tree(parent, dir, path, (e.to_string(), e.is_corruption()));
+        Ok(())
+    }
+
+    fn too_deep(
+        &mut self,
+        parent: &mut Dir,
+        dir: Dir,
+        path: &[u8],
+        _: &Node,
+        _: ArchiveError,
+    ) -> Result<(), ArchiveError> {
+        self.damaged_tree(
+            parent,
+            dir,
+            path,
+            ("nested too deep (a cycle?)".into(), true),
+        );
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 use crate::archive::{Archive, ArchiveError};
 use crate::format::BlobId;
 use crate::format::tree::{Node, NodeKind, Payload};
+use crate::tree::PairVisitor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -71,92 +72,57 @@ pub fn diff_each<E: From<ArchiveError>>(
     new: BlobId,
     each: &mut dyn FnMut(Entry) -> Result<(), E>,
 ) -> Result<(), E> {
-    walk(archive, Some(old), Some(new), &mut Vec::new(), each, 0)
+    crate::tree::walk_pair(archive, Some(old), Some(new), &mut Differ(each))
 }
 
 /// Where changes go.
 type Sink<'s, E> = dyn FnMut(Entry) -> Result<(), E> + 's;
 
-fn children(archive: &Archive, id: Option<BlobId>) -> Result<Vec<Node>, ArchiveError> {
-    match id {
-        Some(id) => archive.read_tree(&id),
-        None => Ok(Vec::new()),
-    }
-}
+/// Compares the entries of one name in both trees; walks on into what differs. Added
+/// and removed directories are walked against nothing, so everything beneath them is
+/// listed.
+struct Differ<'a, 's, E>(&'a mut Sink<'s, E>);
 
-fn walk<E: From<ArchiveError>>(
-    archive: &Archive,
-    old: Option<BlobId>,
-    new: Option<BlobId>,
-    path: &mut Vec<u8>,
-    out: &mut Sink<'_, E>,
-    depth: usize,
-) -> Result<(), E> {
-    if old == new {
-        return Ok(());
-    }
-    if depth > crate::tree::MAX_DEPTH {
-        return Err(ArchiveError::Invalid("trees nest too deep".into()).into());
-    }
-    let (a, b) = (children(archive, old)?, children(archive, new)?);
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let ord = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.name.cmp(&y.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+impl<E: From<ArchiveError>> PairVisitor for Differ<'_, '_, E> {
+    type Error = E;
+
+    fn visit(
+        &mut self,
+        path: &[u8],
+        old: Option<&Node>,
+        new: Option<&Node>,
+    ) -> Result<(Option<BlobId>, Option<BlobId>), E> {
+        let out = &mut *self.0;
+        let (x, y) = match (old, new) {
+            (Some(x), None) => {
+                push(out, Change::Removed, path, x, Vec::new())?;
+                return Ok((x.subtree(), None));
+            }
+            (None, Some(y)) => {
+                push(out, Change::Added, path, y, Vec::new())?;
+                return Ok((None, y.subtree()));
+            }
+            (Some(x), Some(y)) => (x, y),
+            (None, None) => return Ok((None, None)),
         };
-        let len = path.len();
-        let name = match ord {
-            std::cmp::Ordering::Less => &a[i].name,
-            _ => &b[j].name,
+        if x.kind != y.kind {
+            // At most one side is a directory: its entries are removed or added.
+            push(out, Change::TypeChanged, path, y, Vec::new())?;
+            return Ok((x.subtree(), y.subtree()));
+        }
+        let content = match (&x.payload, &y.payload) {
+            (Payload::File(p), Payload::File(q)) => p != q,
+            (Payload::Symlink(p), Payload::Symlink(q)) => p != q,
+            _ => x.rdev != y.rdev,
         };
-        if !path.is_empty() {
-            path.push(b'/');
+        let fields = meta_fields(x, y);
+        if content {
+            push(out, Change::Modified, path, y, fields)?;
+        } else if !fields.is_empty() {
+            push(out, Change::Metadata, path, y, fields)?;
         }
-        path.extend_from_slice(name);
-        match ord {
-            std::cmp::Ordering::Less => {
-                whole(archive, &a[i], Change::Removed, path, out, depth)?;
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                whole(archive, &b[j], Change::Added, path, out, depth)?;
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                let (x, y) = (&a[i], &b[j]);
-                if x.kind != y.kind {
-                    push(out, Change::TypeChanged, path, y, Vec::new())?;
-                    if x.kind == NodeKind::Dir {
-                        walk(archive, x.subtree(), None, path, out, depth + 1)?;
-                    }
-                    if y.kind == NodeKind::Dir {
-                        walk(archive, None, y.subtree(), path, out, depth + 1)?;
-                    }
-                } else {
-                    let content = match (&x.payload, &y.payload) {
-                        (Payload::File(p), Payload::File(q)) => p != q,
-                        (Payload::Symlink(p), Payload::Symlink(q)) => p != q,
-                        _ => x.rdev != y.rdev,
-                    };
-                    let fields = meta_fields(x, y);
-                    if content {
-                        push(out, Change::Modified, path, y, fields)?;
-                    } else if !fields.is_empty() {
-                        push(out, Change::Metadata, path, y, fields)?;
-                    }
-                    if x.kind == NodeKind::Dir {
-                        walk(archive, x.subtree(), y.subtree(), path, out, depth + 1)?;
-                    }
-                }
-                i += 1;
-                j += 1;
-            }
-        }
-        path.truncate(len);
+        Ok((x.subtree(), y.subtree()))
     }
-    Ok(())
 }
 
 fn meta_fields(x: &Node, y: &Node) -> Vec<&'static str> {
@@ -190,24 +156,4 @@ fn push<E>(
         size: n.size,
         fields,
     })
-}
-
-fn whole<E: From<ArchiveError>>(
-    archive: &Archive,
-    n: &Node,
-    change: Change,
-    path: &mut Vec<u8>,
-    out: &mut Sink<'_, E>,
-    depth: usize,
-) -> Result<(), E> {
-    push(out, change, path, n, Vec::new())?;
-    if let Some(sub) = n.subtree() {
-        let (old, new) = if change == Change::Removed {
-            (Some(sub), None)
-        } else {
-            (None, Some(sub))
-        };
-        walk(archive, old, new, path, out, depth + 1)?;
-    }
-    Ok(())
 }

@@ -163,18 +163,75 @@ pub fn restore(
         max_links_open: raise_fd_limit() / 2,
         report: RestoreReport::default(),
     };
+    let mut top = Open {
+        dir,
+        made: None,
+        reuse: true,
+    };
     if node.name.is_empty() {
-        let Some(id) = node.subtree() else {
-            return Ok(r.report);
-        };
-        let nodes = archive.read_tree(&id)?;
-        for n in &nodes {
-            r.entry(&dir, n, &n.name.clone(), 0)?;
-        }
+        crate::tree::walk(archive, node, &mut top, &mut r)?;
     } else {
-        r.entry(&dir, node, &node.name.clone(), 0)?;
+        crate::tree::walk_node(archive, &mut top, node, &mut r)?;
     }
     Ok(r.report)
+}
+
+/// A directory restore holds open while its entries are written.
+struct Open {
+    dir: Dir,
+    /// The directory as restore opened it, to check at the end that it is still there.
+    made: Option<Stat>,
+    /// An existing directory merged into (never removed by restore).
+    reuse: bool,
+}
+
+impl crate::tree::Visitor for Restorer<'_> {
+    type Frame = Open;
+    type Error = RestoreError;
+
+    fn visit(
+        &mut self,
+        parent: &mut Open,
+        rel: &[u8],
+        n: &Node,
+    ) -> Result<Option<Open>, RestoreError> {
+        self.entry(&parent.dir, n, rel)
+    }
+
+    fn leave(
+        &mut self,
+        parent: &mut Open,
+        open: Open,
+        rel: &[u8],
+        n: &Node,
+    ) -> Result<(), RestoreError> {
+        self.report.dirs += 1;
+        self.finish_meta(Handle::Fd(open.dir.as_raw_fd()), n, rel)?;
+        match open.made {
+            Some(st) => self.verify(&parent.dir, &n.name, &st, rel, "directory"),
+            None => Ok(()),
+        }
+    }
+
+    /// A damaged listing: skip this directory, restore the rest.
+    fn unreadable(
+        &mut self,
+        parent: &mut Open,
+        open: Open,
+        rel: &[u8],
+        n: &Node,
+        e: ArchiveError,
+    ) -> Result<(), RestoreError> {
+        let mut shown = show(rel);
+        shown.push('/');
+        let what = format!("directory listing damaged, nothing under it restored: {e}");
+        self.report.damaged.push((shown, what));
+        drop(open.dir);
+        if let (false, Some(st)) = (open.reuse, open.made) {
+            self.remove_own(&parent.dir, &n.name, &st, true);
+        }
+        Ok(())
+    }
 }
 
 /// Raises the soft limit of open files to the hard one (restore keeps a descriptor per
@@ -302,17 +359,11 @@ impl Restorer<'_> {
         }
     }
 
-    fn entry(&mut self, dir: &Dir, n: &Node, rel: &[u8], depth: usize) -> Result<(), RestoreError> {
-        if depth > crate::tree::MAX_DEPTH {
-            return Err(ArchiveError::Invalid(format!(
-                "{}: tree too deep (damaged or hostile archive)",
-                show(rel)
-            ))
-            .into());
-        }
+    /// Creates `n` in `dir`; for a directory, returns it opened for its entries.
+    fn entry(&mut self, dir: &Dir, n: &Node, rel: &[u8]) -> Result<Option<Open>, RestoreError> {
         let reuse = self.make_room(dir, n, rel)?;
         match (&n.payload, n.kind) {
-            (Payload::Dir(id), _) => {
+            (Payload::Dir(_), _) => {
                 if !reuse {
                     dir.mkdir(&n.name, 0o700).map_err(|e| self.err(rel, e))?;
                 }
@@ -321,31 +372,11 @@ impl Restorer<'_> {
                 if !reuse {
                     self.check_created(&st, libc::S_IFDIR, rel, "directory")?;
                 }
-                let children = match self.archive.read_tree(id) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // A damaged listing: skip this directory, restore the rest.
-                        let mut shown = show(rel);
-                        shown.push('/');
-                        let what =
-                            format!("directory listing damaged, nothing under it restored: {e}");
-                        self.report.damaged.push((shown, what));
-                        drop(sub);
-                        if !reuse {
-                            self.remove_own(dir, &n.name, &st, true);
-                        }
-                        return Ok(());
-                    }
-                };
-                for c in &children {
-                    let mut crel = rel.to_vec();
-                    crel.push(b'/');
-                    crel.extend_from_slice(&c.name);
-                    self.entry(&sub, c, &crel, depth + 1)?;
-                }
-                self.report.dirs += 1;
-                self.finish_meta(Handle::Fd(sub.as_raw_fd()), n, rel)?;
-                self.verify(dir, &n.name, &st, rel, "directory")?;
+                return Ok(Some(Open {
+                    dir: sub,
+                    made: Some(st),
+                    reuse,
+                }));
             }
             (Payload::File(_), _) => self.file(dir, n, rel)?,
             (Payload::Symlink(target), _) => {
@@ -367,7 +398,7 @@ impl Restorer<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Metadata of a symlink or special file just created, through an `O_PATH` handle.

@@ -8,10 +8,11 @@
 use crate::archive::{Archive, ArchiveError, WriteSession};
 use crate::format::forget::ForgetRecord;
 use crate::format::pack::{BLOB_HEADER_LEN, BlobKind, PACK_HEADER_LEN};
-use crate::format::tree::Extent;
+use crate::format::tree::Node;
 use crate::format::{BlobId, PackId};
 use crate::index::SnapshotRow;
 use crate::packs::Location;
+use crate::tree::Ref;
 use std::collections::{HashMap, HashSet};
 
 /// A retention policy. Counts are "keep the newest snapshot of each of the last N
@@ -320,41 +321,55 @@ pub struct PruneReport {
     pub unknown_packs: Vec<String>,
 }
 
-/// Every blob a remaining snapshot needs: its record, its trees and their chunks.
+/// Every blob a remaining snapshot needs: its record, its trees and their chunks. A
+/// tree shared by several snapshots (or directories) is walked once.
 fn used_blobs(archive: &Archive) -> Result<HashSet<BlobId>, ArchiveError> {
-    let mut used = HashSet::new();
-    let mut stack = Vec::new();
+    let mut used = Used(HashSet::new());
     for r in archive.snapshots()? {
-        used.insert(r.id);
-        stack.push((r.root, 0usize));
+        used.0.insert(r.id);
+        let root = crate::tree::root_node(r.root, r.time);
+        crate::tree::walk_node(archive, &mut (), &root, &mut used)?;
     }
-    while let Some((tree, depth)) = stack.pop() {
-        if !used.insert(tree) && depth > 0 {
-            continue;
-        }
-        if depth > crate::tree::MAX_DEPTH {
-            return Err(ArchiveError::Invalid(
-                "trees nest too deep (damaged archive?)".into(),
-            ));
-        }
-        let nodes = archive.read_tree(&tree).map_err(|e| {
-            ArchiveError::Invalid(format!(
-                "tree {} cannot be read ({e}); prune needs every tree: run `strata check` and `strata repair` first",
-                tree.short()
-            ))
-        })?;
-        for n in nodes {
-            if let Some(sub) = n.subtree() {
-                stack.push((sub, depth + 1));
-            }
-            for x in n.extents() {
-                if let Extent::Data { id, .. } = x {
-                    used.insert(*id);
+    Ok(used.0)
+}
+
+/// The blobs found in use so far.
+struct Used(HashSet<BlobId>);
+
+impl crate::tree::Visitor for Used {
+    type Frame = ();
+    type Error = ArchiveError;
+
+    fn visit(&mut self, _: &mut (), _: &[u8], n: &Node) -> Result<Option<()>, ArchiveError> {
+        let mut descend = None;
+        for r in crate::tree::refs(n) {
+            match r {
+                Ref::Chunk(id) => {
+                    self.0.insert(id);
+                }
+                Ref::Tree(id) => {
+                    if self.0.insert(id) {
+                        descend = Some(());
+                    }
                 }
             }
         }
+        Ok(descend)
     }
-    Ok(used)
+
+    fn unreadable(
+        &mut self,
+        _: &mut (),
+        _: (),
+        _: &[u8],
+        n: &Node,
+        e: ArchiveError,
+    ) -> Result<(), ArchiveError> {
+        let tree = n.subtree().map(|t| t.short()).unwrap_or_default();
+        Err(ArchiveError::Invalid(format!(
+            "tree {tree} cannot be read ({e}); prune needs every tree: run `strata check` and `strata repair` first"
+        )))
+    }
 }
 
 pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, ArchiveError> {

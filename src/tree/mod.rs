@@ -1,6 +1,15 @@
-//! Snapshot trees: looking a path up from a root tree, and walking a tree depth-first.
-//! The snapshot root is a tree whose entries are the sources; it has no metadata of its
-//! own, so it is represented by a synthetic directory node.
+//! Snapshot trees: looking a path up from a root tree, the one iterative walker
+//! ([`walk`]), which blobs a node references ([`refs`]), and the cache of decoded trees
+//! ([`cache`]). The snapshot root is a tree whose entries are the sources; it has no
+//! metadata of its own, so it is represented by a synthetic directory node.
+
+pub mod cache;
+pub mod refs;
+pub mod walk;
+
+pub use cache::TreeCache;
+pub use refs::{Ref, refs};
+pub use walk::{PairVisitor, Trees, Visitor, walk, walk_node, walk_pair};
 
 use crate::archive::{Archive, ArchiveError};
 use crate::format::BlobId;
@@ -60,59 +69,6 @@ pub fn lookup(archive: &Archive, root: &Node, path: &[u8]) -> Result<Option<Node
         }
     }
     Ok(Some(node))
-}
-
-/// Walks the tree below `dir` depth-first, parents before children, entries in name
-/// order, calling `f(path, node)` with the path relative to `dir` as each node is
-/// decoded (memory holds the tree bytes of the current path only, however many paths
-/// there are). Depth is bounded so a hostile archive with a cycle of tree ids cannot
-/// loop forever. A tree found malformed part-way has had its earlier nodes visited.
-/// Visitor called by [`walk`] with each path and node.
-pub type Visit<'v> = dyn FnMut(&[u8], &Node) -> Result<(), ArchiveError> + 'v;
-
-pub fn walk(archive: &Archive, dir: &Node, f: &mut Visit<'_>) -> Result<(), ArchiveError> {
-    fn rec(
-        archive: &Archive,
-        id: BlobId,
-        prefix: &mut Vec<u8>,
-        depth: usize,
-        f: &mut Visit<'_>,
-    ) -> Result<(), ArchiveError> {
-        if depth > MAX_DEPTH {
-            return Err(ArchiveError::Invalid(format!(
-                "tree deeper than {MAX_DEPTH} levels at {:?} (damaged or hostile archive)",
-                String::from_utf8_lossy(prefix)
-            )));
-        }
-        // Node by node: a directory of any size is held as its bytes, never decoded whole.
-        let mut failed = None;
-        archive.each_tree_node(&id, &mut |n| {
-            let len = prefix.len();
-            if !prefix.is_empty() {
-                prefix.push(b'/');
-            }
-            prefix.extend_from_slice(&n.name);
-            let mut r = f(prefix, &n);
-            if r.is_ok()
-                && let Some(sub) = n.subtree()
-            {
-                r = rec(archive, sub, prefix, depth + 1, f);
-            }
-            prefix.truncate(len);
-            match r {
-                Ok(()) => std::ops::ControlFlow::Continue(()),
-                Err(e) => {
-                    failed = Some(e);
-                    std::ops::ControlFlow::Break(())
-                }
-            }
-        })?;
-        failed.map_or(Ok(()), Err)
-    }
-    match dir.subtree() {
-        Some(id) => rec(archive, id, &mut Vec::new(), 0, f),
-        None => Ok(()),
-    }
 }
 
 /// Deepest directory nesting accepted: a 4096-byte path has at most 2048 components.

@@ -3,10 +3,10 @@
 //! tree cache, while the kernel is still asking for earlier ones. Requests beyond
 //! a small queue are dropped (prefetch is a hint, never a correctness matter).
 
-use super::TreeCache;
 use crate::archive::Archive;
 use crate::content::ChunkCache;
 use crate::format::BlobId;
+use crate::tree::TreeCache;
 use std::collections::HashSet;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
