@@ -95,44 +95,6 @@ pub enum ArchiveError {
 }
 
 impl ArchiveError {
-    /// A short "what to do" line for the CLI.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            ArchiveError::NotAnArchive { why, .. } if why.starts_with("config:") => Some(
-                "the archive's config file is damaged; restore it from a copy (docs/FORMAT.md lists its keys)".into(),
-            ),
-            ArchiveError::NotAnArchive { .. } => {
-                Some("create one with `strata init ARCHIVE`".into())
-            }
-            ArchiveError::Locked { .. } => Some(
-                "wait for the other ingest to finish; the lock is released when it exits".into(),
-            ),
-            ArchiveError::Index(e) if e.is_out_of_space() => Some(
-                "the archive's filesystem is full or failing (see `df ARCHIVE`); free space and retry: the index is not necessarily damaged".into(),
-            ),
-            ArchiveError::IndexMissing { .. } | ArchiveError::Index(_) => {
-                Some("rebuild the index from the packs with `strata repair ARCHIVE`".into())
-            }
-            ArchiveError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-                Some("the archive's filesystem is full: free space and run the ingest again; nothing was committed".into())
-            }
-            ArchiveError::Pack(PackError::Store(e)) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                Some("the archive's filesystem is full: free space and run the ingest again; nothing was committed".into())
-            }
-            ArchiveError::Pack(e) if e.is_corruption() => {
-                Some("run `strata check --read-data ARCHIVE` to see what is damaged".into())
-            }
-            ArchiveError::Ambiguous { .. } => Some("give more digits of the id".into()),
-            ArchiveError::AppendOnly(_) => Some(
-                "this archive was made append-only so history cannot be destroyed; keep it, or copy what you need to a new archive".into(),
-            ),
-            ArchiveError::SnapshotNotFound { .. } => {
-                Some("list snapshots with `strata snapshots ARCHIVE`".into())
-            }
-            _ => None,
-        }
-    }
-
     /// The filesystem was full (ENOSPC from a pack write, or SQLite's "disk full").
     pub fn is_out_of_space(&self) -> bool {
         match self {

@@ -1,5 +1,6 @@
 //! `strata ingest`: one snapshot from one or more sources.
 
+use super::hints::Hint;
 use super::{CmdResult, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, Failure};
 use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;

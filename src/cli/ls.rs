@@ -1,6 +1,7 @@
 //! `strata ls` and `strata cat`: look inside a snapshot without restoring it.
 
 use super::escape;
+use super::hints::Hint;
 use super::{CmdResult, EXIT_OK, Failure, is_broken_pipe};
 use std::io::Write;
 use std::ops::ControlFlow;

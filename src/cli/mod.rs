@@ -5,6 +5,7 @@
 mod check;
 mod diff;
 mod escape;
+mod hints;
 mod ingest;
 mod init;
 mod ls;
@@ -15,6 +16,7 @@ mod show;
 mod snapshots;
 
 use clap::{Parser, Subcommand};
+use hints::Hint;
 use std::process::ExitCode;
 use strata::archive::{Archive, ArchiveError};
 use strata::format::tree::Node;

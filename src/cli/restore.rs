@@ -1,6 +1,7 @@
 //! `strata restore`: a snapshot, directory or file back onto disk.
 
 use super::escape::text;
+use super::hints::Hint;
 use super::{CmdResult, EXIT_OK, EXIT_PARTIAL, Failure};
 use std::path::PathBuf;
 use strata::ops::restore::{RestoreOptions, restore};

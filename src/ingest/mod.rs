@@ -187,24 +187,6 @@ fn first_error(e: &[PathError]) -> String {
         .unwrap_or_default()
 }
 
-impl IngestError {
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            IngestError::Archive(e) | IngestError::Write(e) => e.hint(),
-            IngestError::WithAfter { error, .. } => error.hint(),
-            IngestError::SourceMissing { .. } => Some("check the path; nothing was written".into()),
-            IngestError::ControlChar(_) => Some(
-                "name it with SRC:NAME, --as NAME or --stdin-as NAME using printable characters"
-                    .into(),
-            ),
-            IngestError::Strict(_) => {
-                Some("fix the permissions or drop --strict to record unreadable paths".into())
-            }
-            _ => None,
-        }
-    }
-}
-
 /// Validates snapshot paths up front: every component a valid name, no two sources at
 /// the same path or one inside another.
 fn check_names(sources: &[SourceSpec]) -> Result<(), IngestError> {

@@ -77,29 +77,6 @@ pub enum RestoreError {
     Replaced { path: PathBuf, what: &'static str },
 }
 
-impl RestoreError {
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            RestoreError::Exists { .. } => {
-                Some("restore into an empty directory, or pass --overwrite".into())
-            }
-            RestoreError::TargetSymlink { path } => Some(format!(
-                "if you mean the directory it points to, name it: \"$(readlink -f {})\"",
-                path.display()
-            )),
-            RestoreError::Partial { source, .. } if fsops::errno_is(source, libc::ENOSPC) => {
-                Some("free space on the target's filesystem, then restore again".into())
-            }
-            RestoreError::Replaced { .. } => Some(
-                "restore into a directory that only root can write (not one other users can)"
-                    .into(),
-            ),
-            RestoreError::Archive(e) => e.hint(),
-            _ => None,
-        }
-    }
-}
-
 struct Restorer<'a> {
     archive: &'a Archive,
     opts: RestoreOptions,
