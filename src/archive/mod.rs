@@ -567,6 +567,8 @@ impl Archive {
         Ok(WriteSession {
             archive: self,
             _lock: lock,
+            // Read again under the lock: `strata append-only` may have run since open.
+            append_only: Self::read_config(&self.root)?.append_only,
             writer: PackWriter::new(self.store.clone(), next.clone(), size),
             meta: PackWriter::new(self.store.clone(), next, size),
             added: Vec::new(),
@@ -629,6 +631,8 @@ pub struct WriteSession<'a> {
     seen: Claims<'a>,
     bytes_added: u64,
     committed: bool,
+    /// The archive's append-only flag as read under this session's lock.
+    append_only: bool,
 }
 
 impl Drop for WriteSession<'_> {
@@ -646,6 +650,16 @@ impl Drop for WriteSession<'_> {
 impl<'a> WriteSession<'a> {
     pub fn archive(&self) -> &'a Archive {
         self.archive
+    }
+
+    /// Refuses `what` (forget, prune) when the archive is append-only, as read under this
+    /// session's lock. The destructive commits call it themselves; prune also calls it
+    /// before its work.
+    pub fn refuse_if_append_only(&self, what: &'static str) -> Result<(), ArchiveError> {
+        if self.append_only {
+            return Err(ArchiveError::AppendOnly(what));
+        }
+        Ok(())
     }
 
     /// The session's dedup, for a producer on another thread (ingest's walker).
@@ -707,9 +721,7 @@ impl<'a> WriteSession<'a> {
         mut self,
         record: &crate::format::forget::ForgetRecord,
     ) -> Result<BlobId, ArchiveError> {
-        if self.archive.config.append_only {
-            return Err(ArchiveError::AppendOnly("forget"));
-        }
+        self.refuse_if_append_only("forget")?;
         let bytes = record.encode();
         let codec = self.archive.codec();
         let id = codec.id_of(&bytes);
@@ -770,9 +782,7 @@ impl<'a> WriteSession<'a> {
         for (p, _, n) in packs_with_counts.iter_mut() {
             *n = moved.iter().filter(|(_, l)| l.pack == *p).count() as u64;
         }
-        if self.archive.config.append_only {
-            return Err(ArchiveError::AppendOnly("prune"));
-        }
+        self.refuse_if_append_only("prune")?;
         self.committed = true;
         self.archive
             .index

@@ -285,11 +285,8 @@ pub fn forget(
     if ids.is_empty() {
         return Ok(None);
     }
+    // The commit checks append-only again under the lock.
     let session = archive.begin_write()?;
-    // Checked again under the lock: `strata append-only` may have run since we opened.
-    if Archive::read_config(archive.root())?.append_only {
-        return Err(ArchiveError::AppendOnly("forget"));
-    }
     let record = ForgetRecord {
         time: crate::ingest::now(),
         reason: reason.to_string(),
@@ -378,9 +375,7 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
     }
     // The writer lock first: no ingest may add references while we decide.
     let mut session = archive.begin_write()?;
-    if Archive::read_config(archive.root())?.append_only {
-        return Err(ArchiveError::AppendOnly("prune"));
-    }
+    session.refuse_if_append_only("prune")?;
     let used = used_blobs(archive)?;
     let blobs = archive.blobs()?;
     let packs = archive.pack_rows()?;
