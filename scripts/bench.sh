@@ -29,7 +29,7 @@ export LC_ALL=C
 
 usage() {
     sed -n '/^# *scripts\/bench\.sh \[/ { s/^# *//; p; q; }' "$0"
-    echo "  --quick         small scale (0.03, about 50 MB): a smoke run in under two minutes"
+    echo "  --quick         small scale (0.03, about 40 MB): a smoke run in under two minutes"
     echo "  --scale F       strata-gen scale factor (default 1.0, about 1.5 GB)"
     echo "  --keep          keep the work directory (data, archives, logs) afterwards"
     echo "  --out FILE      write the results there instead of docs/BENCHMARKS.md / target/bench-quick.md"
