@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — strata side by side with restic and borg, in one run, on one machine.
 #
-#   scripts/bench.sh [--quick] [--scale F] [--keep] [--out FILE]
+#   scripts/bench.sh [--quick] [--scale F] [--keep] [--out FILE] [--baseline BIN]
 #
 # Builds strata, strata-gen and randread (tools/randread) in release mode, installs restic,
 # borgbackup and python3-llfuse from Debian if they are missing, generates a Jira / Structr /
@@ -13,6 +13,12 @@
 # that file is left alone). --quick uses a small scale and writes target/bench-quick.md instead,
 # so it never overwrites the full results.
 #
+# --baseline BIN measures a second strata binary (say, one built from an older commit) as a
+# fourth tool, `strata-base`, with its own archive and mount, on every row strata is measured;
+# the table gains its column and a "strata / base" column (above 1: the current strata is
+# better), and a line lists the rows where the two differ by more than 5%. Without it the
+# output is the three-tool table.
+#
 # Environment: BENCH_DIR (work directory, default /var/tmp/strata-bench; must be on a real
 # disk, not tmpfs; it is deleted at the end unless --keep), BENCH_SEED (default 1).
 # Every mount it starts is unmounted on the way out, also on failure or Ctrl-C.
@@ -22,17 +28,20 @@ shopt -s inherit_errexit
 export LC_ALL=C
 
 usage() {
-    sed -n '3p' "$0" | sed 's/^# *//'
-    echo "  --quick     small scale (0.05, about 80 MB): a smoke run in under two minutes"
-    echo "  --scale F   strata-gen scale factor (default 1.0, about 1.5 GB)"
-    echo "  --keep      keep the work directory (data, archives, logs) afterwards"
-    echo "  --out FILE  write the results there instead of docs/BENCHMARKS.md / target/bench-quick.md"
+    sed -n '/^# *scripts\/bench\.sh \[/ { s/^# *//; p; q; }' "$0"
+    echo "  --quick         small scale (0.03, about 40 MB): a smoke run in under two minutes"
+    echo "  --scale F       strata-gen scale factor (default 1.0, about 1.5 GB)"
+    echo "  --keep          keep the work directory (data, archives, logs) afterwards"
+    echo "  --out FILE      write the results there instead of docs/BENCHMARKS.md / target/bench-quick.md"
+    echo "  --baseline BIN  also measure BIN, a strata binary built from another commit, as strata-base"
 }
 
 QUICK=0
 KEEP=0
 SCALE=""
 OUT=""
+BASELINE=""
+BASE_VERSION=""
 while (($#)); do
     case $1 in
         --quick) QUICK=1 ;;
@@ -47,6 +56,11 @@ while (($#)); do
             OUT=$2
             shift
             ;;
+        --baseline)
+            [[ $# -ge 2 ]] || { echo "bench.sh: --baseline needs a strata binary" >&2; exit 2; }
+            BASELINE=$2
+            shift
+            ;;
         -h | --help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -54,6 +68,14 @@ while (($#)); do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ -n $BASELINE ]]; then
+    [[ -f $BASELINE && -x $BASELINE ]] ||
+        { echo "bench.sh: --baseline $BASELINE is not an executable file; build it first (cargo build --release -p strata in a worktree of the older commit)" >&2; exit 2; }
+    BASELINE=$(cd "$(dirname "$BASELINE")" && pwd -P)/$(basename "$BASELINE")
+    BASE_VERSION=$("$BASELINE" --version 2>/dev/null || true)
+    [[ $BASE_VERSION == strata\ * ]] ||
+        { echo "bench.sh: --baseline $BASELINE does not answer --version like strata does" >&2; exit 2; }
+fi
 if ((QUICK)); then
     SCALE=${SCALE:-0.03}
     OUT=${OUT:-$ROOT/target/bench-quick.md}
@@ -229,6 +251,7 @@ OUTDIR=$WORK/out
 MNT=$WORK/mnt
 mkdir -p "$LOGS" "$OUTDIR" "$MNT" "$WORK/native"
 ARCH_STRATA=$WORK/strata.archive
+ARCH_BASE=$WORK/strata-base.archive
 REPO_RESTIC=$WORK/restic.repo
 REPO_BORG=$WORK/borg.repo
 export RESTIC_PASSWORD=strata-bench
@@ -261,21 +284,35 @@ rm -f "$WORK/native/day1.tar.zst"
 log "native tar | zstd -3 -T0: ${R[native.ingest1.s]} s"
 
 TOOLS=(strata restic borg)
+if [[ -n $BASELINE ]]; then
+    TOOLS=(strata strata-base restic borg)
+fi
+
+bin_of() { # bin_of strata|strata-base -> the binary
+    case $1 in
+        strata) echo "$STRATA" ;;
+        strata-base) echo "$BASELINE" ;;
+    esac
+}
 
 ingest() { # ingest TOOL DAY
     case $1 in
-        strata) measure "strata-ingest$2" "$STRATA" ingest "$ARCH_STRATA" "$DATA" --json ;;
+        strata | strata-base) measure "$1-ingest$2" "$(bin_of "$1")" ingest "$(store_of "$1")" "$DATA" --json ;;
         restic) measure "restic-ingest$2" restic -r "$REPO_RESTIC" backup --compression auto "$DATA" ;;
         borg) measure "borg-ingest$2" env -C "$WORK" borg create --compression zstd,3 "$REPO_BORG::day$2" data ;;
     esac
 }
 
 measure strata-init "$STRATA" init "$ARCH_STRATA"
+if [[ -n $BASELINE ]]; then
+    measure strata-base-init "$BASELINE" init "$ARCH_BASE"
+fi
 measure restic-init restic -r "$REPO_RESTIC" init --repository-version 2
 measure borg-init borg init --encryption none "$REPO_BORG"
 store_of() {
     case $1 in
         strata) echo "$ARCH_STRATA" ;;
+        strata-base) echo "$ARCH_BASE" ;;
         restic) echo "$REPO_RESTIC" ;;
         borg) echo "$REPO_BORG" ;;
     esac
@@ -399,11 +436,11 @@ mount_start() { # mount_start TOOL MNT: mounts, waits until the snapshot's data 
     mkdir -p "$mnt"
     MOUNTS+=("$mnt")
     case $tool in
-        strata)
-            "$STRATA" mount --daemon "$ARCH_STRATA" "$mnt" >"$lf" 2>&1 ||
-                { cat "$lf" >&2; die "strata mount failed"; }
+        strata | strata-base)
+            "$(bin_of "$tool")" mount --daemon "$(store_of "$tool")" "$mnt" >"$lf" 2>&1 ||
+                { cat "$lf" >&2; die "$tool mount failed"; }
             MOUNT_PID=$(sed -n 's/^mount process \([0-9][0-9]*\) serves.*/\1/p' "$lf")
-            [[ -n $MOUNT_PID ]] || { cat "$lf" >&2; die "strata mount --daemon did not say which process serves"; }
+            [[ -n $MOUNT_PID ]] || { cat "$lf" >&2; die "$tool mount --daemon did not say which process serves"; }
             SNAPROOT=$mnt/latest/data
             ;;
         restic)
@@ -431,7 +468,7 @@ mount_start() { # mount_start TOOL MNT: mounts, waits until the snapshot's data 
 mount_stop() { # mount_stop TOOL MNT
     local i
     case $1 in
-        strata) "$STRATA" umount "$2" >>"$LOGS/$1-mount.log" 2>&1 || unmount_quietly "$2" ;;
+        strata | strata-base) "$(bin_of "$1")" umount "$2" >>"$LOGS/$1-mount.log" 2>&1 || unmount_quietly "$2" ;;
         *) fusermount3 -u "$2" 2>>"$LOGS/$1-mount.log" || unmount_quietly "$2" ;;
     esac
     for i in $(seq 300); do
@@ -442,7 +479,8 @@ mount_stop() { # mount_stop TOOL MNT
         warn "$1 mount process $MOUNT_PID still running 30 s after unmount; killing it"
         kill "$MOUNT_PID" 2>/dev/null || true
     fi
-    [[ $1 == strata ]] || wait "$MOUNT_PID" 2>/dev/null || true
+    # strata's mount process is a daemon, not our child; the others are our background jobs.
+    [[ $1 == strata || $1 == strata-base ]] || wait "$MOUNT_PID" 2>/dev/null || true
     is_mounted "$2" && die "$1: $2 is still mounted"
     return 0
 }
@@ -492,8 +530,8 @@ for t in "${TOOLS[@]}"; do
     mkdir -p "$target"
     drop_caches
     case $t in
-        strata)
-            measure strata-restore "$STRATA" restore "$ARCH_STRATA" latest "$target"
+        strata | strata-base)
+            measure "$t-restore" "$(bin_of "$t")" restore "$(store_of "$t")" latest "$target"
             restored=$target/data
             ;;
         restic)
@@ -543,6 +581,25 @@ ratio() {
             if (r < 0.1) printf "%.3f×", r; else if (r < 10) printf "%.2f×", r; else printf "%.0f×", r }'
     fi
 }
+# base_ratio BETTER STRATA BASE: strata against the baseline, above 1 when strata is better now
+# (base ÷ strata in "lower" rows, strata ÷ base in "higher" rows).
+base_ratio() {
+    if [[ $1 == lower ]]; then ratio "$3" "$2"; else ratio "$2" "$3"; fi
+}
+# differs A B: true when A and B differ by more than 5% (the larger over the smaller), or when
+# only one of them is there.
+differs() {
+    [[ -z $1 && -z $2 ]] && return 1
+    [[ -z $1 || -z $2 ]] && return 0
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a == b) exit 1
+        if (a <= 0 || b <= 0) exit 0
+        r = a > b ? a / b : b / a
+        exit !(r > 1.05) }'
+}
+# The labels of the rows where strata and strata-base differ by more than 5%, with the ratio.
+BASE_DIFFS=()
+BASE_ROWS=0
 # row LABEL BETTER KEY DECIMALS [NATIVE_NOTE]
 row() {
     local label=$1 better=$2 key=$3 d=$4 nnote=${5:-} s r b n
@@ -553,9 +610,21 @@ row() {
     local ncell
     ncell=$(fmt "$n" "$d")
     [[ -n $n && -n $nnote ]] && ncell="$ncell ($nnote)"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$better" \
-        "$(fmt "$s" "$d")" "$(fmt "$r" "$d")" "$(fmt "$b" "$d")" "$ncell" \
+    if [[ -z $BASELINE ]]; then
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$better" \
+            "$(fmt "$s" "$d")" "$(fmt "$r" "$d")" "$(fmt "$b" "$d")" "$ncell" \
+            "$(ratio "$s" "$r")" "$(ratio "$s" "$b")" "$(ratio "$s" "$n")"
+        return
+    fi
+    local bs=${R[strata-base.$key]:-} br
+    br=$(base_ratio "$better" "$s" "$bs")
+    BASE_ROWS=$((BASE_ROWS + 1))
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$better" \
+        "$(fmt "$s" "$d")" "$(fmt "$bs" "$d")" "$br" "$(fmt "$r" "$d")" "$(fmt "$b" "$d")" "$ncell" \
         "$(ratio "$s" "$r")" "$(ratio "$s" "$b")" "$(ratio "$s" "$n")"
+    if differs "$s" "$bs"; then
+        BASE_DIFFS+=("$label ($br)")
+    fi
 }
 
 RESULT=$WORK/result.md
@@ -571,17 +640,22 @@ fi
 {
     echo "## Results: scale $SCALE, $START_DATE"
     echo
-    echo "\`scripts/bench.sh$( ((QUICK)) && printf ' --quick')$([[ $SCALE != 1.0 ]] && ((QUICK == 0)) && printf ' --scale %s' "$SCALE")\` took $TOTAL_MIN min."
+    echo "\`scripts/bench.sh$( ((QUICK)) && printf ' --quick')$([[ $SCALE != 1.0 ]] && ((QUICK == 0)) && printf ' --scale %s' "$SCALE")${BASELINE:+ --baseline $BASELINE}\` took $TOTAL_MIN min."
     echo "Load average (1, 5, 15 min) at the start: $START_LOAD; at the end: $END_LOAD."
     echo "Page caches dropped before each cold measure: $CACHES_DROPPED."
     echo
     echo "- **Machine**: $(nproc) CPUs ($CPU), $RAM_GIB GiB RAM, work directory on $DISK_SRC ($DISK_FS${DISK_INFO:+, $DISK_INFO}), kernel $(uname -r)."
-    echo "- **Versions**: $("$STRATA" --version) at git $GIT_REV, $(restic version | cut -d' ' -f1-2), $(borg --version), zstd $(zstd -q --version), $(rsync --version | head -n 1 | awk '{ print $1, $3 }'), $(tar --version | head -n 1)."
+    echo "- **Versions**: $("$STRATA" --version) at git $GIT_REV,${BASELINE:+ baseline (strata-base) $BASE_VERSION from \`$BASELINE\`,} $(restic version | cut -d' ' -f1-2), $(borg --version), zstd $(zstd -q --version), $(rsync --version | head -n 1 | awk '{ print $1, $3 }'), $(tar --version | head -n 1)."
     echo "- **Dataset** (\`strata-gen --scale $SCALE --seed $SEED\`): day 1 is $D1_MB MB in $D1_FILES files ($D1_DIRS directories, $D1_LINKS symlinks); after \`--next-day\`, day 2 is $D2_MB MB in $D2_FILES files. The Structr tree (\`data/structr\`) has $ST_ENTRIES entries; the largest zip is \`$ZIP_REL\`, $ZIP_MB MB."
     echo "- **Settings**: strata defaults (1 MiB chunks, zstd 3); restic \`--compression auto\`, repository v2; borg \`--compression zstd,3\`, \`--encryption none\`; the mount measures read the day-2 snapshot."
     echo
-    echo "| measure | better | strata | restic | borg | native | strata÷restic | strata÷borg | strata÷native |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    if [[ -z $BASELINE ]]; then
+        echo "| measure | better | strata | restic | borg | native | strata÷restic | strata÷borg | strata÷native |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+    else
+        echo "| measure | better | strata | strata-base | strata / base (>1: strata now better) | restic | borg | native | strata÷restic | strata÷borg | strata÷native |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    fi
     row "first ingest, wall time (s)" lower ingest1.s 2 "tar \| zstd"
     row "first ingest, MB/s" higher ingest1.mbps 1 "tar \| zstd"
     row "first ingest, peak RSS (MB)" lower ingest1.rss 1
@@ -603,6 +677,16 @@ fi
     row "full restore, MB/s" higher restore.mbps 1 "zstd -d \| tar -x"
     row "full restore, peak RSS (MB)" lower restore.rss 1
     echo
+    if [[ -n $BASELINE ]]; then
+        if ((${#BASE_DIFFS[@]})); then
+            printf '**strata and strata-base differ by more than 5%%** in %d of %d rows: %s.\n' \
+                "${#BASE_DIFFS[@]}" "$BASE_ROWS" "$(printf '%s; ' "${BASE_DIFFS[@]}" | sed 's/; $//')"
+        else
+            echo "**strata and strata-base differ by more than 5%** in no row."
+        fi
+        echo
+        echo "strata-base is \`$BASELINE\` ($BASE_VERSION), measured like strata right after it, with its own archive and mount. The strata / base column is oriented so that above 1 is better for the current strata: base ÷ strata in \"lower\" rows (times, sizes, RSS, latencies), strata ÷ base in \"higher\" rows (MB/s); 5% is the threshold for the line above, not a measure of the noise."
+    fi
     echo "Ratios are strata's value divided by the other's: below 1 is better for strata in \"lower\" rows, above 1 in \"higher\" rows."
     echo "MB are 10^6 bytes; MB/s is the bytes of files (day 1 for the first ingest, day 2 for restores) divided by the wall time."
     echo "Native: \`tar -cf - data | zstd -3 -T0\` for ingest and \`zstd -dc | tar -x\` for restore; \`cp\`, \`find\`, \`rsync -a\` and the random reads on the files on disk."
