@@ -3,11 +3,20 @@
 //! next ingest succeeds.
 
 mod common;
+#[path = "common/faults.rs"]
+mod faults;
 
 use common::*;
+use faults::*;
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
+/// Mixed into every seed, so the seeds printed before these tests moved here from
+/// `tests/integrity.rs` keep replaying the same faults.
+const RNG_SALT: u64 = 0x05ee_d0f5_7a7a;
 
 /// Restores every snapshot in `expected` (id, source tree) into a fresh directory and
 /// compares it with its source.
@@ -142,4 +151,393 @@ fn earlier_snapshots_survive_an_ingest_killed_at_any_moment() {
         .stdout_to(&copy)
         .ok();
     Cmd::new("cmp").arg(big.join("part-17.bin")).arg(&copy).ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// kill -9 at random moments of an ingest, seeded (moved from tests/integrity.rs)
+// ---------------------------------------------------------------------------------------
+
+/// The big source of one round: eight 8 MiB files; the even ones are the same in every
+/// round (they deduplicate), the odd ones are new (they are written: `NEW_BYTES`).
+const BIG_FILES: u64 = 8;
+const NEW_BYTES: u64 = BIG_FILES / 2 * 8 * MIB;
+
+fn write_big_source(dir: &Path, round: u64) {
+    fs::create_dir_all(dir).unwrap();
+    for i in 0..BIG_FILES {
+        let seed = if i % 2 == 0 {
+            7_000 + i
+        } else {
+            10_000 + round * 100 + i
+        };
+        write_random_file(&dir.join(format!("part-{i}.bin")), seed, 8 * MIB);
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_of_an_ingest_loses_nothing_committed() {
+    const ROUNDS: u64 = 26;
+    let seed = seed(0x6b69_6c6c);
+    let mut rng = Rng::new(seed ^ RNG_SALT);
+    let wd = Workdir::new();
+
+    // How long one round's ingest takes here, measured on a scratch archive: the mean of
+    // two runs shaped like a round (half the bytes new, half deduplicated).
+    let scratch = Archive::init(wd.join("scratch"), &[]);
+    let mut expected_time = Duration::ZERO;
+    // And how long its commit takes: from the last new byte in the pack to the exit.
+    let mut commit_time = Duration::ZERO;
+    for r in 0..3u64 {
+        let src = wd.join(format!("cal/{r}"));
+        write_big_source(&src, 1_000 + r);
+        let before = scratch.pack_files();
+        let t0 = Instant::now();
+        let mut running = scratch.cmd("ingest").arg(&src).spawn();
+        let mut written: Option<Instant> = None;
+        while running.is_running() {
+            if written.is_none() {
+                let new: u64 = scratch
+                    .pack_files()
+                    .iter()
+                    .filter(|p| !before.iter().any(|b| b.0 == p.0))
+                    .map(|p| p.1)
+                    .sum();
+                if new >= NEW_BYTES {
+                    written = Some(Instant::now());
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let out = running.wait();
+        assert_eq!(out.code(), Some(0), "calibration ingest\n{out}");
+        if r > 0 {
+            expected_time += t0.elapsed() / 2;
+            commit_time += written.map(|w| w.elapsed()).unwrap_or_default() / 2;
+        }
+    }
+    fs::remove_dir_all(&scratch.path).unwrap();
+    fs::remove_dir_all(wd.join("cal")).unwrap();
+    eprintln!(
+        "kill: seed {seed}; one ingest of 64 MiB (32 MiB new) takes {expected_time:?}, its commit {commit_time:?}"
+    );
+
+    let archive = wd.archive(&[]);
+    let mut expected: Vec<Expected> = Vec::new();
+    // Snapshots that must survive everything: a tree with every kind of node.
+    let full = wd.join("full/src");
+    generate_full_tree(&full);
+    let s = archive.ingest([&full]);
+    expected.push(Expected {
+        id: s["snapshot"].as_str().into(),
+        source: full,
+        name: "src".into(),
+    });
+    let small = wd.join("small/src");
+    generate_plain_tree(&small, 1);
+
+    let (mut killed, mut finished, mut committed_before_kill, mut repairs, mut torn) =
+        (0, 0, 0, 0, 0);
+    let (mut recovered_by_repair, mut orphan_kills, mut restores) = (0, 0, 0);
+    let mut power_cuts = 0;
+    let mut timers = [Duration::ZERO; 3];
+    // Kills per kind of moment (see below).
+    let mut kinds: BTreeMap<u64, u64> = BTreeMap::new();
+    // Bugs that do not stop the run: reported together at the end.
+    let mut problems = Problems::default();
+    for round in 1..=ROUNDS {
+        let src = wd.join(format!("rounds/{round}/big"));
+        let t = Instant::now();
+        write_big_source(&src, round);
+        timers[0] += t.elapsed();
+        let packs_before = archive.pack_files();
+        // Four kinds of moment, in turn: a random fraction of the expected time; as soon
+        // as the ingest creates its first pack; when a random fraction of the new bytes is
+        // in its packs; and after all of them are, during the commit.
+        let mode = round % 4;
+        let frac = rng.float(0.02, 0.98);
+        let delay = expected_time.mul_f64(frac);
+        let commit_wait = commit_time.mul_f64(rng.float(0.0, 1.3));
+        let new_bytes = |packs: &[(String, u64)]| -> u64 {
+            packs
+                .iter()
+                .filter(|p| !packs_before.iter().any(|b| b.0 == p.0))
+                .map(|p| p.1)
+                .sum()
+        };
+        let mut running = archive
+            .cmd("ingest")
+            .arg(&src)
+            .args(["--label", "big"])
+            .spawn();
+        let start = Instant::now();
+        let mut all_written: Option<Instant> = None;
+        loop {
+            if !running.is_running() || start.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            let due = match mode {
+                1 => start.elapsed() >= delay,
+                2 => archive.pack_files().len() > packs_before.len(),
+                3 => new_bytes(&archive.pack_files()) as f64 >= frac * NEW_BYTES as f64,
+                _ => {
+                    if all_written.is_none() && new_bytes(&archive.pack_files()) >= NEW_BYTES {
+                        all_written = Some(Instant::now());
+                    }
+                    all_written.is_some_and(|t| t.elapsed() >= commit_wait)
+                }
+            };
+            if due {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let was_running = running.is_running();
+        let out = running.kill9();
+        let elapsed = start.elapsed();
+        let ctx = match mode {
+            1 => format!(
+                "round {round} (kill at {:.0}% of {expected_time:?})",
+                frac * 100.0
+            ),
+            2 => format!("round {round} (kill at pack creation, {elapsed:?})"),
+            3 => format!(
+                "round {round} (kill at {:.0}% of the new bytes, {elapsed:?})",
+                frac * 100.0
+            ),
+            _ => format!("round {round} (kill {commit_wait:?} after the last data, {elapsed:?})"),
+        };
+        *kinds.entry(mode).or_insert(0) += u64::from(was_running);
+        let round_exp = Expected {
+            id: String::new(),
+            source: src.clone(),
+            name: "big".into(),
+        };
+        if was_running {
+            killed += 1;
+        } else {
+            finished += 1;
+            assert_eq!(
+                out.code(),
+                Some(0),
+                "{ctx}: the ingest ended on its own and failed\n{out}"
+            );
+            // Kill earlier from now on: the ingests run faster than the calibration.
+            expected_time = expected_time.min(elapsed);
+        }
+        let new_packs: Vec<(String, u64)> = archive
+            .pack_files()
+            .into_iter()
+            .filter(|p| !packs_before.iter().any(|b| b.0 == p.0))
+            .collect();
+        eprintln!(
+            "kill: {ctx}: {}, new packs {new_packs:?}",
+            if was_running {
+                "killed"
+            } else {
+                "had finished"
+            }
+        );
+
+        // Committed snapshots: the earlier ones, plus this round's if it got that far.
+        let known: HashSet<String> = expected.iter().map(|e| e.id.clone()).collect();
+        let adopt_new = |expected: &mut Vec<Expected>, why: &str| -> usize {
+            let ids = archive.snapshot_ids();
+            for e in expected.iter() {
+                assert!(
+                    ids.contains(&e.id),
+                    "{ctx}: snapshot {} is gone ({why}): {ids:?}",
+                    e.id
+                );
+            }
+            let new: Vec<&String> = ids.iter().filter(|i| !known.contains(*i)).collect();
+            assert!(
+                new.len() <= 1,
+                "{ctx}: unexpected snapshots {new:?} ({why})"
+            );
+            for id in &new {
+                let e = Expected {
+                    id: (*id).clone(),
+                    ..round_exp.clone()
+                };
+                assert_restores_identically(&wd, &archive, &e, &format!("r{round}-new"));
+                expected.push(e);
+            }
+            new.len()
+        };
+        let n = adopt_new(&mut expected, "after the kill");
+        if n == 1 && was_running {
+            committed_before_kill += 1;
+        }
+        if !was_running {
+            assert_eq!(n, 1, "{ctx}: a finished ingest is listed");
+        }
+        if n == 0 && !new_packs.is_empty() {
+            orphan_kills += 1;
+            // Power loss on top of the kill, one time in three: the unsynced end of the
+            // newest (uncommitted) pack never reached the disk.
+            let (name, len) = new_packs.last().unwrap();
+            if *len > PACK_HEADER_LEN + 1 && rng.below(3) == 0 {
+                let cut = PACK_HEADER_LEN + rng.below(len - PACK_HEADER_LEN);
+                truncate(&archive.path.join("packs").join(name), cut);
+                power_cuts += 1;
+            }
+        }
+
+        // check: clean, or only packs the index does not know (the interrupted session's).
+        let (out, report) = archive.check_json(&[]);
+        assert_eq!(
+            report["errors"].as_u64(),
+            0,
+            "{ctx}: check finds errors after a kill\n{out}"
+        );
+        let warnings = report["warnings"].as_u64();
+        for f in report["findings"].as_array() {
+            assert!(
+                f["what"].as_str().contains("not in the index"),
+                "{ctx}: check warns about something else than an unreferenced pack\n{out}"
+            );
+        }
+        let ingest_small = |expected: &mut Vec<Expected>| {
+            let s = archive.ingest([&small]);
+            expected.push(Expected {
+                id: s["snapshot"].as_str().into(),
+                source: small.clone(),
+                name: "src".into(),
+            });
+        };
+        // Every other round, the next ingest runs before the repair (beside the orphans).
+        if round % 2 == 1 {
+            ingest_small(&mut expected);
+        }
+        if warnings > 0 {
+            // New packs whose header was still in the writer's buffer at the kill.
+            let empty_new: Vec<String> = new_packs
+                .iter()
+                .filter(|(_, len)| *len < PACK_HEADER_LEN)
+                .map(|(n, _)| n.clone())
+                .collect();
+            let t = Instant::now();
+            let (rep, unreadable) = archive.repair_after_kill(&empty_new, &ctx);
+            timers[1] += t.elapsed();
+            // Exit 3 for those is acceptable only as a known bug, reported at the end.
+            if !unreadable.is_empty() {
+                problems.add(
+                    "`strata repair` exits 3 for an empty pack left by kill -9, although nothing was lost",
+                    format!("{ctx}: {}", unreadable.join("; ")),
+                );
+            }
+            repairs += 1;
+            torn += rep.stderr_str().matches("torn tail of").count();
+            let known: HashSet<String> = expected.iter().map(|e| e.id.clone()).collect();
+            let ids = archive.snapshot_ids();
+            let extra: Vec<&String> = ids.iter().filter(|i| !known.contains(*i)).collect();
+            if !extra.is_empty() {
+                // A snapshot record written whole before the kill, registered by repair.
+                assert!(was_running && n == 0, "{ctx}: repair adds {extra:?}\n{rep}");
+                assert_eq!(extra.len(), 1, "{ctx}: repair adds {extra:?}\n{rep}");
+                let e = Expected {
+                    id: extra[0].clone(),
+                    ..round_exp.clone()
+                };
+                assert_restores_identically(&wd, &archive, &e, &format!("r{round}-repaired"));
+                expected.push(e);
+                recovered_by_repair += 1;
+            }
+            for e in &expected {
+                assert!(
+                    ids.contains(&e.id),
+                    "{ctx}: repair lost snapshot {}\n{rep}",
+                    e.id
+                );
+            }
+            let (out, report) = archive.check_json(&[]);
+            assert!(
+                report["findings"].as_array().is_empty(),
+                "{ctx}: check after repair must be clean\n{out}"
+            );
+        }
+        let t = Instant::now();
+        // Every earlier snapshot, byte for byte (metadata too for the tree with every kind
+        // of node; for all of them at the end).
+        for (i, e) in expected.iter().enumerate() {
+            assert_restores(&wd, &archive, e, &format!("r{round}-{i}"), i == 0);
+            restores += 1;
+        }
+        timers[2] += t.elapsed();
+        if round % 2 == 0 {
+            ingest_small(&mut expected);
+        }
+        if !expected.iter().any(|e| e.source == src) {
+            fs::remove_dir_all(&src).unwrap();
+        }
+    }
+
+    // Everything stored reads back: every byte verified, every snapshot restored.
+    let (out, report) = archive.check_json(&["--read-data"]);
+    assert!(
+        report["findings"].as_array().is_empty(),
+        "final check --read-data\n{out}"
+    );
+    for (i, e) in expected.iter().enumerate() {
+        assert_restores_identically(&wd, &archive, e, &format!("final-{i}"));
+        restores += 1;
+    }
+    assert_eq!(archive.snapshot_ids().len(), expected.len());
+    eprintln!(
+        "kill: {ROUNDS} rounds: {killed} ingests killed while running ({} at a fraction of the time, {} at pack \
+         creation, {} at a fraction of the bytes, {} during the commit; {orphan_kills} left unreferenced packs, \
+         {power_cuts} of those also cut as by a power loss), \
+         {finished} finished before the kill, {committed_before_kill} killed after their commit; \
+         {repairs} repairs set aside {torn} torn tails and registered {recovered_by_repair} whole snapshot(s); \
+         {} snapshots, {restores} restores byte-identical, {} verified by the final check --read-data; nothing lost",
+        kinds.get(&1).unwrap_or(&0),
+        kinds.get(&2).unwrap_or(&0),
+        kinds.get(&3).unwrap_or(&0),
+        kinds.get(&0).unwrap_or(&0),
+        expected.len(),
+        report["bytes_verified"].as_u64()
+    );
+    eprintln!("kill: time writing sources, repairing, restoring: {timers:?}");
+    assert!(
+        killed >= 20,
+        "only {killed} of {ROUNDS} ingests were still running when killed"
+    );
+    problems.assert_none();
+}
+
+/// The exact state a `kill -9` leaves when it lands just after a pack was created: the
+/// pack header is still in the writer's buffer, so the file is empty (seen in the loop
+/// above). Nothing was lost, so repair should set it aside and exit 0.
+#[test]
+fn an_empty_pack_left_by_a_kill_at_pack_creation_is_set_aside_without_a_failure() {
+    let wd = Workdir::new();
+    let archive = wd.archive(&[]);
+    let src = wd.join("src");
+    generate_plain_tree(&src, 3);
+    let e = Expected {
+        id: archive.ingest([&src])["snapshot"].as_str().into(),
+        source: src,
+        name: "src".into(),
+    };
+    // The next pack number after every existing pack: one that no index row knows.
+    let next = fs::read_dir(archive.path.join("packs"))
+        .unwrap()
+        .filter_map(|e| {
+            u64::from_str_radix(e.ok()?.file_name().to_str()?.strip_suffix(".pack")?, 16).ok()
+        })
+        .max()
+        .unwrap()
+        + 1;
+    fs::write(archive.path.join(format!("packs/{next:016x}.pack")), b"").unwrap();
+    let (out, report) = archive.check_json(&[]);
+    assert_eq!(report["errors"].as_u64(), 0, "{out}");
+    let rep = archive.cmd("repair").run();
+    let (out, report) = archive.check_json(&[]);
+    assert!(report["findings"].as_array().is_empty(), "{out}");
+    assert_restores_identically(&wd, &archive, &e, "empty-pack");
+    assert_eq!(
+        rep.code(),
+        Some(0),
+        "repair must not call an empty pack left by a crash unrecoverable (nothing was lost)\n{rep}"
+    );
 }

@@ -11,6 +11,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -867,4 +868,189 @@ fn restore_refuses_to_overwrite_existing_files_unless_told_to() {
         .ok();
     assert_diff_clean(&src, &target.join("src"));
     assert_same_metadata(&src, &target.join("src"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Unreadable and vanishing source paths (moved from tests/integrity.rs)
+// ---------------------------------------------------------------------------------------
+
+/// Mixed into every seed, so the seeds printed before this test moved here from
+/// `tests/integrity.rs` keep replaying the same faults.
+const RNG_SALT: u64 = 0x05ee_d0f5_7a7a;
+
+#[test]
+fn unreadable_and_vanishing_source_paths_are_reported_by_path_and_strict_commits_nothing() {
+    let wd = Workdir::new();
+    // strata runs as `nobody`, so mode 000 means something; the work dir must be
+    // reachable for it.
+    set_mode(wd.path(), 0o755);
+    let home = wd.mkdir("nobody");
+    let src = home.join("src");
+    let files = generate_plain_tree(&src, 70);
+    write_file(&src.join("secret.txt"), b"nobody may read this\n");
+    write_file(&src.join("locked/inside.txt"), b"behind a locked door\n");
+    Cmd::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(&home)
+        .ok();
+    set_mode(&src.join("secret.txt"), 0o000);
+    set_mode(&src.join("locked"), 0o000);
+    let as_nobody = || strata_as("nobody", "nogroup");
+    let archive = Archive {
+        path: home.join("archive"),
+    };
+    as_nobody().arg("init").arg(&archive.path).ok();
+
+    // Without --strict: exit 3, each unreadable path named, the snapshot committed.
+    let out = as_nobody()
+        .arg("ingest")
+        .arg(&archive.path)
+        .arg(&src)
+        .arg("--json")
+        .code(3);
+    let j = out.json();
+    let reported: BTreeSet<String> = j["errors"]
+        .as_array()
+        .iter()
+        .map(|e| e["path"].as_str().to_string())
+        .collect();
+    let want: BTreeSet<String> = ["src/secret.txt", "src/locked"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(reported, want, "the unreadable paths, by path\n{out}");
+    for p in &want {
+        assert!(
+            out.stderr_str().contains(p.as_str()),
+            "stderr names {p}\n{out}"
+        );
+    }
+    let id = j["snapshot"].as_str().to_string();
+    assert_eq!(
+        archive.snapshot_ids(),
+        std::slice::from_ref(&id),
+        "the snapshot is committed"
+    );
+    let target = wd.join("restored");
+    archive.restore(&id, &target);
+    for (p, bytes) in &files {
+        assert_eq!(
+            &fs::read(target.join("src").join(p)).unwrap(),
+            bytes,
+            "{}",
+            p.display()
+        );
+    }
+    assert!(
+        !target.join("src/secret.txt").exists()
+            || fs::read(target.join("src/secret.txt")).unwrap().is_empty()
+    );
+    assert!(!target.join("src/locked/inside.txt").exists());
+
+    // With --strict: exit 1, one line naming a path, nothing committed, no pack left.
+    let packs = archive.pack_files();
+    let out = as_nobody()
+        .arg("ingest")
+        .arg(&archive.path)
+        .arg(&src)
+        .arg("--strict")
+        .code(1);
+    assert_typed_error(&out);
+    assert!(
+        want.iter().any(|p| out.stderr_str().contains(p.as_str())),
+        "--strict names the unreadable path\n{out}"
+    );
+    assert_eq!(archive.snapshot_ids(), [id], "--strict commits nothing");
+    assert_eq!(
+        archive.pack_files(),
+        packs,
+        "--strict leaves no pack behind"
+    );
+    set_mode(&src.join("locked"), 0o755);
+
+    // A file deleted while the ingest runs: a 64 MiB file is read first, then the victim,
+    // which is deleted in between (retried until the deletion lands mid-walk).
+    let root_archive = wd.archive(&[]);
+    let vsrc = wd.join("vanish/src");
+    write_random_file(&vsrc.join("a-big.bin"), 90, 64 * MIB);
+    let mut rng = Rng::new(seed(0x7a) ^ RNG_SALT);
+    let (mut tries, mut caught, mut strict_caught) = (0, 0, 0);
+    for strict in [false, true] {
+        for attempt in 0..12 {
+            tries += 1;
+            let victim = vsrc.join("z-victim.txt");
+            write_file(&victim, b"here today\n");
+            let before = root_archive.snapshot_ids();
+            // A label of its own: no parent, so the big file is read again every time.
+            let mut cmd = root_archive
+                .cmd("ingest")
+                .arg(&vsrc)
+                .arg("--json")
+                .args(["--label", &format!("try-{tries}")]);
+            if strict {
+                cmd = cmd.arg("--strict");
+            }
+            let running = cmd.spawn();
+            std::thread::sleep(Duration::from_millis(20 + rng.below(60) + attempt * 10));
+            let _ = fs::remove_file(&victim);
+            let out = running.wait();
+            let vanished = out.stderr_str().contains("z-victim.txt");
+            match (strict, out.code()) {
+                (false, Some(3)) => {
+                    assert!(vanished, "exit 3 names the vanished file\n{out}");
+                    let j = out.json();
+                    assert_eq!(j["errors"].as_array().len(), 1, "{out}");
+                    assert_eq!(j["errors"][0]["path"].as_str(), "src/z-victim.txt");
+                    let t = wd.join(format!("vanish-{attempt}"));
+                    root_archive.restore(j["snapshot"].as_str(), &t);
+                    assert!(!t.join("src/z-victim.txt").exists(), "no half file");
+                    Cmd::new("cmp")
+                        .arg(vsrc.join("a-big.bin"))
+                        .arg(t.join("src/a-big.bin"))
+                        .ok();
+                    fs::remove_dir_all(&t).unwrap();
+                    caught += 1;
+                }
+                (true, Some(1)) => {
+                    assert!(vanished, "--strict names the vanished file\n{out}");
+                    assert_typed_error(&out);
+                    assert_eq!(
+                        root_archive.snapshot_ids(),
+                        before,
+                        "--strict commits nothing"
+                    );
+                    strict_caught += 1;
+                }
+                (_, Some(0)) => {
+                    // The deletion came before the walk saw the file, or after it was read.
+                    let ls =
+                        root_archive.ls_json(format!("{}:src", out.json()["snapshot"].as_str()));
+                    let names: Vec<&str> = ls.iter().map(|e| e["name"].as_str()).collect();
+                    if names.contains(&"z-victim.txt") {
+                        assert_eq!(
+                            root_archive.cat(format!(
+                                "{}:src/z-victim.txt",
+                                out.json()["snapshot"].as_str()
+                            )),
+                            b"here today\n"
+                        );
+                    }
+                }
+                _ => panic!("unexpected outcome\n{out}"),
+            }
+            if (strict && strict_caught > 0) || (!strict && caught > 0) {
+                break;
+            }
+        }
+    }
+    assert!(
+        caught > 0 && strict_caught > 0,
+        "no deletion landed mid-walk in {tries} tries"
+    );
+    eprintln!(
+        "source errors: a mode-000 file and directory as nobody (exit 3, both named, snapshot committed; \
+         --strict exit 1, nothing committed); a file deleted mid-walk caught in {tries} tries (exit 3 naming it; \
+         --strict exit 1, nothing committed)"
+    );
+    assert_eq!((caught, strict_caught), (1, 1));
 }

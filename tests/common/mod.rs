@@ -3,6 +3,7 @@
 //! - `cmd`: running strata and shell tools; failures panic with the whole story.
 //! - `workdir`: temporary directories and the source-tree generator.
 //! - `compare`: `diff -r`, `find -printf`, `rsync -n` and `getfattr` judges of a restore.
+//! - `expect`: what a committed snapshot must restore to, and the one-line error contract.
 //! - `json`: a small reader for the `--json` outputs.
 //! - `fuse`: foreground and `--daemon` FUSE mounts, unmounted and checked in `Drop`.
 //! - `pack`: an independent parser of pack files (docs/FORMAT.md).
@@ -13,6 +14,7 @@
 
 pub mod cmd;
 pub mod compare;
+pub mod expect;
 pub mod fuse;
 pub mod json;
 pub mod pack;
@@ -24,6 +26,7 @@ pub use compare::{
     allocated_bytes, assert_diff_clean, assert_rsync_clean, assert_same_metadata, metadata_listing,
     xattrs,
 };
+pub use expect::*;
 pub use fuse::{DaemonMount, Mount, fuse_available, fuse_mount_at, require_fuse};
 pub use json::Json;
 pub use pack::{BLOB_HEADER_LEN, PACK_HEADER_LEN, PackRecord, pack_paths, pack_records};

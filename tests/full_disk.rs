@@ -1,0 +1,230 @@
+//! A full disk: a size-limited tmpfs mounted by the test (and unmounted by its guard even
+//! when the test fails), filled to many levels: every command that runs out of space says
+//! so on one line and loses nothing already committed.
+//!
+//! Each test prints its figures (`eprintln!`, see them with `--nocapture`); they are
+//! copied into docs/RELIABILITY.md.
+
+mod common;
+#[path = "common/faults.rs"]
+mod faults;
+
+use common::*;
+use faults::*;
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const MIB: u64 = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// Ingest
+// ---------------------------------------------------------------------------------------
+
+/// Whether a one-line error names a full disk.
+fn names_a_full_disk(out: &Out) -> bool {
+    let first = out
+        .stderr_str()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    first.contains("no space left") || first.contains("enospc") || first.contains("disk is full")
+}
+
+/// Writes `DIR/filler` until only `room` bytes are free (tmpfs allocates on write, so
+/// zeros are written rather than a length set). Returns its path.
+fn fill_leaving(dir: &Path, room: u64) -> PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let avail = free_bytes(dir);
+    let mut w = std::io::BufWriter::new(fs::File::create(&filler).unwrap());
+    let mut left = avail.saturating_sub(room);
+    let zeros = vec![0u8; MIB as usize];
+    while left > 0 {
+        let k = left.min(MIB);
+        if w.write_all(&zeros[..k as usize]).is_err() {
+            break;
+        }
+        left -= k;
+    }
+    let _ = w.flush();
+    filler
+}
+
+#[test]
+fn a_full_disk_fails_the_ingest_with_one_line_and_loses_nothing() {
+    let wd = Workdir::new();
+    let fs_dir = wd.join("small-fs");
+    let tmpfs = Tmpfs::mount(&fs_dir, "24m");
+    let archive = Archive::init(fs_dir.join("archive"), &[]);
+    let mut problems = Problems::default();
+
+    // An earlier snapshot (every kind of node) that must survive everything below.
+    let full = wd.join("full/src");
+    generate_full_tree(&full);
+    let s = archive.ingest([&full]);
+    let mut expected = vec![Expected {
+        id: s["snapshot"].as_str().into(),
+        source: full,
+        name: "src".into(),
+    }];
+
+    // 1. A source much bigger than the space left.
+    let big = wd.join("big/src");
+    for i in 0..5 {
+        write_random_file(&big.join(format!("part-{i}.bin")), 300 + i, 8 * MIB);
+    }
+    let packs_before = archive.pack_files();
+    let out = archive.cmd("ingest").arg(&big).run();
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "an ingest bigger than the disk must fail\n{out}"
+    );
+    assert_typed_error(&out);
+    if !names_a_full_disk(&out) {
+        problems.add(
+            "the ingest's error does not say the disk is full (ENOSPC)",
+            out.to_string(),
+        );
+    }
+    assert_eq!(
+        archive.snapshot_ids(),
+        [expected[0].id.clone()],
+        "no snapshot committed\n{out}"
+    );
+    assert_eq!(
+        archive.pack_files(),
+        packs_before,
+        "the failed session's packs are removed"
+    );
+    assert_restores_identically(&wd, &archive, &expected[0], "after-enospc");
+    let (out, report) = archive.check_json(&[]);
+    assert!(
+        report["findings"].as_array().is_empty(),
+        "check after ENOSPC\n{out}"
+    );
+
+    // Readers while the disk stays full: listing and restoring elsewhere need no space on
+    // the archive's disk.
+    let filler = fill_leaving(&fs_dir, 0);
+    let ls = archive.cmd("snapshots").run();
+    let target = wd.join("restore-while-full");
+    let restore = archive
+        .cmd("restore")
+        .arg(&expected[0].id)
+        .arg(&target)
+        .run();
+    for out in [&ls, &restore] {
+        if out.code() != Some(0) {
+            assert_typed_error(out);
+            problems.add(
+                "readers fail while the archive's disk is full, with a hint to repair an index that is not damaged",
+                out.to_string(),
+            );
+        }
+    }
+    if restore.code() == Some(0) {
+        assert_diff_clean(&expected[0].source, &target.join("src"));
+    }
+    fs::remove_file(&filler).unwrap();
+    let _ = fs::remove_dir_all(&target);
+
+    // 2. The disk full at every stage of an ingest: a filler leaves it a few kB to a few
+    //    MB of room, so the ingest fails writing a chunk, a tree, the snapshot record,
+    //    sealing, or in the SQLite commit, or succeeds. Either way nothing is lost.
+    tmpfs.resize("64m");
+    let (mut attempts, mut failed, mut succeeded, mut leftovers) = (0, 0, 0, 0);
+    let mut messages: BTreeSet<String> = BTreeSet::new();
+    let room: Vec<u64> = [
+        0, 4, 16, 64, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2304, 2560, 3072, 4096, 6144,
+    ]
+    .iter()
+    .map(|k| k * 1024)
+    .collect();
+    for (n, free) in room.iter().enumerate() {
+        let src = wd.join(format!("medium-{n}/src"));
+        generate_plain_tree(&src, 500 + n as u64);
+        write_random_file(&src.join("payload.bin"), 600 + n as u64, 2 * MIB);
+        let ids_before = archive.snapshot_ids();
+        let filler = fill_leaving(&fs_dir, *free);
+        attempts += 1;
+        let out = archive.cmd("ingest").arg(&src).arg("--json").run();
+        let _ = fs::remove_file(&filler);
+        let ctx = format!("ingest with {} kB free", free / 1024);
+        if out.code() == Some(0) {
+            succeeded += 1;
+            let id = out.json()["snapshot"].as_str().to_string();
+            assert_eq!(archive.snapshot_ids().last(), Some(&id), "{ctx}");
+            expected.push(Expected {
+                id,
+                source: src,
+                name: "src".into(),
+            });
+        } else {
+            failed += 1;
+            assert_typed_error(&out);
+            messages.insert(
+                out.stderr_str()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            if !names_a_full_disk(&out) {
+                problems.add(
+                    "the ingest's error does not say the disk is full (ENOSPC)",
+                    format!("{ctx}\n{out}"),
+                );
+            }
+            assert_eq!(
+                archive.snapshot_ids(),
+                ids_before,
+                "{ctx}: nothing committed\n{out}"
+            );
+        }
+        // check: no errors; an unreferenced pack only if the failure came after the
+        // session could no longer tell whether its commit happened.
+        let (out, report) = archive.check_json(&[]);
+        assert_eq!(report["errors"].as_u64(), 0, "{ctx}: check\n{out}");
+        leftovers += report["warnings"].as_u64();
+        for e in &expected {
+            assert_restores(&wd, &archive, e, &format!("room-{n}"), false);
+        }
+    }
+
+    // 3. Space freed (the tmpfs grows): the big ingest succeeds and everything checks.
+    tmpfs.resize("200m");
+    let s = archive.ingest([&big]);
+    expected.push(Expected {
+        id: s["snapshot"].as_str().into(),
+        source: big,
+        name: "src".into(),
+    });
+    if leftovers > 0 {
+        let rep = archive.cmd("repair").run();
+        assert_eq!(rep.code(), Some(0), "repair of the leftovers\n{rep}");
+    }
+    let (out, report) = archive.check_json(&["--read-data"]);
+    assert!(
+        report["findings"].as_array().is_empty(),
+        "check --read-data at the end\n{out}"
+    );
+    for (i, e) in expected.iter().enumerate() {
+        assert_restores_identically(&wd, &archive, e, &format!("end-{i}"));
+    }
+    eprintln!(
+        "disk full: 1 ingest of 40 MiB into a 24 MiB tmpfs and {attempts} ingests with 0 kB to 6 MiB of room: \
+         {} failed cleanly, {succeeded} succeeded; {leftovers} unreferenced packs left; {} snapshots restored \
+         byte-identical; nothing lost",
+        failed + 1,
+        expected.len()
+    );
+    eprintln!(
+        "disk full: the errors were:\n  {}",
+        messages.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
+    drop(tmpfs);
+    problems.assert_none();
+}
