@@ -5,9 +5,15 @@ mod common;
 #[path = "common/faults.rs"]
 mod faults;
 
+use common::generations::*;
 use common::*;
 use faults::read_files;
-use std::fs;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Starts an ingest that holds the archive for about three seconds, and returns once its
@@ -245,4 +251,221 @@ fn a_second_writer_is_refused_and_an_ingest_a_mount_and_a_restore_agree() {
         },
         source_a.len() + through_mount_b.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A mount reading during prune (moved from tests/retention.rs)
+// ---------------------------------------------------------------------------------------
+
+/// One pass over `f`, comparing every block with `expected`; the kernel's cached pages
+/// of the file are dropped first, so the bytes come from the mount process.
+fn read_pass(f: &File, expected: &[u8], what: &str, errors: &Mutex<Vec<String>>) {
+    // SAFETY: posix_fadvise on a file descriptor `f` owns for the whole call; it only
+    // advises the kernel and touches no memory of ours.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let mut buf = vec![0u8; 256 * KIB as usize];
+    let mut off = 0usize;
+    let fail = |m: String| errors.lock().unwrap().push(format!("{what}: {m}"));
+    while off < expected.len() {
+        let want = buf.len().min(expected.len() - off);
+        match f.read_at(&mut buf[..want], off as u64) {
+            Ok(0) => return fail(format!("end of file at {off} of {}", expected.len())),
+            Ok(n) => {
+                if buf[..n] != expected[off..off + n] {
+                    let at = (0..n).find(|&i| buf[i] != expected[off + i]).unwrap();
+                    return fail(format!("wrong byte at offset {}", off + at));
+                }
+                off += n;
+            }
+            Err(e) => {
+                return fail(format!(
+                    "read at offset {off} failed: {e} (errno {:?})",
+                    e.raw_os_error()
+                ));
+            }
+        }
+    }
+    match f.read_at(&mut buf[..1], off as u64) {
+        Ok(0) => {}
+        other => fail(format!("reading past the end gave {other:?}")),
+    }
+}
+
+/// Reads `path` pass after pass (alternately through a handle opened once and a fresh
+/// one) until `stop` is set and two more passes have run; returns each pass's interval.
+fn reader(
+    path: PathBuf,
+    expected: Arc<Vec<u8>>,
+    name: &'static str,
+    stop: Arc<AtomicBool>,
+    passes: Arc<AtomicUsize>,
+    errors: Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<Vec<(Instant, Instant)>> {
+    std::thread::spawn(move || {
+        let long = File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let mut spans = Vec::new();
+        let mut after_stop = 0;
+        for pass in 0.. {
+            if stop.load(Ordering::SeqCst) {
+                after_stop += 1;
+                if after_stop > 2 {
+                    break;
+                }
+            }
+            let t0 = Instant::now();
+            if pass % 2 == 0 {
+                read_pass(
+                    &long,
+                    &expected,
+                    &format!("{name} pass {pass} (long-lived handle)"),
+                    &errors,
+                );
+            } else {
+                match File::open(&path) {
+                    Ok(f) => read_pass(
+                        &f,
+                        &expected,
+                        &format!("{name} pass {pass} (fresh open)"),
+                        &errors,
+                    ),
+                    Err(e) => errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("{name} pass {pass}: open failed: {e}")),
+                }
+            }
+            spans.push((t0, Instant::now()));
+            passes.fetch_add(1, Ordering::SeqCst);
+            if errors.lock().unwrap().len() > 20 || pass > 10_000 {
+                break;
+            }
+        }
+        spans
+    })
+}
+
+#[test]
+fn a_mount_keeps_reading_correct_bytes_while_prune_rewrites_the_pack() {
+    require_fuse();
+    let w = Workdir::new();
+    let a = w.archive(&[]);
+    let src = w.join("src");
+    let keep_len = 24 * MIB + 4321;
+    write_random_file(&src.join("keep.bin"), 4001, keep_len);
+    write_random_file(&src.join("junk.bin"), 4002, 8 * MIB);
+    // Snapshot A holds keep.bin and junk.bin in one pack; B holds keep.bin only (deduplicated
+    // into A's pack). Forgetting A leaves that pack a quarter unused: prune rewrites it.
+    let snap_a = ingest_as(&a, &src, "data", "mix", &[]);
+    fs::remove_file(src.join("junk.bin")).unwrap();
+    let snap_b = ingest_as(&a, &src, "data", "mix", &[]);
+    let expected = Arc::new(fs::read(src.join("keep.bin")).unwrap());
+    a.cmd("forget").arg(&snap_a).ok();
+    let packs_before = pack_digests(&a);
+    let (big_pack, big_len) = a
+        .pack_files()
+        .into_iter()
+        .max_by_key(|(_, len)| *len)
+        .unwrap();
+    assert!(
+        big_len > 30 * MIB,
+        "keep.bin and junk.bin share pack {big_pack} ({big_len} bytes)"
+    );
+
+    // mnt1 has read keep.bin (and opened its pack) before prune; mnt2 starts reading as
+    // prune starts. Small chunk caches, so the passes read the packs again.
+    let m1 = DaemonMount::start(
+        &a.path,
+        &w.join("mnt1"),
+        &["--cache-size", "8M"],
+        &w.join("mnt1.log"),
+    );
+    let m2 = DaemonMount::start(
+        &a.path,
+        &w.join("mnt2"),
+        &["--cache-size", "8M", "--threads", "2"],
+        &w.join("mnt2.log"),
+    );
+    let path_in = |m: &DaemonMount| m.dir.join("by-id").join(&snap_b).join("data/keep.bin");
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let passes1 = Arc::new(AtomicUsize::new(0));
+    let passes2 = Arc::new(AtomicUsize::new(0));
+    let rchar0 = m1.rchar();
+    let r1 = reader(
+        path_in(&m1),
+        expected.clone(),
+        "mnt1",
+        stop.clone(),
+        passes1.clone(),
+        errors.clone(),
+    );
+    let warm = Instant::now();
+    while passes1.load(Ordering::SeqCst) < 1 {
+        assert!(
+            warm.elapsed() < Duration::from_secs(60),
+            "the first pass takes over 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r2 = reader(
+        path_in(&m2),
+        expected.clone(),
+        "mnt2",
+        stop.clone(),
+        passes2.clone(),
+        errors.clone(),
+    );
+
+    let t0 = Instant::now();
+    let out = a.cmd("prune").arg("--max-unused").arg("0").ok();
+    let t1 = Instant::now();
+    stop.store(true, Ordering::SeqCst);
+    let spans1 = r1.join().expect("reader 1");
+    let spans2 = r2.join().expect("reader 2");
+    let rchar = m1.rchar() - rchar0;
+    eprintln!(
+        "prune took {:.3} s; mnt1 read {} passes, mnt2 {} passes; mnt1 read {} MiB from disk\n{}",
+        (t1 - t0).as_secs_f64(),
+        spans1.len(),
+        spans2.len(),
+        rchar / MIB,
+        out.stderr_str().trim_end()
+    );
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        errors.is_empty(),
+        "reads through the mount went wrong while prune ran ({} problem(s)):\n{}\nmount logs:\n{}\n{}",
+        errors.len(),
+        errors.join("\n"),
+        m1.log_text(),
+        m2.log_text()
+    );
+    // The test proves something only if reads ran across the prune and came from strata.
+    let overlaps = |s: &[(Instant, Instant)]| s.iter().filter(|(b, e)| *b < t1 && *e > t0).count();
+    assert!(
+        overlaps(&spans1) >= 1 && overlaps(&spans2) >= 1,
+        "no read pass overlapped the prune ({:?} to {:?} after start)",
+        t0 - warm,
+        t1 - warm
+    );
+    assert!(
+        rchar >= (spans1.len() as u64 - 1) * keep_len / 2,
+        "mnt1 read only {rchar} bytes in {} passes of {keep_len}: the passes were served from \
+         the kernel's cache, not by strata",
+        spans1.len()
+    );
+    let packs_after = pack_digests(&a);
+    assert!(
+        !packs_after.contains_key(&big_pack),
+        "prune --max-unused 0 rewrote and deleted {big_pack}: before {packs_before:?}, after {packs_after:?}"
+    );
+    assert!(
+        packs_after.keys().any(|p| !packs_before.contains_key(p)),
+        "prune wrote a new pack"
+    );
+    drop(m2);
+    drop(m1);
+    assert_eq!(ids(&a), vec![snap_b.clone()]);
+    assert_check_clean(&a, true, "after the prune under the mounts");
+    assert_eq!(a.cat(format!("{snap_b}:data/keep.bin")), *expected);
 }

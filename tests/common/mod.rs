@@ -4,6 +4,8 @@
 //! - `workdir`: temporary directories and the source-tree generator.
 //! - `compare`: `diff -r`, `find -printf`, `rsync -n` and `getfattr` judges of a restore.
 //! - `expect`: what a committed snapshot must restore to, and the one-line error contract.
+//! - `generations`: archives with generations of one tree, and readers of forget/prune output
+//!   (not glob re-exported: `use common::generations::*`).
 //! - `json`: a small reader for the `--json` outputs.
 //! - `fuse`: foreground and `--daemon` FUSE mounts, unmounted and checked in `Drop`.
 //! - `pack`: an independent parser of pack files (docs/FORMAT.md).
@@ -16,6 +18,7 @@ pub mod cmd;
 pub mod compare;
 pub mod expect;
 pub mod fuse;
+pub mod generations;
 pub mod json;
 pub mod pack;
 pub mod rng;
