@@ -1,5 +1,15 @@
 //! One writer at a time: a second ingest fails with exit 4 naming the pid of the writer;
 //! readers run alongside the writer; a killed writer leaves no stale lock.
+//!
+//! - A second writer is refused while an ingest, a FUSE mount and a restore agree on what
+//!   is committed (moved from `tests/integrity.rs`).
+//! - A mount reading a file while prune rewrites its pack reads correct bytes, never EIO
+//!   (moved from `tests/retention.rs`).
+//! - `check` and `check --read-data`, run in a loop while another process runs
+//!   forget + prune cycles (which delete packs, rewrite packs and move blobs, and let a
+//!   later ingest reuse a deleted pack's number), report no damage and exit 0: a read
+//!   that fails is looked up again in the index, and a snapshot forgotten meanwhile is
+//!   skipped with a note (moved from `tests/prune_check.rs`).
 
 mod common;
 #[path = "common/faults.rs"]
@@ -468,4 +478,93 @@ fn a_mount_keeps_reading_correct_bytes_while_prune_rewrites_the_pack() {
     assert_eq!(ids(&a), vec![snap_b.clone()]);
     assert_check_clean(&a, true, "after the prune under the mounts");
     assert_eq!(a.cat(format!("{snap_b}:data/keep.bin")), *expected);
+}
+
+// ---------------------------------------------------------------------------------------
+// check beside forget and prune (moved from tests/prune_check.rs)
+// ---------------------------------------------------------------------------------------
+
+/// `strata check` outputs that are not clean: exit code other than 0, or any error or
+/// damage line.
+fn unclean(out: &Out) -> bool {
+    let err = out.stderr_str();
+    out.code() != Some(0)
+        || err.lines().any(|l| l.starts_with("error:"))
+        || err.contains("damaged")
+        || err.contains("cannot be read")
+}
+
+#[test]
+fn check_while_forget_and_prune_run_reports_no_damage() {
+    let wd = Workdir::new();
+    let archive = wd.archive(&["--chunk-size", "64K"]);
+    let src = wd.join("src");
+    let mut next = 0u64;
+    for _ in 0..6 {
+        write_generation(&src, next, 512 * KIB);
+        archive.ingest([src.as_os_str()]);
+        next += 1;
+    }
+    archive.cmd("check").arg("--read-data").ok();
+
+    let done = AtomicBool::new(false);
+    let bad: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let runs = Mutex::new((0u32, 0u32, 0u32)); // checks, with --read-data, with notes
+    let cycles = 10;
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for read_data in [false, true] {
+            let (done, bad, runs, archive) = (&done, &bad, &runs, &archive);
+            s.spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let mut c = archive.cmd("check");
+                    if read_data {
+                        c = c.arg("--read-data");
+                    }
+                    let out = c.run();
+                    out.assert_no_panic();
+                    let mut r = runs.lock().unwrap();
+                    r.0 += 1;
+                    r.1 += u32::from(read_data);
+                    r.2 += u32::from(out.stderr_str().contains("note:"));
+                    if unclean(&out) {
+                        bad.lock().unwrap().push(out.to_string());
+                    }
+                }
+            });
+        }
+        // The writer: forget the oldest snapshot and prune (a half-used pack is
+        // rewritten, an unused one deleted), then ingest a new generation (which may
+        // reuse the number of a pack prune just deleted).
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for _ in 0..cycles {
+                let oldest = archive.snapshot_ids()[0].clone();
+                archive.cmd("forget").arg(&oldest).ok();
+                archive.cmd("prune").arg("--max-unused").arg("1").ok();
+                write_generation(&src, next, 512 * KIB);
+                archive.ingest([src.as_os_str()]);
+                next += 1;
+            }
+        }));
+        done.store(true, Ordering::Relaxed);
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    });
+    let (checks, read_data, noted) = *runs.lock().unwrap();
+    eprintln!(
+        "{cycles} forget+prune+ingest cycles in {:.1} s; {checks} checks ran alongside ({read_data} with --read-data, {noted} printed notes)",
+        started.elapsed().as_secs_f64()
+    );
+    let bad = bad.into_inner().unwrap();
+    assert!(
+        bad.is_empty(),
+        "{} of {checks} checks during prune reported damage; the first:\n{}",
+        bad.len(),
+        bad[0]
+    );
+    assert!(checks >= 4, "too few checks ran alongside the prunes");
+    // And at rest, everything is sound.
+    let out = archive.cmd("check").arg("--read-data").ok();
+    assert!(!unclean(&out), "{out}");
 }

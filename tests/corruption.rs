@@ -7,6 +7,10 @@
 //!   through a real FUSE mount.
 //! - A pack cut at every record boundary and inside every record: no panic, and `repair`
 //!   keeps every snapshot whose data survived.
+//! - A directory named like a pack in `packs/`: skipped by `repair` with a warning, named
+//!   by `check` as a stray entry (moved from `tests/prune_check.rs`).
+//! - A damaged directory (tree blob): skipped and listed by `restore`, the rest restored,
+//!   exit 3 (moved from `tests/restore_security.rs`).
 //!
 //! Each test prints its figures (`eprintln!`, see them with `--nocapture`); they are
 //! copied into docs/RELIABILITY.md. `STRATA_SEED=N` replays another seed.
@@ -15,6 +19,7 @@ mod common;
 #[path = "common/faults.rs"]
 mod faults;
 
+use common::generations::{KIB, write_generation};
 use common::*;
 use faults::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -708,4 +713,110 @@ fn a_pack_cut_anywhere_never_panics_and_repair_keeps_every_snapshot_whose_data_s
          (the others lost their snapshot record too); {restores} restores of survivors byte-identical"
     );
     problems.assert_none();
+}
+
+// ---------------------------------------------------------------------------------------
+// A stray directory among the packs (moved from tests/prune_check.rs)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn repair_skips_a_directory_named_like_a_pack_and_check_names_it() {
+    let wd = Workdir::new();
+    let archive = wd.archive(&[]);
+    let src = wd.join("src");
+    write_generation(&src, 0, 64 * KIB);
+    archive.ingest([src.as_os_str()]);
+    let before = archive.snapshot_ids();
+    let stray = archive.path.join("packs").join("00000000000000ff.pack");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::write(stray.join("inside"), b"not a pack").unwrap();
+
+    let out = archive.cmd("check").ok();
+    let err = out.stderr_str();
+    assert!(
+        err.contains("stray entry") && err.contains("00000000000000ff.pack"),
+        "check must name the stray entry\n{out}"
+    );
+    assert!(err.contains("no errors"), "{out}");
+
+    let out = archive.cmd("repair").ok();
+    let err = out.stderr_str();
+    assert!(
+        err.contains("strata: warning: packs/00000000000000ff.pack is not a regular file"),
+        "repair must skip the directory with a warning\n{out}"
+    );
+    assert!(stray.join("inside").exists(), "repair must leave it alone");
+    assert_eq!(archive.snapshot_ids(), before);
+    // Writers and prune still work beside it.
+    write_generation(&src, 1, 64 * KIB);
+    archive.ingest([src.as_os_str()]);
+    archive.cmd("forget").arg(&before[0]).ok();
+    archive.cmd("prune").ok();
+    archive.cmd("check").arg("--read-data").ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// A damaged directory tree during restore (moved from tests/restore_security.rs)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_damaged_directory_is_skipped_and_listed_and_the_rest_is_restored() {
+    let wd = Workdir::new();
+    let src = wd.join("src");
+    write_file(&src.join("a/one"), b"one\n");
+    write_file(&src.join("b/two"), b"two\n");
+    write_file(&src.join("b/deeper/three"), b"three\n");
+    write_file(&src.join("c/four"), b"four\n");
+    write_file(&src.join("z"), b"last\n");
+    let archive = wd.archive(&[]);
+    archive.ingest([format!("{}:data", src.display())]);
+
+    // The tree blob of data/b, found through the library, then damaged in its pack.
+    let tree_b = {
+        let a = strata::archive::Archive::open(&archive.path).unwrap();
+        let row = a.snapshots().unwrap().pop().unwrap();
+        let find = |tree, name: &[u8]| {
+            a.read_tree(&tree)
+                .unwrap()
+                .into_iter()
+                .find(|n| n.name == name)
+                .and_then(|n| n.subtree())
+                .unwrap()
+        };
+        find(find(row.root, b"data"), b"b")
+    };
+    let mut damaged = false;
+    for pack in pack_paths(&archive.path) {
+        let bytes = fs::read(&pack).unwrap();
+        for r in pack_records(&bytes) {
+            if r.id == tree_b {
+                flip_byte(&pack, r.data_start() + r.stored_len / 2, 0x5a);
+                damaged = true;
+            }
+        }
+    }
+    assert!(damaged, "the tree of data/b is in a pack");
+
+    let target = wd.join("target");
+    let out = archive.cmd("restore").arg("latest").arg(&target).code(3);
+    let err = out.stderr_str();
+    assert!(
+        err.lines().any(|l| l.trim_start().starts_with("data/b")),
+        "the damaged directory is listed\n{out}"
+    );
+    for (p, want) in [
+        ("data/a/one", "one\n"),
+        ("data/c/four", "four\n"),
+        ("data/z", "last\n"),
+    ] {
+        assert_eq!(
+            fs::read_to_string(target.join(p)).unwrap_or_default(),
+            want,
+            "{p} is restored\n{out}"
+        );
+    }
+    assert!(
+        !target.join("data/b/two").exists(),
+        "nothing is invented under the damaged directory\n{out}"
+    );
 }

@@ -1,6 +1,12 @@
 //! A full disk: a size-limited tmpfs mounted by the test (and unmounted by its guard even
 //! when the test fails), filled to many levels: every command that runs out of space says
-//! so on one line and loses nothing already committed.
+//! so on one line and loses nothing already committed:
+//!
+//! - an ingest fails with one line and loses nothing;
+//! - `forget` and `prune` say to free space and run *them* again, not "the ingest"
+//!   (moved from `tests/prune_check.rs`);
+//! - a restore cut short leaves no partial file under its real name (moved from
+//!   `tests/restore_security.rs`).
 //!
 //! Each test prints its figures (`eprintln!`, see them with `--nocapture`); they are
 //! copied into docs/RELIABILITY.md.
@@ -9,6 +15,7 @@ mod common;
 #[path = "common/faults.rs"]
 mod faults;
 
+use common::generations::{KIB, write_generation};
 use common::*;
 use faults::*;
 use std::collections::BTreeSet;
@@ -227,4 +234,89 @@ fn a_full_disk_fails_the_ingest_with_one_line_and_loses_nothing() {
     );
     drop(tmpfs);
     problems.assert_none();
+}
+
+// ---------------------------------------------------------------------------------------
+// Forget and prune (moved from tests/prune_check.rs)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn forget_and_prune_on_a_full_disk_say_to_run_them_again() {
+    let wd = Workdir::new();
+    let fs_dir = wd.join("small-fs");
+    let tmpfs = Tmpfs::mount(&fs_dir, "16m");
+    let archive = Archive::init(fs_dir.join("archive"), &["--chunk-size", "64K"]);
+    let src = wd.join("src");
+    for i in 0..3 {
+        write_generation(&src, i, 1024 * KIB);
+        archive.ingest([src.as_os_str()]);
+    }
+    let ids = archive.snapshot_ids();
+
+    // Forget on a full disk.
+    fill_leaving(&fs_dir, 0);
+    let out = archive.cmd("forget").arg(&ids[0]).code(1);
+    out.assert_one_line_error("");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("hint: ") && err.contains("run the forget again") && !err.contains("ingest"),
+        "forget on a full disk needs its own hint\n{out}"
+    );
+    assert_eq!(archive.snapshot_ids(), ids, "nothing was forgotten");
+    std::fs::remove_file(fs_dir.join("filler")).unwrap();
+    archive.cmd("forget").arg(&ids[0]).ok();
+
+    // Prune on a full disk: the pack of the forgotten snapshot is half used, so prune
+    // must write a new pack (1 MiB) with only a little room left.
+    fill_leaving(&fs_dir, 64 * 1024);
+    let out = archive.cmd("prune").arg("--max-unused").arg("1").code(1);
+    out.assert_one_line_error("");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("run `strata prune` again")
+            && err.contains("nothing was lost")
+            && !err.contains("ingest"),
+        "prune on a full disk needs its own hint\n{out}"
+    );
+    std::fs::remove_file(fs_dir.join("filler")).unwrap();
+    let out = archive.cmd("prune").arg("--max-unused").arg("1").ok();
+    assert!(out.stderr_str().contains("rewrite 1"), "{out}");
+    archive.cmd("check").arg("--read-data").ok();
+    for id in &ids[1..] {
+        archive.cmd("restore").arg(id).arg(wd.join(&id[..8])).ok();
+    }
+    drop(tmpfs);
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore (moved from tests/restore_security.rs)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_restore_cut_short_by_a_full_disk_leaves_no_partial_file() {
+    let wd = Workdir::new();
+    let src = wd.join("src");
+    write_file(&src.join("a-small"), b"small\n");
+    write_random_file(&src.join("b-big"), 7, 6 << 20);
+    let archive = wd.archive(&[]);
+    archive.ingest([format!("{}:data", src.display())]);
+    let disk = Tmpfs::mount(&wd.join("disk"), "2M");
+    let target = disk.dir.join("target");
+    let out = archive.cmd("restore").arg("latest").arg(&target).code(1);
+    out.assert_one_line_error("data/b-big");
+    assert!(
+        out.stderr_str().contains("removed"),
+        "the error says the partial file was removed\n{out}"
+    );
+    assert!(
+        !target.join("data/b-big").exists(),
+        "a partial file is left under its real name\n{out}"
+    );
+    assert!(
+        fs::read_dir(target.join("data"))
+            .unwrap()
+            .all(|e| e.unwrap().file_name() == "a-small"),
+        "no leftover under another name either\n{out}"
+    );
+    drop(disk);
 }

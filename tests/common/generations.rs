@@ -1,13 +1,14 @@
 //! Archives with generations of one source tree, and the readers of `forget`, `prune`
 //! and `check` output that the retention, crash and concurrency tests share (moved from
 //! `tests/retention.rs`). Every generation holds the same shared files plus 2-4 MiB that
-//! only it holds, so forgetting one frees a known amount.
+//! only it holds, so forgetting one frees a known amount. `write_generation` (moved from
+//! `tests/prune_check.rs`) overlaps each generation with the next, so prune rewrites packs.
 
 use super::cmd::{Archive, Cmd};
 use super::compare::assert_diff_clean;
 use super::json::Json;
 use super::rng::{Rng, seed};
-use super::workdir::{Workdir, copy_tree, write_random_file};
+use super::workdir::{Workdir, copy_tree, random_bytes, write_file, write_random_file};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -209,4 +210,18 @@ pub fn forget_list(j: &Json) -> BTreeSet<String> {
 
 pub fn set<'a>(ids: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
     ids.into_iter().cloned().collect()
+}
+
+/// Generation `i` of the source: `s{i-1}` (shared with the generation before), `u{i}`
+/// (its own) and `s{i}` (shared with the next). Forgetting the oldest generation leaves
+/// its pack half used, so prune rewrites it and moves the shared half.
+pub fn write_generation(dir: &Path, i: u64, size: u64) {
+    let size = size as usize;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    if i > 0 {
+        write_file(&dir.join("shared-old"), &random_bytes(1000 + i - 1, size));
+    }
+    write_file(&dir.join("own"), &random_bytes(2000 + i, size));
+    write_file(&dir.join("shared-new"), &random_bytes(1000 + i, size));
 }
