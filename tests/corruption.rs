@@ -7,6 +7,9 @@
 //!   through a real FUSE mount.
 //! - A pack cut at every record boundary and inside every record: no panic, and `repair`
 //!   keeps every snapshot whose data survived.
+//! - A pack of a crafted archive (two-chunk, holed and symlinked files) cut at every
+//!   record boundary, one byte before it and inside each record: `ls -R`, `restore` and
+//!   `cat` give clean errors or correct bytes (moved from `tests/hostile.rs`).
 //! - A directory named like a pack in `packs/`: skipped by `repair` with a warning, named
 //!   by `check` as a stray entry (moved from `tests/prune_check.rs`).
 //! - A damaged directory (tree blob): skipped and listed by `restore`, the rest restored,
@@ -20,11 +23,13 @@ mod common;
 mod faults;
 
 use common::generations::{KIB, write_generation};
+use common::hostile::{Fx, assert_clean_failure, dir, entries, file, noise, symlink};
 use common::*;
 use faults::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use strata::format::tree::Extent;
 
 /// Mixed into every seed, so the seeds printed before this file was split out of
 /// `tests/integrity.rs` keep replaying the same faults.
@@ -819,4 +824,111 @@ fn a_damaged_directory_is_skipped_and_listed_and_the_rest_is_restored() {
         !target.join("data/b/two").exists(),
         "nothing is invented under the damaged directory\n{out}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A pack truncated anywhere, in a crafted archive (moved from tests/hostile.rs)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_pack_truncated_anywhere_gives_clean_errors_or_correct_bytes() {
+    let fx = Fx::new();
+    let a1 = noise(1, 3000);
+    let a2 = noise(2, 3000);
+    let b = noise(3, 5000);
+    let tail = b"the end of a sparse file\n".to_vec();
+    let mut expected: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    expected.insert("data/a.txt", [a1.clone(), a2.clone()].concat());
+    expected.insert("data/b.bin", b.clone());
+    let mut sparse = vec![0u8; 1 << 20];
+    sparse.extend_from_slice(&tail);
+    expected.insert("data/sparse", sparse);
+    expected.insert("top", a1.clone());
+    let snap = fx.snapshot(|w| {
+        let (x1, x2, xb, xt) = (w.chunk(&a1), w.chunk(&a2), w.chunk(&b), w.chunk(&tail));
+        let data = w.tree(&[
+            file("a.txt", vec![x1, x2]),
+            file("b.bin", vec![xb]),
+            symlink("link", "a.txt"),
+            file("sparse", vec![Extent::Hole { len: 1 << 20 }, xt]),
+        ]);
+        w.tree(&[dir("data", data), file("top", vec![x1])])
+    });
+    let packs = fx.archive.join("packs");
+    let names = entries(&packs);
+    // A data pack (the chunks) and a metadata pack (the trees and the snapshot record):
+    // cut each in turn.
+    assert_eq!(names.len(), 2, "a data pack and a metadata pack: {names:?}");
+    for name in &names {
+        let pack_path = packs.join(name);
+        let pack_id = strata::format::PackId::from_file_name(name).unwrap();
+        let full = std::fs::read(&pack_path).unwrap();
+        let scan = strata::packs::scan_pack(&full, pack_id).unwrap();
+        assert!(scan.stop.is_none());
+
+        // Cut points: inside the pack header, every record boundary and one byte before it
+        // (a record's end is the next one's start), inside each record header and inside
+        // each record's data.
+        let mut cuts = vec![0usize, 10, full.len() - 1, full.len()];
+        for e in &scan.entries {
+            let start = e.offset as usize;
+            let end = start + 64 + e.header.stored_len as usize;
+            cuts.extend([start - 1, start, start + 32, (start + 64 + end) / 2]);
+        }
+        cuts.sort();
+        cuts.dedup();
+        assert_eq!(*cuts.last().unwrap(), full.len());
+
+        for (n, &cut) in cuts.iter().enumerate() {
+            std::fs::write(&pack_path, &full[..cut]).unwrap();
+            let ctx = format!("pack cut at {cut} of {}", full.len());
+
+            let r = fx.ls(&snap, &["-R"]);
+            if r.code == Some(0) {
+                let out = String::from_utf8_lossy(&r.stdout);
+                for p in expected.keys().chain(&["data/link"]) {
+                    assert!(out.lines().any(|l| l == *p), "{ctx}: ls lost {p}\n{r}");
+                }
+            } else {
+                assert_clean_failure(&r);
+            }
+
+            let target = fx.target(&format!("cut-{name}-{n}"));
+            let r = fx.restore(&snap, &target, false);
+            if r.code != Some(0) {
+                assert_clean_failure(&r);
+            }
+            // Whatever exists holds exactly the right bytes; on success, everything exists.
+            for (p, want) in &expected {
+                match std::fs::read(target.join(p)) {
+                    Ok(got) => assert!(got == *want, "{ctx}: {p} restored with wrong bytes\n{r}"),
+                    Err(_) => assert!(r.code != Some(0), "{ctx}: {p} missing after success\n{r}"),
+                }
+            }
+            if r.code == Some(0) {
+                assert_eq!(
+                    std::fs::read_link(target.join("data/link")).unwrap(),
+                    Path::new("a.txt")
+                );
+            }
+
+            // cat: a file of two chunks, and one that starts with a hole.
+            for p in ["data/a.txt", "data/sparse"] {
+                let want = &expected[p];
+                let r = fx.cat(&format!("{snap}:{p}"));
+                if r.code == Some(0) {
+                    assert!(r.stdout == *want, "{ctx}: cat {p} gave wrong bytes");
+                } else {
+                    assert_clean_failure(&r);
+                    assert!(
+                        want.starts_with(&r.stdout),
+                        "{ctx}: cat {p} wrote wrong bytes before failing"
+                    );
+                }
+            }
+        }
+        std::fs::write(&pack_path, &full).unwrap();
+        let r = fx.restore(&snap, &fx.target(&format!("whole-again-{name}")), false);
+        assert_eq!(r.code, Some(0), "{r}");
+    }
 }

@@ -6,6 +6,8 @@
 //! - `expect`: what a committed snapshot must restore to, and the one-line error contract.
 //! - `generations`: archives with generations of one tree, and readers of forget/prune output
 //!   (not glob re-exported: `use common::generations::*`).
+//! - `hostile`: archives crafted through the library, read by strata under a containment
+//!   check (not glob re-exported: `use common::hostile::*`).
 //! - `json`: a small reader for the `--json` outputs.
 //! - `fuse`: foreground and `--daemon` FUSE mounts, unmounted and checked in `Drop`.
 //! - `pack`: an independent parser of pack files (docs/FORMAT.md).
@@ -19,6 +21,7 @@ pub mod compare;
 pub mod expect;
 pub mod fuse;
 pub mod generations;
+pub mod hostile;
 pub mod json;
 pub mod pack;
 pub mod rng;
