@@ -1,6 +1,8 @@
 //! Ingest and restore through the binary: exact round trips judged by `diff -r`,
 //! `find -printf`, `rsync -n` and `getfattr`; incremental ingest; dedup; several sources
-//! in one snapshot; bad input; `ls`, `cat` and partial restores.
+//! in one snapshot; bad input; `ls`, `cat` and partial restores; unreadable and vanishing
+//! source paths, with and without `--strict` (moved from `tests/integrity.rs`); and a
+//! regression test for the stat-ahead thread (moved from `tests/regressions.rs`).
 
 mod common;
 
@@ -1053,4 +1055,41 @@ fn unreadable_and_vanishing_source_paths_are_reported_by_path_and_strict_commits
          --strict exit 1, nothing committed)"
     );
     assert_eq!((caught, strict_caught), (1, 1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Regressions (moved from tests/regressions.rs)
+// ---------------------------------------------------------------------------------------
+
+/// The stat-ahead thread once listed the source root through a `dup` of the walker's
+/// descriptor: both shared one getdents position, so each saw part of the directory and
+/// an ingest could lose entries or fail with "node order". A wide root listed while the
+/// stat-ahead runs must come out whole, every time.
+#[test]
+fn a_wide_source_root_is_listed_whole_while_stat_ahead_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("f{i:05}")), format!("{i}")).unwrap();
+        if i % 100 == 0 {
+            std::fs::create_dir_all(src.join(format!("d{i:05}/x"))).unwrap();
+        }
+    }
+    let archive = t.path().join("a");
+    strata().arg("init").arg(&archive).ok();
+    for round in 0..6 {
+        // Drop the cache of dentries now and then, so the listing is slow enough to race.
+        let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
+        let out = strata()
+            .args(["ingest", "--label"])
+            .arg(format!("r{round}"))
+            .arg(&archive)
+            .arg(&src)
+            .run();
+        assert!(out.status.success(), "round {round}: {out}");
+        let ls = strata().arg("ls").arg(&archive).arg("latest:src").ok();
+        let names = String::from_utf8_lossy(&ls.stdout).lines().count();
+        assert_eq!(names, 3000 + 30, "round {round}: every entry of the root");
+    }
 }
