@@ -123,19 +123,16 @@ fn listings(archive: &Archive, expected: &[Expected]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_lost_or_damaged_index_is_named_with_a_repair_hint_and_rebuilt_from_the_packs() {
-    let wd = Workdir::new();
-    let (pristine, expected, stale) = archive_with_four_snapshots(&wd);
-    let catalog = pristine.cmd("snapshots").arg("--json").ok().stdout_str();
-    let lists = listings(&pristine, &expected);
-    let index_len = fs::metadata(pristine.path.join("index.sqlite"))
-        .unwrap()
-        .len();
-    let mut rng = Rng::new(seed(0x1dec5) ^ RNG_SALT);
+/// One way of losing or damaging `index.sqlite`: (archive dir, index length, rng, stale
+/// copy of the index).
+type Damage = fn(&Path, u64, &mut Rng, &Path);
 
-    type Damage = fn(&Path, u64, &mut Rng, &Path);
-    let damages: [(&str, Damage); 6] = [
+const STALE: &str = "replaced by a stale copy";
+
+/// The six damages, in the order that fixes which random bytes each one writes (the
+/// seeded `Rng` is drawn from by the garbage and first-100-bytes cases only).
+fn index_damages() -> [(&'static str, Damage); 6] {
+    [
         ("deleted", |a, _, _, _| {
             for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
                 let _ = fs::remove_file(a.join(f));
@@ -160,7 +157,7 @@ fn a_lost_or_damaged_index_is_named_with_a_repair_hint_and_rebuilt_from_the_pack
             f.write_all_at(&random_bytes(rng.next_u64(), 100), 0)
                 .unwrap();
         }),
-        ("replaced by a stale copy", |a, _, _, stale| {
+        (STALE, |a, _, _, stale| {
             for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
                 let _ = fs::remove_file(a.join(f));
                 if stale.join(f).exists() {
@@ -168,92 +165,190 @@ fn a_lost_or_damaged_index_is_named_with_a_repair_hint_and_rebuilt_from_the_pack
                 }
             }
         }),
-    ];
+    ]
+}
 
-    let (mut refused, mut repaired, mut restored) = (0, 0, 0);
-    for (n, (what, damage)) in damages.iter().enumerate() {
-        let archive = Archive {
-            path: wd.join(format!("case-{n}")),
-        };
-        copy_tree(&pristine.path, &archive.path);
-        damage(&archive.path, index_len, &mut rng, &stale);
-        let last = &expected[expected.len() - 1];
-        let target = wd.join(format!("target-{n}"));
-        let runs = [
-            archive.cmd("snapshots").run(),
-            archive.cmd("ls").arg(&expected[0].id).run(),
-            archive
-                .cmd("restore")
-                .arg(&expected[0].id)
-                .arg(&target)
-                .run(),
-            archive
-                .cmd("cat")
-                .arg(format!("{}:src/a.txt", last.id))
-                .run(),
-            archive.cmd("check").run(),
-        ];
-        if *what == "replaced by a stale copy" {
-            // Every command works on what the stale index knows; the newest snapshot is
-            // missing until repair, and check says so and names the fix.
-            let listed = archive.snapshot_ids();
-            assert_eq!(
-                listed,
-                expected[..3]
-                    .iter()
-                    .map(|e| e.id.clone())
-                    .collect::<Vec<_>>()
-            );
-            assert_eq!(runs[0].code(), Some(0), "{what}\n{}", runs[0]);
-            let (out, report) = archive.check_json(&[]);
-            assert_eq!(report["errors"].as_u64(), 0, "{what}\n{out}");
-            assert!(
-                report["warnings"].as_u64() >= 1 && out.stderr_str().contains("strata repair"),
-                "{what}: check must warn about the pack the index does not know and name `strata repair`\n{out}"
-            );
-            fs::remove_dir_all(&target).unwrap();
-        } else {
-            for out in &runs {
-                assert_typed_error(out);
-                let err = out.stderr_str();
-                assert!(
-                    err.lines().next().unwrap().contains("index.sqlite"),
-                    "index {what}: the error must name index.sqlite\n{out}"
-                );
-                assert!(
-                    err.lines()
-                        .nth(1)
-                        .is_some_and(|h| h.contains("strata repair")),
-                    "index {what}: the hint must name `strata repair`\n{out}"
-                );
-                refused += 1;
-            }
-            assert!(
-                !target.exists() || fs::read_dir(&target).unwrap().next().is_none(),
-                "index {what}: a refused restore wrote into its target"
-            );
+/// The pristine archive of `archive_with_four_snapshots` and what it answers before any
+/// damage: the catalogue, `ls -R --json` of each snapshot and the index's length.
+struct IndexFixture {
+    wd: Workdir,
+    pristine: Archive,
+    expected: Vec<Expected>,
+    stale: PathBuf,
+    catalog: String,
+    lists: Vec<String>,
+    index_len: u64,
+}
+
+/// One damaged copy of the pristine archive, after the five commands every case runs
+/// on it (`snapshots`, `ls`, `restore`, `cat`, `check`), whose outputs are `runs`.
+struct DamagedIndex {
+    n: usize,
+    what: &'static str,
+    archive: Archive,
+    target: PathBuf,
+    runs: [Out; 5],
+}
+
+impl IndexFixture {
+    fn new() -> IndexFixture {
+        let wd = Workdir::new();
+        let (pristine, expected, stale) = archive_with_four_snapshots(&wd);
+        let catalog = pristine.cmd("snapshots").arg("--json").ok().stdout_str();
+        let lists = listings(&pristine, &expected);
+        let index_len = fs::metadata(pristine.path.join("index.sqlite"))
+            .unwrap()
+            .len();
+        IndexFixture {
+            wd,
+            pristine,
+            expected,
+            stale,
+            catalog,
+            lists,
+            index_len,
         }
+    }
 
-        let rep = archive.cmd("repair").run();
+    /// Each damage in turn on a fresh copy of the archive (same seed, same order, so the
+    /// same bytes in every test), then the five commands; `each` judges the case and the
+    /// copy is removed afterwards.
+    fn each_damage(&self, mut each: impl FnMut(&DamagedIndex)) {
+        let mut rng = Rng::new(seed(0x1dec5) ^ RNG_SALT);
+        for (n, (what, damage)) in index_damages().into_iter().enumerate() {
+            let archive = Archive {
+                path: self.wd.join(format!("case-{n}")),
+            };
+            copy_tree(&self.pristine.path, &archive.path);
+            damage(&archive.path, self.index_len, &mut rng, &self.stale);
+            let expected = &self.expected;
+            let last = &expected[expected.len() - 1];
+            let target = self.wd.join(format!("target-{n}"));
+            let runs = [
+                archive.cmd("snapshots").run(),
+                archive.cmd("ls").arg(&expected[0].id).run(),
+                archive
+                    .cmd("restore")
+                    .arg(&expected[0].id)
+                    .arg(&target)
+                    .run(),
+                archive
+                    .cmd("cat")
+                    .arg(format!("{}:src/a.txt", last.id))
+                    .run(),
+                archive.cmd("check").run(),
+            ];
+            let case = DamagedIndex {
+                n,
+                what,
+                archive,
+                target,
+                runs,
+            };
+            each(&case);
+            let _ = fs::remove_dir_all(&case.target);
+            fs::remove_dir_all(&case.archive.path).unwrap();
+        }
+    }
+}
+
+impl DamagedIndex {
+    /// `strata repair`, which must exit 0.
+    fn repair(&self) {
+        let rep = self.archive.cmd("repair").run();
         assert_eq!(
             rep.code(),
             Some(0),
-            "repair after the index was {what}\n{rep}"
+            "repair after the index was {}\n{rep}",
+            self.what
         );
+    }
+}
+
+#[test]
+fn a_lost_or_damaged_index_makes_every_command_fail_with_one_line_naming_it_and_a_repair_hint() {
+    let fx = IndexFixture::new();
+    let mut refused = 0;
+    fx.each_damage(|case| {
+        let what = case.what;
+        if what == STALE {
+            return;
+        }
+        for out in &case.runs {
+            assert_typed_error(out);
+            let err = out.stderr_str();
+            assert!(
+                err.lines().next().unwrap().contains("index.sqlite"),
+                "index {what}: the error must name index.sqlite\n{out}"
+            );
+            assert!(
+                err.lines()
+                    .nth(1)
+                    .is_some_and(|h| h.contains("strata repair")),
+                "index {what}: the hint must name `strata repair`\n{out}"
+            );
+            refused += 1;
+        }
+        assert!(
+            !case.target.exists() || fs::read_dir(&case.target).unwrap().next().is_none(),
+            "index {what}: a refused restore wrote into its target"
+        );
+    });
+    eprintln!("index: {refused} commands refused with a one-line error and a `strata repair` hint");
+}
+
+#[test]
+fn a_stale_index_serves_the_snapshots_it_knows_and_check_names_strata_repair() {
+    let fx = IndexFixture::new();
+    let expected = &fx.expected;
+    fx.each_damage(|case| {
+        let (what, archive, runs) = (case.what, &case.archive, &case.runs);
+        if what != STALE {
+            return;
+        }
+        // Every command works on what the stale index knows; the newest snapshot is
+        // missing until repair, and check says so and names the fix.
+        let listed = archive.snapshot_ids();
+        assert_eq!(
+            listed,
+            expected[..3]
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(runs[0].code(), Some(0), "{what}\n{}", runs[0]);
+        let (out, report) = archive.check_json(&[]);
+        assert_eq!(report["errors"].as_u64(), 0, "{what}\n{out}");
+        assert!(
+            report["warnings"].as_u64() >= 1 && out.stderr_str().contains("strata repair"),
+            "{what}: check must warn about the pack the index does not know and name `strata repair`\n{out}"
+        );
+    });
+}
+
+#[test]
+fn repair_rebuilds_a_lost_or_damaged_index_with_the_same_catalogue_listings_and_bytes() {
+    let fx = IndexFixture::new();
+    let (wd, expected) = (&fx.wd, &fx.expected);
+    let (mut repaired, mut restored) = (0, 0);
+    fx.each_damage(|case| {
+        let (n, what, archive) = (case.n, case.what, &case.archive);
+        let last = &expected[expected.len() - 1];
+        case.repair();
         repaired += 1;
         let after = archive.cmd("snapshots").arg("--json").ok().stdout_str();
         assert_eq!(
             Json::parse(&after).unwrap(),
-            Json::parse(&catalog).unwrap(),
+            Json::parse(&fx.catalog).unwrap(),
             "index {what}: after repair the catalogue (ids, times, labels, tags, sources, counts) must be as before"
         );
         assert_eq!(
-            listings(&archive, &expected),
-            lists,
+            listings(archive, expected),
+            fx.lists,
             "index {what}: ls -R after repair"
         );
         for (i, e) in expected.iter().enumerate() {
-            assert_restores_identically(&wd, &archive, e, &format!("{n}-{i}"));
+            assert_restores_identically(wd, archive, e, &format!("{n}-{i}"));
             restored += 1;
         }
         assert_eq!(
@@ -269,21 +364,27 @@ fn a_lost_or_damaged_index_is_named_with_a_repair_hint_and_rebuilt_from_the_pack
             report["findings"].as_array().is_empty(),
             "index {what}: check after repair\n{out}"
         );
-        // And the archive takes new snapshots again.
-        let s = archive.ingest([wd.join("p1")]);
+    });
+    eprintln!(
+        "index: {} kinds of index damage; {repaired} repairs, each recovering all {} snapshots with the same ids, \
+         times, labels and tags; {restored} restores byte-identical",
+        index_damages().len(),
+        expected.len()
+    );
+}
+
+#[test]
+fn after_repair_of_a_lost_or_damaged_index_the_archive_takes_new_snapshots() {
+    let fx = IndexFixture::new();
+    fx.each_damage(|case| {
+        case.repair();
+        let archive = &case.archive;
+        let s = archive.ingest([fx.wd.join("p1")]);
         assert_eq!(
             archive.snapshot_ids().last().unwrap(),
             s["snapshot"].as_str()
         );
-        fs::remove_dir_all(&archive.path).unwrap();
-    }
-    eprintln!(
-        "index: {} kinds of index damage; {refused} commands refused with a one-line error and a `strata repair` hint; \
-         {repaired} repairs, each recovering all {} snapshots with the same ids, times, labels and tags; \
-         {restored} restores byte-identical",
-        damages.len(),
-        expected.len()
-    );
+    });
 }
 
 // ---------------------------------------------------------------------------------------
