@@ -446,76 +446,122 @@ fn restore_damaged_list(out: &Out) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn flipped_pack_bytes_are_named_by_check_refused_by_restore_and_eio_through_the_mount() {
-    require_fuse();
-    let wd = Workdir::new();
-    let sources = flip_sources(&wd);
-    let pristine = wd.archive(&["--chunk-size", "64K"]);
-    for s in &sources {
-        pristine.ingest([format!("{}:data", s.display())]);
-    }
-    let contents = snapshot_contents(&pristine.path);
-    assert_eq!(contents.len(), 2);
-    let originals: Vec<BTreeMap<String, Vec<u8>>> = sources.iter().map(|s| read_files(s)).collect();
-    let packs: Vec<(PathBuf, Vec<PackRecord>)> = pack_paths(&pristine.path)
-        .into_iter()
-        .map(|p| {
-            let recs = pack_records(&fs::read(&p).unwrap());
-            (p, recs)
-        })
-        .collect();
-    let chunks: Vec<(usize, &PackRecord)> = packs
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (_, recs))| recs.iter().filter(|r| r.kind == 1).map(move |r| (i, r)))
-        .collect();
-    let seed0 = seed(0xf11b);
-    let (mut flipped_bytes, mut damaged_records, mut damaged_files, mut intact_files) =
-        (0, 0, 0, 0);
-    let (mut eio_reads, mut good_reads) = (0, 0);
-    for seed in seed0..seed0 + 5 {
-        let mut rng = Rng::new(seed ^ RNG_SALT);
-        let archive = Archive {
-            path: wd.join(format!("flipped-{seed}")),
-        };
-        copy_tree(&pristine.path, &archive.path);
-        // Three records, each with one to three flipped bytes; in odd seeds one of the
-        // flips lands in a record header instead of the stored bytes.
-        let mut hit: HashSet<strata::format::BlobId> = HashSet::new();
-        while hit.len() < 3 {
-            let (p, rec) = chunks[rng.below(chunks.len() as u64) as usize];
-            if !hit.insert(rec.id) {
-                continue;
-            }
-            let pack = archive
-                .path
-                .join("packs")
-                .join(packs[p].0.file_name().unwrap());
-            for _ in 0..1 + rng.below(3) {
-                let at = if seed % 2 == 1 && hit.len() == 1 {
-                    rec.offset + rng.below(BLOB_HEADER_LEN)
-                } else {
-                    rec.data_start() + rng.below(rec.stored_len)
-                };
-                flip_byte(&pack, at, rng.nonzero_byte());
-                flipped_bytes += 1;
-            }
-        }
-        damaged_records += hit.len();
-        let mut expected: BTreeSet<String> = BTreeSet::new();
-        let mut per_snapshot: Vec<BTreeSet<String>> = Vec::new();
-        for c in &contents {
-            let bad: BTreeSet<String> = c
-                .files
-                .iter()
-                .filter(|(_, ids)| ids.iter().any(|id| hit.contains(id)))
-                .map(|(p, _)| p.clone())
-                .collect();
-            expected.extend(bad.iter().map(|p| format!("{}:/{p}", c.short)));
-            per_snapshot.push(bad);
-        }
+/// The pristine two-snapshot archive of `flip_sources` (64 KiB chunks), what each
+/// snapshot reaches, the source files, and every chunk record with its pack's file name.
+struct FlipFixture {
+    wd: Workdir,
+    pristine: Archive,
+    contents: Vec<SnapContent>,
+    originals: Vec<BTreeMap<String, Vec<u8>>>,
+    chunks: Vec<(std::ffi::OsString, PackRecord)>,
+}
 
+/// One seeded copy of the archive with three chunk records damaged, and what that must
+/// damage: `expected` as `check` names it (`short:/path`), `per_snapshot` as paths.
+struct Flipped {
+    seed: u64,
+    archive: Archive,
+    hit: HashSet<strata::format::BlobId>,
+    flipped_bytes: usize,
+    expected: BTreeSet<String>,
+    per_snapshot: Vec<BTreeSet<String>>,
+}
+
+impl FlipFixture {
+    fn new() -> FlipFixture {
+        let wd = Workdir::new();
+        let sources = flip_sources(&wd);
+        let pristine = wd.archive(&["--chunk-size", "64K"]);
+        for s in &sources {
+            pristine.ingest([format!("{}:data", s.display())]);
+        }
+        let contents = snapshot_contents(&pristine.path);
+        assert_eq!(contents.len(), 2);
+        let originals: Vec<BTreeMap<String, Vec<u8>>> =
+            sources.iter().map(|s| read_files(s)).collect();
+        let chunks = pack_paths(&pristine.path)
+            .into_iter()
+            .flat_map(|p| {
+                let name = p.file_name().unwrap().to_owned();
+                pack_records(&fs::read(&p).unwrap())
+                    .into_iter()
+                    .filter(|r| r.kind == 1)
+                    .map(move |r| (name.clone(), r))
+            })
+            .collect();
+        FlipFixture {
+            wd,
+            pristine,
+            contents,
+            originals,
+            chunks,
+        }
+    }
+
+    /// Five seeds in turn (`STRATA_SEED` moves them), each on a fresh copy removed
+    /// afterwards; the seeds pick the same records and bytes in every test.
+    fn each_seed(&self, mut each: impl FnMut(&Flipped)) {
+        let seed0 = seed(0xf11b);
+        for seed in seed0..seed0 + 5 {
+            let mut rng = Rng::new(seed ^ RNG_SALT);
+            let archive = Archive {
+                path: self.wd.join(format!("flipped-{seed}")),
+            };
+            copy_tree(&self.pristine.path, &archive.path);
+            // Three records, each with one to three flipped bytes; in odd seeds one of the
+            // flips lands in a record header instead of the stored bytes.
+            let mut hit: HashSet<strata::format::BlobId> = HashSet::new();
+            let mut flipped_bytes = 0;
+            while hit.len() < 3 {
+                let (name, rec) = &self.chunks[rng.below(self.chunks.len() as u64) as usize];
+                if !hit.insert(rec.id) {
+                    continue;
+                }
+                let pack = archive.path.join("packs").join(name);
+                for _ in 0..1 + rng.below(3) {
+                    let at = if seed % 2 == 1 && hit.len() == 1 {
+                        rec.offset + rng.below(BLOB_HEADER_LEN)
+                    } else {
+                        rec.data_start() + rng.below(rec.stored_len)
+                    };
+                    flip_byte(&pack, at, rng.nonzero_byte());
+                    flipped_bytes += 1;
+                }
+            }
+            let mut expected: BTreeSet<String> = BTreeSet::new();
+            let mut per_snapshot: Vec<BTreeSet<String>> = Vec::new();
+            for c in &self.contents {
+                let bad: BTreeSet<String> = c
+                    .files
+                    .iter()
+                    .filter(|(_, ids)| ids.iter().any(|id| hit.contains(id)))
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                expected.extend(bad.iter().map(|p| format!("{}:/{p}", c.short)));
+                per_snapshot.push(bad);
+            }
+            let case = Flipped {
+                seed,
+                archive,
+                hit,
+                flipped_bytes,
+                expected,
+                per_snapshot,
+            };
+            each(&case);
+            fs::remove_dir_all(&case.archive.path).unwrap();
+        }
+    }
+}
+
+#[test]
+fn flipped_pack_bytes_are_named_file_by_file_by_check_read_data() {
+    let fx = FlipFixture::new();
+    let (mut flipped_bytes, mut damaged_records) = (0, 0);
+    fx.each_seed(|case| {
+        let (seed, archive, hit) = (case.seed, &case.archive, &case.hit);
+        flipped_bytes += case.flipped_bytes;
+        damaged_records += hit.len();
         // check --read-data names exactly those files, one error per damaged record.
         let (out, report) = archive.check_json(&["--read-data"]);
         assert_eq!(
@@ -525,7 +571,7 @@ fn flipped_pack_bytes_are_named_by_check_refused_by_restore_and_eio_through_the_
         );
         assert_eq!(
             damaged_paths(&report),
-            expected,
+            case.expected,
             "seed {seed}: check --read-data must name exactly the files whose chunks were flipped\n{out}"
         );
         assert_eq!(
@@ -534,10 +580,22 @@ fn flipped_pack_bytes_are_named_by_check_refused_by_restore_and_eio_through_the_
             "seed {seed}: one error per damaged record\n{}",
             finding_lines(&report)
         );
+    });
+    eprintln!(
+        "flip: 5 seeds, {flipped_bytes} bytes flipped in {damaged_records} records; check --read-data named exactly \
+         the damaged files"
+    );
+}
 
+#[test]
+fn flipped_pack_bytes_make_restore_refuse_the_damaged_files_and_restore_the_rest_exactly() {
+    let fx = FlipFixture::new();
+    let (mut damaged_files, mut intact_files) = (0, 0);
+    fx.each_seed(|case| {
+        let (seed, archive, per_snapshot) = (case.seed, &case.archive, &case.per_snapshot);
         // restore: every other file byte for byte, the damaged ones named and absent, exit 3.
-        for (k, c) in contents.iter().enumerate() {
-            let target = wd.join(format!("restore-{seed}-{k}"));
+        for (k, c) in fx.contents.iter().enumerate() {
+            let target = fx.wd.join(format!("restore-{seed}-{k}"));
             let damaged_here = !per_snapshot[k].is_empty();
             let out = archive
                 .cmd("restore")
@@ -550,7 +608,7 @@ fn flipped_pack_bytes_are_named_by_check_refused_by_restore_and_eio_through_the_
                 "seed {seed}: restore's list\n{out}"
             );
             let restored = read_files(&target);
-            for (path, bytes) in &originals[k] {
+            for (path, bytes) in &fx.originals[k] {
                 let in_snapshot = format!("data/{path}");
                 if per_snapshot[k].contains(&in_snapshot) {
                     assert!(
@@ -568,19 +626,31 @@ fn flipped_pack_bytes_are_named_by_check_refused_by_restore_and_eio_through_the_
             }
             fs::remove_dir_all(&target).unwrap();
         }
+    });
+    eprintln!(
+        "flip: restore refused the {damaged_files} damaged files and restored {intact_files} others byte for byte"
+    );
+}
 
+#[test]
+fn flipped_pack_bytes_give_eio_through_the_mount_for_exactly_the_damaged_files() {
+    require_fuse();
+    let fx = FlipFixture::new();
+    let (mut eio_reads, mut good_reads) = (0, 0);
+    fx.each_seed(|case| {
+        let (seed, archive, per_snapshot) = (case.seed, &case.archive, &case.per_snapshot);
         // Through a real mount: EIO for exactly the damaged files, the right bytes for all
         // the others.
-        let mnt = wd.join(format!("mnt-{seed}"));
+        let mnt = fx.wd.join(format!("mnt-{seed}"));
         let mount = DaemonMount::start(
             &archive.path,
             &mnt,
             &[],
-            &wd.join(format!("mount-{seed}.log")),
+            &fx.wd.join(format!("mount-{seed}.log")),
         );
-        for (k, c) in contents.iter().enumerate() {
+        for (k, c) in fx.contents.iter().enumerate() {
             let root = mount.dir.join("by-id").join(c.id.hex());
-            for (path, bytes) in &originals[k] {
+            for (path, bytes) in &fx.originals[k] {
                 let in_snapshot = format!("data/{path}");
                 let got = fs::read(root.join(&in_snapshot));
                 if per_snapshot[k].contains(&in_snapshot) {
@@ -602,12 +672,9 @@ fn flipped_pack_bytes_are_named_by_check_refused_by_restore_and_eio_through_the_
             }
         }
         drop(mount);
-        fs::remove_dir_all(&archive.path).unwrap();
-    }
+    });
     eprintln!(
-        "flip: 5 seeds, {flipped_bytes} bytes flipped in {damaged_records} records; check --read-data named exactly \
-         the {damaged_files} damaged files; restore refused them and restored {intact_files} others byte for byte; \
-         the mount gave EIO {eio_reads} times and the right bytes {good_reads} times; no wrong byte returned"
+        "flip: the mount gave EIO {eio_reads} times and the right bytes {good_reads} times; no wrong byte returned"
     );
 }
 
