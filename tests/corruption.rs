@@ -682,210 +682,294 @@ fn flipped_pack_bytes_give_eio_through_the_mount_for_exactly_the_damaged_files()
 // A pack cut at every record boundary and inside every record
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn a_pack_cut_anywhere_never_panics_and_repair_keeps_every_snapshot_whose_data_survived() {
-    let wd = Workdir::new();
-    let pristine = wd.archive(&[]);
-    // Three snapshots, one pack each (a small file, a 150 kB one in a subdirectory, three
-    // trees, the snapshot record); the second and third share a chunk with the first.
-    let mut expected = Vec::new();
-    for i in 0..3u64 {
-        let src = wd.join(format!("src{i}"));
-        write_file(&src.join("a.txt"), format!("snapshot {i}\n").as_bytes());
-        write_file(&src.join("sub/b.bin"), &random_bytes(700 + i, 150_000));
-        if i > 0 {
-            fs::copy(wd.join("src0/sub/b.bin"), src.join("shared.bin")).unwrap();
-        }
-        stamp_mtimes(&src);
-        let s = pristine.ingest([format!("{}:src", src.display())]);
-        expected.push(Expected {
-            id: s["snapshot"].as_str().into(),
-            source: src,
-            name: "src".into(),
-        });
-    }
-    let contents = snapshot_contents(&pristine.path);
-    let packs: Vec<(PathBuf, Vec<u8>)> = pack_paths(&pristine.path)
-        .into_iter()
-        .map(|p| {
-            let b = fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
-    // Each snapshot wrote a data pack and then a metadata pack (trees and its record).
-    assert_eq!(
-        packs.len(),
-        2 * expected.len(),
-        "a data pack and a metadata pack per snapshot"
-    );
-    let all_ids: Vec<String> = expected.iter().map(|e| e.id.clone()).collect();
+/// Three snapshots, one data pack and one metadata pack each (a small file, a 150 kB one
+/// in a subdirectory, three trees, the snapshot record); the second and third share a
+/// chunk with the first. Every pack is then cut at every record boundary, inside every
+/// header, at every data start and mid-data, each cut on a fresh copy.
+struct PackCutFixture {
+    wd: Workdir,
+    pristine: Archive,
+    expected: Vec<Expected>,
+    contents: Vec<SnapContent>,
+    packs: Vec<(PathBuf, Vec<u8>)>,
+    all_ids: Vec<String>,
+}
 
-    let (mut cuts, mut runs, mut recovered_total, mut lost_total, mut restores) = (0, 0, 0, 0, 0);
-    let mut named_lost = 0;
-    let mut problems = Problems::default();
-    for (p, (pack_path, bytes)) in packs.iter().enumerate() {
-        let records = pack_records(bytes);
-        let mut at: BTreeSet<u64> = [0, 10, 23, 24].into_iter().collect();
-        for r in &records {
-            at.extend([
-                r.offset,
-                r.offset + 10,
-                r.data_start(),
-                r.data_start() + r.stored_len / 2,
-            ]);
-        }
-        at.insert(bytes.len() as u64 - 1);
-        at.retain(|&c| c < bytes.len() as u64);
-        let name = pack_path.file_name().unwrap();
-        for cut in at {
-            cuts += 1;
-            let ctx = format!(
-                "packs/{} cut at {cut} of {}",
-                name.to_string_lossy(),
-                bytes.len()
-            );
-            let archive = Archive {
-                path: wd.join(format!("cut-{p}-{cut}")),
-            };
-            copy_tree(&pristine.path, &archive.path);
-            truncate(&archive.path.join("packs").join(name), cut);
+/// One copy of the archive with pack `p` cut at `cut`, and what must survive it.
+struct Cut {
+    p: usize,
+    cut: u64,
+    ctx: String,
+    archive: Archive,
+    /// Per snapshot: all its blobs survive.
+    survives: Vec<bool>,
+    /// Per snapshot: its snapshot record survives.
+    record_survives: Vec<bool>,
+    /// Per snapshot: its trees and chunks survive (what a restore through the index needs).
+    data_survives: Vec<bool>,
+}
 
-            // What survives: every blob of the other packs, and the records of this one
-            // that end at or before the cut (none when the pack header itself is cut).
-            let mut surviving: HashSet<strata::format::BlobId> = HashSet::new();
-            for (q, (_, b)) in packs.iter().enumerate() {
-                for r in pack_records(b) {
-                    if q != p || (cut >= PACK_HEADER_LEN && r.end() <= cut) {
-                        surviving.insert(r.id);
-                    }
-                }
+impl PackCutFixture {
+    fn new() -> PackCutFixture {
+        let wd = Workdir::new();
+        let pristine = wd.archive(&[]);
+        let mut expected = Vec::new();
+        for i in 0..3u64 {
+            let src = wd.join(format!("src{i}"));
+            write_file(&src.join("a.txt"), format!("snapshot {i}\n").as_bytes());
+            write_file(&src.join("sub/b.bin"), &random_bytes(700 + i, 150_000));
+            if i > 0 {
+                fs::copy(wd.join("src0/sub/b.bin"), src.join("shared.bin")).unwrap();
             }
-            let survives: Vec<bool> = contents
-                .iter()
-                .map(|c| c.blobs.is_subset(&surviving))
-                .collect();
-            let record_survives: Vec<bool> =
-                contents.iter().map(|c| surviving.contains(&c.id)).collect();
-            // Restoring through the index needs the trees and chunks, not the record.
-            let data_survives: Vec<bool> = contents
-                .iter()
-                .map(|c| c.blobs.iter().all(|b| *b == c.id || surviving.contains(b)))
-                .collect();
+            stamp_mtimes(&src);
+            let s = pristine.ingest([format!("{}:src", src.display())]);
+            expected.push(Expected {
+                id: s["snapshot"].as_str().into(),
+                source: src,
+                name: "src".into(),
+            });
+        }
+        let contents = snapshot_contents(&pristine.path);
+        let packs: Vec<(PathBuf, Vec<u8>)> = pack_paths(&pristine.path)
+            .into_iter()
+            .map(|p| {
+                let b = fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        // Each snapshot wrote a data pack and then a metadata pack (trees and its record).
+        assert_eq!(
+            packs.len(),
+            2 * expected.len(),
+            "a data pack and a metadata pack per snapshot"
+        );
+        let all_ids: Vec<String> = expected.iter().map(|e| e.id.clone()).collect();
+        PackCutFixture {
+            wd,
+            pristine,
+            expected,
+            contents,
+            packs,
+            all_ids,
+        }
+    }
 
-            // Before repair: no panic (checked by every run), typed errors, and check says
-            // the pack is shorter than the index expects.
-            let (out, _) = archive.check_json(&[]);
-            assert_eq!(
-                out.code(),
-                Some(5),
-                "{ctx}: check must report the cut pack\n{out}"
-            );
-            runs += 1;
-            for (k, e) in expected.iter().enumerate() {
-                if k == p / 2 {
-                    let ls = archive.cmd("ls").arg(&e.id).arg("-R").run();
-                    if ls.code() != Some(0) {
-                        assert_typed_error(&ls);
+    /// Every cut of every pack in turn; the copy is removed after `each`.
+    fn each_cut(&self, mut each: impl FnMut(&Cut)) {
+        let (wd, packs, contents) = (&self.wd, &self.packs, &self.contents);
+        for (p, (pack_path, bytes)) in packs.iter().enumerate() {
+            let records = pack_records(bytes);
+            let mut at: BTreeSet<u64> = [0, 10, 23, 24].into_iter().collect();
+            for r in &records {
+                at.extend([
+                    r.offset,
+                    r.offset + 10,
+                    r.data_start(),
+                    r.data_start() + r.stored_len / 2,
+                ]);
+            }
+            at.insert(bytes.len() as u64 - 1);
+            at.retain(|&c| c < bytes.len() as u64);
+            let name = pack_path.file_name().unwrap();
+            for cut in at {
+                let ctx = format!(
+                    "packs/{} cut at {cut} of {}",
+                    name.to_string_lossy(),
+                    bytes.len()
+                );
+                let archive = Archive {
+                    path: wd.join(format!("cut-{p}-{cut}")),
+                };
+                copy_tree(&self.pristine.path, &archive.path);
+                truncate(&archive.path.join("packs").join(name), cut);
+
+                // What survives: every blob of the other packs, and the records of this one
+                // that end at or before the cut (none when the pack header itself is cut).
+                let mut surviving: HashSet<strata::format::BlobId> = HashSet::new();
+                for (q, (_, b)) in packs.iter().enumerate() {
+                    for r in pack_records(b) {
+                        if q != p || (cut >= PACK_HEADER_LEN && r.end() <= cut) {
+                            surviving.insert(r.id);
+                        }
                     }
-                    runs += 1;
                 }
-                let target = wd.join(format!("t-{p}-{cut}-{k}"));
-                let r = archive.cmd("restore").arg(&e.id).arg(&target).run();
-                match r.code() {
-                    Some(0) => assert!(
-                        data_survives[k],
-                        "{ctx}: a snapshot that lost data restored with exit 0\n{r}"
-                    ),
-                    Some(3) => assert!(
-                        !restore_damaged_list(&r).is_empty(),
-                        "{ctx}: exit 3 names no file\n{r}"
-                    ),
-                    _ => assert_typed_error(&r),
+                let survives: Vec<bool> = contents
+                    .iter()
+                    .map(|c| c.blobs.is_subset(&surviving))
+                    .collect();
+                let record_survives: Vec<bool> =
+                    contents.iter().map(|c| surviving.contains(&c.id)).collect();
+                // Restoring through the index needs the trees and chunks, not the record.
+                let data_survives: Vec<bool> = contents
+                    .iter()
+                    .map(|c| c.blobs.iter().all(|b| *b == c.id || surviving.contains(b)))
+                    .collect();
+                let case = Cut {
+                    p,
+                    cut,
+                    ctx,
+                    archive,
+                    survives,
+                    record_survives,
+                    data_survives,
+                };
+                each(&case);
+                fs::remove_dir_all(&case.archive.path).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_pack_cut_anywhere_is_reported_by_check_and_never_restored_as_wrong_bytes() {
+    let fx = PackCutFixture::new();
+    let (wd, expected) = (&fx.wd, &fx.expected);
+    let (mut cuts, mut runs) = (0, 0);
+    fx.each_cut(|case| {
+        let (p, cut, ctx, archive) = (case.p, case.cut, &case.ctx, &case.archive);
+        let data_survives = &case.data_survives;
+        cuts += 1;
+        // Before repair: no panic (checked by every run), typed errors, and check says
+        // the pack is shorter than the index expects.
+        let (out, _) = archive.check_json(&[]);
+        assert_eq!(
+            out.code(),
+            Some(5),
+            "{ctx}: check must report the cut pack\n{out}"
+        );
+        runs += 1;
+        for (k, e) in expected.iter().enumerate() {
+            if k == p / 2 {
+                let ls = archive.cmd("ls").arg(&e.id).arg("-R").run();
+                if ls.code() != Some(0) {
+                    assert_typed_error(&ls);
                 }
-                if r.code() != Some(1) && data_survives[k] {
-                    assert_diff_clean(&e.source, &target.join("src"));
-                }
-                let _ = fs::remove_dir_all(&target);
                 runs += 1;
             }
-
-            // repair: exit 0 when everything survived, else 3 naming what was not recovered.
-            let rep = archive.cmd("repair").run();
+            let target = wd.join(format!("t-{p}-{cut}-{k}"));
+            let r = archive.cmd("restore").arg(&e.id).arg(&target).run();
+            match r.code() {
+                Some(0) => assert!(
+                    data_survives[k],
+                    "{ctx}: a snapshot that lost data restored with exit 0\n{r}"
+                ),
+                Some(3) => assert!(
+                    !restore_damaged_list(&r).is_empty(),
+                    "{ctx}: exit 3 names no file\n{r}"
+                ),
+                _ => assert_typed_error(&r),
+            }
+            if r.code() != Some(1) && data_survives[k] {
+                assert_diff_clean(&e.source, &target.join("src"));
+            }
+            let _ = fs::remove_dir_all(&target);
             runs += 1;
-            let all_survive = survives.iter().all(|s| *s);
-            // Known gap, reported at the end: when only snapshots whose records were cut
-            // off are lost (a pack cut inside its header is taken for one a crash left
-            // empty), repair cannot tell from the packs and exits 0.
-            let silent_only = (0..contents.len()).all(|k| survives[k] || !record_survives[k]);
-            if !all_survive && silent_only && rep.code() == Some(0) {
-                problems.add(
-                    "`strata repair` exits 0 although committed snapshots were lost",
-                    format!("{ctx}\n{rep}"),
-                );
-            } else {
-                assert_eq!(
-                    rep.code(),
-                    Some(if all_survive { 0 } else { 3 }),
-                    "{ctx}: repair's exit code (survivors {survives:?})\n{rep}"
-                );
-            }
-            let err = rep.stderr_str();
-            let recovered = repair_ids(&err, "recovered ");
-            let not_recovered = repair_ids(&err, "NOT recovered ");
-            for (k, c) in contents.iter().enumerate() {
-                if survives[k] {
-                    assert!(
-                        recovered.contains(&c.short),
-                        "{ctx}: {} survived but is not recovered\n{rep}",
-                        c.short
-                    );
-                } else if record_survives[k] {
-                    assert!(
-                        not_recovered.contains(&c.short),
-                        "{ctx}: {} lost data and must be listed as NOT recovered\n{rep}",
-                        c.short
-                    );
-                    named_lost += 1;
-                } else if !err.contains(&c.short) {
-                    // Its snapshot record itself was cut off: the old index knew it, the
-                    // packs no longer do. Repair should still say it is gone.
-                    problems.add(
-                        "a committed snapshot whose record was cut off disappears without a word from `strata repair`",
-                        format!("{ctx}: snapshot {}\n{rep}", c.short),
-                    );
-                }
-            }
-            let ids = archive.snapshot_ids();
-            let want: Vec<String> = all_ids
-                .iter()
-                .zip(&survives)
-                .filter(|(_, s)| **s)
-                .map(|(i, _)| i.clone())
-                .collect();
-            assert_eq!(ids, want, "{ctx}: the snapshots listed after repair\n{rep}");
-            recovered_total += want.len();
-            lost_total += all_ids.len() - want.len();
-            let (out, report) = archive.check_json(&[]);
-            assert!(
-                report["findings"].as_array().is_empty(),
-                "{ctx}: check after repair must be clean\n{out}"
-            );
-            for (k, e) in expected.iter().enumerate() {
-                if survives[k] {
-                    assert_restores(&wd, &archive, e, &format!("cut-{p}-{cut}-{k}"), false);
-                    restores += 1;
-                }
-            }
-            fs::remove_dir_all(&archive.path).unwrap();
         }
-    }
+    });
     eprintln!(
         "truncate: {cuts} truncations of 3 packs (every record boundary, inside every header, at every data start \
-         and mid-data); {runs} runs of check, ls, restore and repair without a panic; repair recovered \
-         {recovered_total} snapshots; of the {lost_total} that lost data, {named_lost} were named NOT recovered \
-         (the others lost their snapshot record too); {restores} restores of survivors byte-identical"
+         and mid-data); {runs} runs of check, ls and restore without a panic"
+    );
+}
+
+#[test]
+fn repair_of_a_cut_pack_recovers_every_snapshot_whose_data_survived_and_names_the_lost_ones() {
+    let fx = PackCutFixture::new();
+    let contents = &fx.contents;
+    let (mut recovered_total, mut named_lost) = (0, 0);
+    let mut problems = Problems::default();
+    fx.each_cut(|case| {
+        let (ctx, archive) = (&case.ctx, &case.archive);
+        let (survives, record_survives) = (&case.survives, &case.record_survives);
+        // repair: exit 0 when everything survived, else 3 naming what was not recovered.
+        let rep = archive.cmd("repair").run();
+        let all_survive = survives.iter().all(|s| *s);
+        // Known gap, reported at the end: when only snapshots whose records were cut
+        // off are lost (a pack cut inside its header is taken for one a crash left
+        // empty), repair cannot tell from the packs and exits 0.
+        let silent_only = (0..contents.len()).all(|k| survives[k] || !record_survives[k]);
+        if !all_survive && silent_only && rep.code() == Some(0) {
+            problems.add(
+                "`strata repair` exits 0 although committed snapshots were lost",
+                format!("{ctx}\n{rep}"),
+            );
+        } else {
+            assert_eq!(
+                rep.code(),
+                Some(if all_survive { 0 } else { 3 }),
+                "{ctx}: repair's exit code (survivors {survives:?})\n{rep}"
+            );
+        }
+        let err = rep.stderr_str();
+        let recovered = repair_ids(&err, "recovered ");
+        let not_recovered = repair_ids(&err, "NOT recovered ");
+        for (k, c) in contents.iter().enumerate() {
+            if survives[k] {
+                assert!(
+                    recovered.contains(&c.short),
+                    "{ctx}: {} survived but is not recovered\n{rep}",
+                    c.short
+                );
+                recovered_total += 1;
+            } else if record_survives[k] {
+                assert!(
+                    not_recovered.contains(&c.short),
+                    "{ctx}: {} lost data and must be listed as NOT recovered\n{rep}",
+                    c.short
+                );
+                named_lost += 1;
+            } else if !err.contains(&c.short) {
+                // Its snapshot record itself was cut off: the old index knew it, the
+                // packs no longer do. Repair should still say it is gone.
+                problems.add(
+                    "a committed snapshot whose record was cut off disappears without a word from `strata repair`",
+                    format!("{ctx}: snapshot {}\n{rep}", c.short),
+                );
+            }
+        }
+    });
+    eprintln!(
+        "truncate: repair recovered {recovered_total} snapshots; {named_lost} that lost data were named NOT recovered \
+         (the others lost their snapshot record too)"
     );
     problems.assert_none();
+}
+
+#[test]
+fn after_repair_of_a_cut_pack_exactly_the_survivors_are_listed_checked_clean_and_restored() {
+    let fx = PackCutFixture::new();
+    let (wd, expected) = (&fx.wd, &fx.expected);
+    let (mut lost_total, mut restores) = (0, 0);
+    fx.each_cut(|case| {
+        let (p, cut, ctx, archive) = (case.p, case.cut, &case.ctx, &case.archive);
+        let survives = &case.survives;
+        // Its exit code and messages are judged by the test above.
+        let rep = archive.cmd("repair").run();
+        let ids = archive.snapshot_ids();
+        let want: Vec<String> = fx
+            .all_ids
+            .iter()
+            .zip(survives)
+            .filter(|(_, s)| **s)
+            .map(|(i, _)| i.clone())
+            .collect();
+        assert_eq!(ids, want, "{ctx}: the snapshots listed after repair\n{rep}");
+        lost_total += fx.all_ids.len() - want.len();
+        let (out, report) = archive.check_json(&[]);
+        assert!(
+            report["findings"].as_array().is_empty(),
+            "{ctx}: check after repair must be clean\n{out}"
+        );
+        for (k, e) in expected.iter().enumerate() {
+            if survives[k] {
+                assert_restores(wd, archive, e, &format!("cut-{p}-{cut}-{k}"), false);
+                restores += 1;
+            }
+        }
+    });
+    eprintln!(
+        "truncate: {lost_total} snapshots lost data to a cut; {restores} restores of survivors byte-identical"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
