@@ -24,6 +24,7 @@ use common::generations::*;
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
@@ -117,52 +118,78 @@ fn prune_reclaims_what_only_forgotten_snapshots_held_and_kept_ones_restore_exact
 // 2. forgotten snapshots leave `snapshots` and the mount; --json; --dry-run
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn forgotten_snapshots_leave_the_list_and_the_mount_and_dry_run_changes_nothing() {
-    let w = Workdir::new();
-    let a = w.archive(&[]);
-    let src = w.join("src");
-    let mut snaps = Vec::new();
-    for i in 0..4 {
-        w.write(format!("src/file-{i}.txt"), format!("generation {i}\n"));
-        write_random_file(&src.join("blob.bin"), 900 + i, 300 * KIB);
-        let tags: &[&str] = if i == 0 { &["release"] } else { &[] };
-        snaps.push(ingest_as(&a, &src, "data", "app", tags));
-    }
-    let (s0, s1, s2, s3) = (&snaps[0], &snaps[1], &snaps[2], &snaps[3]);
+/// Four snapshots of `src` as `data` with label `app`, the oldest tagged `release`; the
+/// policy `--keep-last 1 --keep-tag release` keeps the oldest and the newest.
+struct FourSnapshots {
+    w: Workdir,
+    a: Archive,
+    src: PathBuf,
+    snaps: Vec<String>,
+}
 
-    let fuse = fuse_available();
-    if !fuse {
-        eprintln!("no /dev/fuse here: the mount half of this test does not run");
-    }
-    let mount = fuse.then(|| DaemonMount::start(&a.path, &w.join("mnt"), &[], &w.join("mnt.log")));
-    let root_has = |m: &DaemonMount, id: &str| {
-        m.list("")
-            .iter()
-            .any(|n| n.ends_with(&format!("-{}", short(id))))
-    };
-    if let Some(m) = &mount {
-        for s in &snaps {
-            assert!(
-                root_has(m, s),
-                "snapshot {s} is in the mount's root: {:?}",
-                m.list("")
-            );
-            // Looked up once, so the kernel holds an entry for it.
-            assert!(m.dir.join("by-id").join(s).join("data/blob.bin").exists());
+const POLICY: [&str; 4] = ["--keep-last", "1", "--keep-tag", "release"];
+
+impl FourSnapshots {
+    fn new() -> FourSnapshots {
+        let w = Workdir::new();
+        let a = w.archive(&[]);
+        let src = w.join("src");
+        let mut snaps = Vec::new();
+        for i in 0..4 {
+            w.write(format!("src/file-{i}.txt"), format!("generation {i}\n"));
+            write_random_file(&src.join("blob.bin"), 900 + i, 300 * KIB);
+            let tags: &[&str] = if i == 0 { &["release"] } else { &[] };
+            snaps.push(ingest_as(&a, &src, "data", "app", tags));
         }
+        FourSnapshots { w, a, src, snaps }
     }
 
+    /// A `--daemon` mount of the archive where every snapshot is in the root, each looked
+    /// up once (so the kernel holds an entry for it); `None` without /dev/fuse.
+    fn mount(&self) -> Option<DaemonMount> {
+        let fuse = fuse_available();
+        if !fuse {
+            eprintln!("no /dev/fuse here: the mount half of this test does not run");
+        }
+        let w = &self.w;
+        let mount =
+            fuse.then(|| DaemonMount::start(&self.a.path, &w.join("mnt"), &[], &w.join("mnt.log")));
+        if let Some(m) = &mount {
+            for s in &self.snaps {
+                assert!(
+                    root_has(m, s),
+                    "snapshot {s} is in the mount's root: {:?}",
+                    m.list("")
+                );
+                // Looked up once, so the kernel holds an entry for it.
+                assert!(m.dir.join("by-id").join(s).join("data/blob.bin").exists());
+            }
+        }
+        mount
+    }
+}
+
+/// Whether the mount's root lists snapshot `id`.
+fn root_has(m: &DaemonMount, id: &str) -> bool {
+    m.list("")
+        .iter()
+        .any(|n| n.ends_with(&format!("-{}", short(id))))
+}
+
+#[test]
+fn forget_dry_run_reports_the_policys_decisions_and_changes_no_byte() {
+    let fx = FourSnapshots::new();
+    let (a, snaps) = (&fx.a, &fx.snaps);
+    let (s0, s1, s2, s3) = (&snaps[0], &snaps[1], &snaps[2], &snaps[3]);
     // --dry-run: the decisions, and not one byte changes.
-    let list_before = listing(&a);
-    let packs_before = pack_digests(&a);
-    let policy = ["--keep-last", "1", "--keep-tag", "release"];
-    let dry = forget_json(&a, &[&policy[..], &["--dry-run"]].concat());
+    let list_before = listing(a);
+    let packs_before = pack_digests(a);
+    let dry = forget_json(a, &[&POLICY[..], &["--dry-run"]].concat());
     assert_eq!(dry["dry_run"], Json::Bool(true), "{dry}");
     let d = decisions(&dry);
     assert_eq!(
         d.keys().cloned().collect::<BTreeSet<_>>(),
-        set(&snaps),
+        set(snaps),
         "every snapshot of the label has a decision: {dry}"
     );
     let (keep3, why3, label3) = &d[s3];
@@ -185,37 +212,49 @@ fn forgotten_snapshots_leave_the_list_and_the_mount_and_dry_run_changes_nothing(
     }
     assert_eq!(forget_list(&dry), set([s1, s2]), "{dry}");
     assert_eq!(
-        listing(&a),
+        listing(a),
         list_before,
         "forget --dry-run changed the snapshot list"
     );
     assert_eq!(
-        pack_digests(&a),
+        pack_digests(a),
         packs_before,
         "forget --dry-run changed the packs"
     );
     let prune_dry = a.cmd("prune").arg("--dry-run").ok();
     assert_eq!(
-        pack_digests(&a),
+        pack_digests(a),
         packs_before,
         "prune --dry-run changed the packs\n{prune_dry}"
     );
-    assert_eq!(listing(&a), list_before);
-    if let Some(m) = &mount {
-        // Longer than the mount's catalogue refresh: a dry run hides nothing.
-        std::thread::sleep(Duration::from_millis(1300));
-        for s in &snaps {
-            assert!(
-                root_has(m, s),
-                "after a dry run {s} is still in the mount: {:?}",
-                m.list("")
-            );
-        }
-    }
+    assert_eq!(listing(a), list_before);
+}
 
+#[test]
+fn forget_dry_run_hides_no_snapshot_from_a_mount() {
+    let fx = FourSnapshots::new();
+    let Some(m) = fx.mount() else { return };
+    forget_json(&fx.a, &[&POLICY[..], &["--dry-run"]].concat());
+    fx.a.cmd("prune").arg("--dry-run").ok();
+    // Longer than the mount's catalogue refresh: a dry run hides nothing.
+    std::thread::sleep(Duration::from_millis(1300));
+    for s in &fx.snaps {
+        assert!(
+            root_has(&m, s),
+            "after a dry run {s} is still in the mount: {:?}",
+            m.list("")
+        );
+    }
+}
+
+#[test]
+fn forget_decides_as_its_dry_run_and_forgotten_snapshots_leave_snapshots_at_once() {
+    let fx = FourSnapshots::new();
+    let (a, snaps) = (&fx.a, &fx.snaps);
+    let (s0, s1, s2, s3) = (&snaps[0], &snaps[1], &snaps[2], &snaps[3]);
+    let d = decisions(&forget_json(a, &[&POLICY[..], &["--dry-run"]].concat()));
     // The real forget: the same decisions, then gone from `snapshots` at once.
-    let real = forget_json(&a, &policy);
-    let forgot_at = Instant::now();
+    let real = forget_json(a, &POLICY);
     assert_eq!(real["dry_run"], Json::Bool(false));
     assert_eq!(
         decisions(&real),
@@ -224,11 +263,22 @@ fn forgotten_snapshots_leave_the_list_and_the_mount_and_dry_run_changes_nothing(
     );
     assert_eq!(forget_list(&real), set([s1, s2]));
     assert_eq!(
-        ids(&a),
+        ids(a),
         vec![s0.clone(), s3.clone()],
         "forgotten snapshots leave `snapshots`"
     );
+    assert_check_clean(a, false, "after forget");
+}
 
+#[test]
+fn forgotten_snapshots_leave_a_mounts_root_and_by_id_within_two_seconds() {
+    let fx = FourSnapshots::new();
+    let (a, snaps, src) = (&fx.a, &fx.snaps, &fx.src);
+    let (s0, s1, s2, s3): (&String, &String, &String, &String) =
+        (&snaps[0], &snaps[1], &snaps[2], &snaps[3]);
+    let mount = fx.mount();
+    forget_json(a, &POLICY);
+    let forgot_at = Instant::now();
     if let Some(m) = &mount {
         // Gone from the root listing and from by-id/ within 2 s; the kept ones stay.
         let deadline = forgot_at + Duration::from_secs(2);
@@ -280,7 +330,7 @@ fn forgotten_snapshots_leave_the_list_and_the_mount_and_dry_run_changes_nothing(
         );
     }
     drop(mount);
-    assert_check_clean(&a, false, "after forget");
+    assert_check_clean(a, false, "after forget");
 }
 
 // ---------------------------------------------------------------------------------------
