@@ -337,30 +337,87 @@ fn forgotten_snapshots_leave_a_mounts_root_and_by_id_within_two_seconds() {
 // 3. per label, --label, by id
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn policies_apply_per_label_label_restricts_and_ids_forget_all_or_nothing() {
-    let w = Workdir::new();
-    let a = w.archive(&[]);
-    // Interleaved: jira j0..j3, db d0..d2, unlabelled u0, u1.
-    let order = ["jira", "db", "", "jira", "db", "jira", "", "db", "jira"];
-    let mut by_label: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (n, label) in order.iter().enumerate() {
-        let dir = format!("src-{}", if label.is_empty() { "none" } else { label });
-        w.write(format!("{dir}/dump.txt"), format!("{label} #{n}\n"));
-        let id = ingest_as(&a, &w.join(&dir), "data", label, &[]);
-        by_label.entry(label).or_default().push(id);
-    }
-    let (j, d, u) = (
-        by_label["jira"].clone(),
-        by_label["db"].clone(),
-        by_label[""].clone(),
-    );
-    let listed = |a: &Archive| set(&ids(a));
-    let mut alive_now: BTreeSet<String> = listed(&a);
-    assert_eq!(alive_now.len(), 9);
+/// Nine snapshots, interleaved: jira j0..j3, db d0..d2, unlabelled u0, u1, each of its
+/// own `dump.txt`. The steps below forget some of them in the order the tests replay:
+/// each test runs the steps before its own (unjudged: the earlier tests judge them).
+struct Labelled {
+    a: Archive,
+    j: Vec<String>,
+    d: Vec<String>,
+    u: Vec<String>,
+    /// What `strata snapshots` must list now.
+    alive_now: BTreeSet<String>,
+    _w: Workdir,
+}
 
+const LABEL_ORDER: [&str; 9] = ["jira", "db", "", "jira", "db", "jira", "", "db", "jira"];
+
+fn listed(a: &Archive) -> BTreeSet<String> {
+    set(&ids(a))
+}
+
+impl Labelled {
+    fn new() -> Labelled {
+        let w = Workdir::new();
+        let a = w.archive(&[]);
+        let mut by_label: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (n, label) in LABEL_ORDER.iter().enumerate() {
+            let dir = format!("src-{}", if label.is_empty() { "none" } else { label });
+            w.write(format!("{dir}/dump.txt"), format!("{label} #{n}\n"));
+            let id = ingest_as(&a, &w.join(&dir), "data", label, &[]);
+            by_label.entry(label).or_default().push(id);
+        }
+        let (j, d, u) = (
+            by_label["jira"].clone(),
+            by_label["db"].clone(),
+            by_label[""].clone(),
+        );
+        let alive_now = listed(&a);
+        assert_eq!(alive_now.len(), 9);
+        Labelled {
+            a,
+            j,
+            d,
+            u,
+            alive_now,
+            _w: w,
+        }
+    }
+
+    /// Step 1: `forget --label db --keep-last 1` (forgets d0, d1).
+    fn forget_db_keep_last_1(&mut self) -> Json {
+        let r = forget_json(&self.a, &["--label", "db", "--keep-last", "1"]);
+        self.alive_now.remove(&self.d[0]);
+        self.alive_now.remove(&self.d[1]);
+        r
+    }
+
+    /// Step 2: `forget --keep-last 2` over every label (forgets j0, j1).
+    fn forget_keep_last_2(&mut self) -> Json {
+        let r = forget_json(&self.a, &["--keep-last", "2"]);
+        self.alive_now.remove(&self.j[0]);
+        self.alive_now.remove(&self.j[1]);
+        r
+    }
+
+    /// Step 3: u0 by a short prefix and j2 by its full id, in one command.
+    fn forget_u0_and_j2_by_id(&mut self) {
+        self.a
+            .cmd("forget")
+            .arg(short(&self.u[0]))
+            .arg(&self.j[2])
+            .ok();
+        self.alive_now.remove(&self.u[0]);
+        self.alive_now.remove(&self.j[2]);
+    }
+}
+
+#[test]
+fn forget_with_label_judges_and_forgets_only_that_labels_snapshots() {
+    let mut fx = Labelled::new();
+    let d = fx.d.clone();
     // --label db: only db is judged, and only db loses snapshots.
-    let r = forget_json(&a, &["--label", "db", "--keep-last", "1"]);
+    let r = fx.forget_db_keep_last_1();
     let dec = decisions(&r);
     assert_eq!(
         dec.keys().cloned().collect::<BTreeSet<_>>(),
@@ -369,21 +426,26 @@ fn policies_apply_per_label_label_restricts_and_ids_forget_all_or_nothing() {
     );
     assert!(dec.values().all(|(_, _, l)| l == "db"));
     assert_eq!(forget_list(&r), set([&d[0], &d[1]]), "{r}");
-    alive_now.remove(&d[0]);
-    alive_now.remove(&d[1]);
     assert_eq!(
-        listed(&a),
-        alive_now,
+        listed(&fx.a),
+        fx.alive_now,
         "jira and unlabelled snapshots are untouched"
     );
+}
 
+#[test]
+fn without_label_a_policy_keeps_per_label_and_unlabelled_snapshots_form_their_own_group() {
+    let mut fx = Labelled::new();
+    fx.forget_db_keep_last_1();
+    let alive_before = fx.alive_now.clone();
+    let (j, d, u) = (fx.j.clone(), fx.d.clone(), fx.u.clone());
     // No --label: --keep-last 2 keeps the two newest of *each* label (a global reading
     // would keep j3 and d2 only).
-    let r = forget_json(&a, &["--keep-last", "2"]);
+    let r = fx.forget_keep_last_2();
     let dec = decisions(&r);
     assert_eq!(
         dec.keys().cloned().collect::<BTreeSet<_>>(),
-        alive_now,
+        alive_before,
         "every remaining snapshot is decided: {r}"
     );
     for id in [&j[2], &j[3], &d[2], &u[0], &u[1]] {
@@ -395,27 +457,39 @@ fn policies_apply_per_label_label_restricts_and_ids_forget_all_or_nothing() {
         dec[&u[0]].2, "",
         "unlabelled snapshots form their own group"
     );
-    alive_now.remove(&j[0]);
-    alive_now.remove(&j[1]);
-    assert_eq!(listed(&a), alive_now);
+    assert_eq!(listed(&fx.a), fx.alive_now);
+}
 
+#[test]
+fn time_policies_and_an_unknown_label_decide_per_label_and_dry_runs_change_nothing() {
+    let mut fx = Labelled::new();
+    fx.forget_db_keep_last_1();
+    fx.forget_keep_last_2();
+    let (a, j, u) = (&fx.a, &fx.j, &fx.u);
     // --keep-daily 1 keeps the newest snapshot of the newest day: per label, j3 / d2 / u1.
-    let r = forget_json(&a, &["--keep-daily", "1", "--dry-run"]);
+    let r = forget_json(a, &["--keep-daily", "1", "--dry-run"]);
     assert_eq!(forget_list(&r), set([&j[2], &u[0]]), "{r}");
     assert_eq!(decisions(&r)[&j[3]].1, vec!["daily".to_string()]);
     // --keep-within 1d keeps everything (all were taken within seconds).
-    let r = forget_json(&a, &["--keep-within", "1d", "--dry-run"]);
+    let r = forget_json(a, &["--keep-within", "1d", "--dry-run"]);
     assert!(forget_list(&r).is_empty(), "{r}");
-    assert_eq!(listed(&a), alive_now, "dry runs change nothing");
+    assert_eq!(listed(a), fx.alive_now, "dry runs change nothing");
     // A label nothing has: nothing to decide, nothing forgotten.
-    let r = forget_json(&a, &["--label", "nosuch", "--keep-last", "1"]);
+    let r = forget_json(a, &["--label", "nosuch", "--keep-last", "1"]);
     assert!(
         r["decisions"].as_array().is_empty() && forget_list(&r).is_empty(),
         "{r}"
     );
+}
 
+#[test]
+fn a_refused_forget_changes_nothing_and_ids_forget_all_or_nothing() {
+    let mut fx = Labelled::new();
+    fx.forget_db_keep_last_1();
+    fx.forget_keep_last_2();
+    let (a, j) = (&fx.a, &fx.j);
     // Misuse changes nothing: ids with a policy, or neither.
-    let packs = pack_digests(&a);
+    let packs = pack_digests(a);
     a.cmd("forget")
         .arg(&j[2])
         .args(["--keep-last", "1"])
@@ -427,29 +501,42 @@ fn policies_apply_per_label_label_restricts_and_ids_forget_all_or_nothing() {
         .arg("00000000deadbeef")
         .code(1)
         .assert_one_line_error("00000000deadbeef");
-    assert_eq!(listed(&a), alive_now, "a refused forget forgot something");
+    assert_eq!(listed(a), fx.alive_now, "a refused forget forgot something");
     assert_eq!(
-        pack_digests(&a),
+        pack_digests(a),
         packs,
         "a refused forget wrote to the packs"
     );
+}
 
+#[test]
+fn forget_by_id_takes_prefixes_and_full_ids_across_labels_and_names_an_id_already_forgotten() {
+    let mut fx = Labelled::new();
+    fx.forget_db_keep_last_1();
+    fx.forget_keep_last_2();
     // By id across labels: a short prefix and a full id in one command.
-    a.cmd("forget").arg(short(&u[0])).arg(&j[2]).ok();
-    alive_now.remove(&u[0]);
-    alive_now.remove(&j[2]);
-    assert_eq!(listed(&a), alive_now, "u0 and j2 are forgotten by id");
-    assert_eq!(alive_now, set([&j[3], &d[2], &u[1]]));
+    fx.forget_u0_and_j2_by_id();
+    let (a, j, d, u) = (&fx.a, &fx.j, &fx.d, &fx.u);
+    assert_eq!(listed(a), fx.alive_now, "u0 and j2 are forgotten by id");
+    assert_eq!(fx.alive_now, set([&j[3], &d[2], &u[1]]));
     // Forgetting a forgotten snapshot is an error naming it.
     a.cmd("forget")
         .arg(&j[2])
         .code(1)
         .assert_one_line_error(&j[2]);
+}
 
+#[test]
+fn after_forgets_by_label_and_id_prune_leaves_each_kept_snapshot_reading_its_own_data() {
+    let mut fx = Labelled::new();
+    fx.forget_db_keep_last_1();
+    fx.forget_keep_last_2();
+    fx.forget_u0_and_j2_by_id();
+    let (a, j, d, u) = (&fx.a, &fx.j, &fx.d, &fx.u);
     a.cmd("prune").ok();
-    assert_check_clean(&a, true, "after forgets by label and id, and prune");
+    assert_check_clean(a, true, "after forgets by label and id, and prune");
     for (id, label) in [(&j[3], "jira"), (&d[2], "db"), (&u[1], "")] {
-        let n = order
+        let n = LABEL_ORDER
             .iter()
             .enumerate()
             .filter(|(_, l)| **l == label)
