@@ -9,7 +9,7 @@ mod faults;
 use common::generations::*;
 use common::*;
 use faults::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -603,113 +603,114 @@ fn an_empty_pack_left_by_a_kill_at_pack_creation_is_set_aside_without_a_failure(
 // kill -9 during prune (moved from tests/retention.rs)
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_completes() {
-    let mut rng = seeded_rng(65);
-    let w = Workdir::new();
-    let template = Archive::init(w.join("template"), &[]);
-    let (gens, _) = build_generations(&w, &template, "g", 5, &mut rng);
-    // A pack that prune must rewrite: keep.bin stays, junk.bin goes with M1.
-    let mix = w.join("src-mix");
-    write_random_file(&mix.join("keep.bin"), rng.next_u64(), 24 * MIB + 99);
-    write_random_file(&mix.join("junk.bin"), rng.next_u64(), 8 * MIB);
-    let m1 = ingest_as(&template, &mix, "data", "mix", &[]);
-    fs::remove_file(mix.join("junk.bin")).unwrap();
-    let m2 = ingest_as(&template, &mix, "data", "mix", &[]);
-    let m2_copy = w.join("copies/mix");
-    copy_tree(&mix, &m2_copy);
-    template
-        .cmd("forget")
-        .arg(&gens[1].id)
-        .arg(&gens[3].id)
-        .arg(&m1)
-        .ok();
-    let kept: Vec<(String, PathBuf)> = [0, 2, 4]
-        .iter()
-        .map(|&i| (gens[i].id.clone(), gens[i].copy.clone()))
-        .chain([(m2.clone(), m2_copy)])
-        .collect();
-    let kept_ids = ids(&template);
-    assert_eq!(
-        set(&kept_ids),
-        kept.iter().map(|(i, _)| i.clone()).collect()
-    );
-    let template_packs = pack_names(&template);
+/// Five generations (1 and 3 forgotten) and a pack prune must rewrite (keep.bin stays,
+/// junk.bin goes with M1), seeded (`STRATA_SEED`, default 65); a copy pruned to the end
+/// gives the reference duration, size and pack names. Every round works on its own copy.
+struct PruneKill {
+    w: Workdir,
+    rng: Rng,
+    template: Archive,
+    template_packs: BTreeSet<String>,
+    kept: Vec<(String, PathBuf)>,
+    kept_ids: Vec<String>,
+    reference: Archive,
+    reference_packs: BTreeSet<String>,
+    reference_size: u64,
+    full: Duration,
+}
 
-    // A prune that runs to the end: how long it takes, what it leaves.
-    let reference = Archive {
-        path: w.join("reference"),
-    };
-    copy_tree(&template.path, &reference.path);
-    let t = Instant::now();
-    let out = reference.cmd("prune").ok();
-    let full = t.elapsed();
-    let reference_size = du_packs(&reference);
-    let reference_packs = pack_names(&reference);
-    eprintln!(
-        "uninterrupted prune: {:.3} s, packs {} -> {} bytes\n{}",
-        full.as_secs_f64(),
-        du_packs(&template),
-        reference_size,
-        out.stderr_str().trim_end()
-    );
-    assert!(reference_size < du_packs(&template) - 10 * MIB);
+/// When a round's prune is killed, or which state a kill leaves is made by hand.
+#[derive(Clone, Copy, PartialEq)]
+enum PruneMoment {
+    /// After a seeded delay (0: at once).
+    After(u64),
+    /// As soon as prune creates its first new pack file.
+    AtNewPack,
+    /// Emulated: an empty new pack file, as a kill leaves it between the creation of
+    /// prune's first new pack and its first write.
+    EmptyPack,
+    /// Emulated: the archive of a finished prune plus the old packs, as a kill leaves it
+    /// after the index switched, before the old packs were deleted.
+    OldPacks,
+}
 
-    // Kill moments: round 0 at once, then seeded moments within a window that starts at
-    // the measured duration and shrinks to the shortest prune seen finishing on its own.
-    // Rounds go on until at least 10 kills landed while prune ran, one of them after it had
-    // written new packs (at most 40 rounds).
-    const MIN_MID_RUN: usize = 10;
-    const MAX_ROUNDS: usize = 40;
-    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut repaired = 0;
-    let mut problems: Vec<String> = Vec::new();
-    let mut window_us = (full.as_micros() as u64).max(2_000);
-    let mut round = 0;
-    let mid_run = |t: &BTreeMap<&str, usize>| -> (usize, usize) {
-        let all = t
+impl PruneKill {
+    fn new() -> PruneKill {
+        let mut rng = seeded_rng(65);
+        let w = Workdir::new();
+        let template = Archive::init(w.join("template"), &[]);
+        let (gens, _) = build_generations(&w, &template, "g", 5, &mut rng);
+        // A pack that prune must rewrite: keep.bin stays, junk.bin goes with M1.
+        let mix = w.join("src-mix");
+        write_random_file(&mix.join("keep.bin"), rng.next_u64(), 24 * MIB + 99);
+        write_random_file(&mix.join("junk.bin"), rng.next_u64(), 8 * MIB);
+        let m1 = ingest_as(&template, &mix, "data", "mix", &[]);
+        fs::remove_file(mix.join("junk.bin")).unwrap();
+        let m2 = ingest_as(&template, &mix, "data", "mix", &[]);
+        let m2_copy = w.join("copies/mix");
+        copy_tree(&mix, &m2_copy);
+        template
+            .cmd("forget")
+            .arg(&gens[1].id)
+            .arg(&gens[3].id)
+            .arg(&m1)
+            .ok();
+        let kept: Vec<(String, PathBuf)> = [0, 2, 4]
             .iter()
-            .filter(|(k, _)| k.starts_with("killed"))
-            .map(|(_, n)| n)
-            .sum();
-        let late = t
-            .iter()
-            .filter(|(k, _)| k.starts_with("killed") && !k.contains("before writing"))
-            .map(|(_, n)| n)
-            .sum();
-        (all, late)
-    };
-    loop {
-        let (all, late) = mid_run(&tally);
-        if round >= 10 && all >= MIN_MID_RUN && late >= 1 {
-            break;
-        }
-        assert!(
-            round < MAX_ROUNDS,
-            "after {round} rounds only {all} kills landed while prune ran ({late} after it wrote \
-             new packs): {tally:?}; the test cannot hit prune"
+            .map(|&i| (gens[i].id.clone(), gens[i].copy.clone()))
+            .chain([(m2.clone(), m2_copy)])
+            .collect();
+        let kept_ids = ids(&template);
+        assert_eq!(
+            set(&kept_ids),
+            kept.iter().map(|(i, _)| i.clone()).collect()
         );
+        let template_packs = pack_names(&template);
+
+        // A prune that runs to the end: how long it takes, what it leaves.
+        let reference = Archive {
+            path: w.join("reference"),
+        };
+        copy_tree(&template.path, &reference.path);
+        let t = Instant::now();
+        let out = reference.cmd("prune").ok();
+        let full = t.elapsed();
+        let reference_size = du_packs(&reference);
+        let reference_packs = pack_names(&reference);
+        eprintln!(
+            "uninterrupted prune: {:.3} s, packs {} -> {} bytes\n{}",
+            full.as_secs_f64(),
+            du_packs(&template),
+            reference_size,
+            out.stderr_str().trim_end()
+        );
+        assert!(reference_size < du_packs(&template) - 10 * MIB);
+        PruneKill {
+            w,
+            rng,
+            template,
+            template_packs,
+            kept,
+            kept_ids,
+            reference,
+            reference_packs,
+            reference_size,
+            full,
+        }
+    }
+
+    /// Round `round`: a copy of the template, then the kill (or the emulated state).
+    /// Returns the copy, the state the kill left, and how long prune ran when it
+    /// finished on its own before a delayed kill.
+    fn kill(&self, round: usize, moment: PruneMoment) -> (Archive, &'static str, Option<Duration>) {
+        let (template_packs, reference_packs) = (&self.template_packs, &self.reference_packs);
         let arch = Archive {
-            path: w.join(format!("round-{round}")),
+            path: self.w.join(format!("round-{round}")),
         };
-        copy_tree(&template.path, &arch.path);
-        // Round 3 kills as soon as prune creates its first new pack file; the others from
-        // round 4 on at a seeded delay. Rounds 1 and 2 do not run prune: they make the
-        // states a kill leaves in two windows of a few milliseconds that random kills hit
-        // only now and then, so these states are tested on every run:
-        // 1. between the creation of prune's first new pack and its first write: an empty
-        //    pack file;
-        // 2. after the index switched, before the old packs were deleted: the archive of a
-        //    finished prune plus the old packs.
-        let empty_pack_round = round == 1;
-        let old_packs_round = round == 2;
-        let at_new_pack = round == 3;
-        let delay = match round {
-            0..=3 => 0,
-            _ => rng.range(0, window_us),
-        };
+        copy_tree(&self.template.path, &arch.path);
         let packs_dir = arch.path.join("packs");
-        let state = if empty_pack_round {
+        let mut finished_after = None;
+        let state = if moment == PruneMoment::EmptyPack {
             let next = template_packs
                 .iter()
                 .filter_map(|n| u64::from_str_radix(n.strip_suffix(".pack")?, 16).ok())
@@ -723,14 +724,19 @@ fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_complete
             );
             File::create(packs_dir.join(&name)).unwrap();
             "an empty new pack, as a kill leaves it just after prune creates the file"
-        } else if old_packs_round {
+        } else if moment == PruneMoment::OldPacks {
             fs::remove_dir_all(&arch.path).unwrap();
-            copy_tree(&reference.path, &arch.path);
-            for p in template_packs.difference(&reference_packs) {
-                fs::copy(template.path.join("packs").join(p), packs_dir.join(p)).unwrap();
+            copy_tree(&self.reference.path, &arch.path);
+            for p in template_packs.difference(reference_packs) {
+                fs::copy(self.template.path.join("packs").join(p), packs_dir.join(p)).unwrap();
             }
             "the index switched but the old packs still there, as a kill leaves it before they are deleted"
         } else {
+            let at_new_pack = moment == PruneMoment::AtNewPack;
+            let delay = match moment {
+                PruneMoment::After(us) => us,
+                _ => 0,
+            };
             let mut running = arch.cmd("prune").spawn();
             let started = Instant::now();
             let mut was_running = true;
@@ -749,7 +755,7 @@ fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_complete
                 if !running.is_running() {
                     was_running = false;
                     if !at_new_pack {
-                        window_us = window_us.min((el.as_micros() as u64).max(2_000));
+                        finished_after = Some(el);
                     }
                     break;
                 }
@@ -768,9 +774,9 @@ fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_complete
                     "round {round}: prune failed on its own\n{killed}"
                 );
                 "finished before the kill"
-            } else if now == template_packs {
+            } else if now == *template_packs {
                 "killed before writing anything"
-            } else if now == reference_packs {
+            } else if now == *reference_packs {
                 "killed after its last step"
             } else if template_packs.iter().any(|p| !now.contains(p)) {
                 "killed while deleting old packs"
@@ -778,15 +784,28 @@ fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_complete
                 "killed after writing new packs"
             }
         };
-        *tally.entry(state).or_default() += 1;
+        (arch, state, finished_after)
+    }
 
-        // check; if it finds anything, repair, and then check must be clean.
-        let moment = if empty_pack_round || old_packs_round {
-            "emulated".to_string()
-        } else if at_new_pack {
-            "at its first new pack".to_string()
-        } else {
-            format!("after {delay} us")
+    /// What must hold after any kill: `check` clean, or clean after a `repair` that
+    /// exits 0 (exit 3 for empty new packs is collected in `problems`); the same
+    /// snapshot list; every kept snapshot restores byte-identical; the next prune
+    /// completes, `check --read-data` is clean, and the packs are within 1% + 64 KiB of
+    /// the uninterrupted prune's. Returns whether repair ran. Removes the copy.
+    fn judge(
+        &self,
+        round: usize,
+        moment: PruneMoment,
+        state: &str,
+        arch: &Archive,
+        problems: &mut Vec<String>,
+    ) -> bool {
+        let (w, kept, kept_ids) = (&self.w, &self.kept, &self.kept_ids);
+        let (template_packs, reference_size) = (&self.template_packs, self.reference_size);
+        let moment = match moment {
+            PruneMoment::EmptyPack | PruneMoment::OldPacks => "emulated".to_string(),
+            PruneMoment::AtNewPack => "at its first new pack".to_string(),
+            PruneMoment::After(delay) => format!("after {delay} us"),
         };
         let ctx = format!("round {round} (kill {moment}, {state})");
         // New pack files shorter than a pack header: nothing was written into them yet.
@@ -802,7 +821,6 @@ fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_complete
         let mut note = String::new();
         if out.code() != Some(0) || report["errors"].as_u64() > 0 || report["warnings"].as_u64() > 0
         {
-            repaired += 1;
             // Exit 3 says "partial: some paths unreadable or damaged". Tolerated only for
             // the empty new packs, to go on testing, and reported at the end.
             let (r, unreadable) = arch.repair_after_kill(&empty_new, &ctx);
@@ -832,37 +850,127 @@ fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_complete
                 " (an empty new pack)"
             }
         );
-        assert_eq!(ids(&arch), kept_ids, "{ctx}: the snapshot list changed");
+        assert_eq!(ids(arch), *kept_ids, "{ctx}: the snapshot list changed");
         for (n, (id, copy)) in kept.iter().enumerate() {
             let target = w.join(format!("restore-{round}-{n}"));
-            assert_generation_restores(&arch, id, copy, &target);
+            assert_generation_restores(arch, id, copy, &target);
         }
 
         // The next prune completes, and the archive ends up as small as after a clean prune.
         arch.cmd("prune").ok();
-        assert_check_clean(&arch, true, &format!("round {round}: after the next prune"));
-        let size = du_packs(&arch);
+        assert_check_clean(arch, true, &format!("round {round}: after the next prune"));
+        let size = du_packs(arch);
         assert!(
             size <= reference_size + 64 * KIB + reference_size / 100,
             "{ctx}: after the kill, {}prune the packs take \
              {size} bytes, an uninterrupted prune leaves {reference_size}",
             if note.is_empty() { "" } else { "repair " }
         );
-        assert_eq!(ids(&arch), kept_ids);
+        assert_eq!(ids(arch), *kept_ids);
         // After a repair, the snapshots are restored once more after the prune too.
         if round == 0 || !note.is_empty() {
             for (n, (id, copy)) in kept.iter().enumerate() {
-                assert_generation_restores(&arch, id, copy, &w.join(format!("final-{n}")));
+                assert_generation_restores(arch, id, copy, &w.join(format!("final-{n}")));
             }
         }
         fs::remove_dir_all(&arch.path).unwrap();
-        round += 1;
+        !note.is_empty()
     }
-    eprintln!("kill moments: {tally:?}; repaired {repaired} of {round} rounds");
+
+    /// One round with a fixed moment, judged; asserts no problem was found.
+    fn one_round(&self, round: usize, moment: PruneMoment) {
+        let mut problems = Vec::new();
+        let (arch, state, _) = self.kill(round, moment);
+        self.judge(round, moment, state, &arch, &mut problems);
+        assert_no_prune_problems(&problems);
+    }
+}
+
+fn assert_no_prune_problems(problems: &[String]) {
     assert!(
         problems.is_empty(),
         "{} problem(s):\n{}",
         problems.len(),
         problems.join("\n")
     );
+}
+
+// Rounds 0 to 3 were the fixed rounds of one test; they keep their numbers. Rounds 1 and 2
+// do not run prune: they make the states a kill leaves in two windows of a few
+// milliseconds that random kills hit only now and then, so these states are tested on
+// every run.
+
+#[test]
+fn a_prune_killed_at_once_loses_no_kept_byte_and_the_next_prune_completes() {
+    PruneKill::new().one_round(0, PruneMoment::After(0));
+}
+
+#[test]
+fn an_empty_new_pack_left_by_a_prune_killed_at_pack_creation_loses_no_kept_byte() {
+    PruneKill::new().one_round(1, PruneMoment::EmptyPack);
+}
+
+#[test]
+fn old_packs_left_by_a_prune_killed_after_its_index_switch_lose_no_kept_byte() {
+    PruneKill::new().one_round(2, PruneMoment::OldPacks);
+}
+
+#[test]
+fn a_prune_killed_when_its_first_new_pack_appears_loses_no_kept_byte() {
+    PruneKill::new().one_round(3, PruneMoment::AtNewPack);
+}
+
+#[test]
+fn prune_killed_at_random_moments_loses_no_kept_byte_and_the_next_prune_completes() {
+    let mut fx = PruneKill::new();
+    // Seeded moments within a window that starts at the measured duration and shrinks to
+    // the shortest prune seen finishing on its own. Rounds go on until at least 10 kills
+    // landed while prune ran, one of them after it had written new packs (rounds 4 to 39;
+    // the fixed rounds 0 to 3 have their own tests and no longer count towards the 10).
+    const MIN_MID_RUN: usize = 10;
+    const MAX_ROUNDS: usize = 40;
+    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut repaired = 0;
+    let mut problems: Vec<String> = Vec::new();
+    let mut window_us = (fx.full.as_micros() as u64).max(2_000);
+    let mut round = 4;
+    let mid_run = |t: &BTreeMap<&str, usize>| -> (usize, usize) {
+        let all = t
+            .iter()
+            .filter(|(k, _)| k.starts_with("killed"))
+            .map(|(_, n)| n)
+            .sum();
+        let late = t
+            .iter()
+            .filter(|(k, _)| k.starts_with("killed") && !k.contains("before writing"))
+            .map(|(_, n)| n)
+            .sum();
+        (all, late)
+    };
+    loop {
+        let (all, late) = mid_run(&tally);
+        if round >= 10 && all >= MIN_MID_RUN && late >= 1 {
+            break;
+        }
+        assert!(
+            round < MAX_ROUNDS,
+            "after {round} rounds only {all} kills landed while prune ran ({late} after it wrote \
+             new packs): {tally:?}; the test cannot hit prune"
+        );
+        let moment = PruneMoment::After(fx.rng.range(0, window_us));
+        let (arch, state, finished_after) = fx.kill(round, moment);
+        if let Some(el) = finished_after {
+            window_us = window_us.min((el.as_micros() as u64).max(2_000));
+        }
+        *tally.entry(state).or_default() += 1;
+        if fx.judge(round, moment, state, &arch, &mut problems) {
+            repaired += 1;
+        }
+        round += 1;
+    }
+    eprintln!(
+        "kill moments: {tally:?}; repaired {repaired} of {} random rounds",
+        round - 4
+    );
+    assert_no_prune_problems(&problems);
 }
