@@ -1,6 +1,18 @@
-//! `kill -9` during an ingest, at several moments: every earlier snapshot still restores
-//! byte for byte, the torn pack tail is never read as data, no stale lock remains, and the
-//! next ingest succeeds.
+//! `kill -9` during an ingest or a prune: nothing committed or kept is lost.
+//!
+//! - An ingest killed at several moments: every earlier snapshot still restores byte for
+//!   byte, the torn pack tail is never read as data, no stale lock remains, and the next
+//!   ingest succeeds.
+//! - An ingest killed at seeded random moments of four kinds (a fraction of its time, its
+//!   first pack, a fraction of its bytes, its commit), one test per kind (moved from
+//!   `tests/integrity.rs`): `check` is clean or names only unreferenced packs, which
+//!   `repair` sets aside; one round in three also cuts the newest pack as a power loss.
+//! - A prune killed at once, at its first new pack, at seeded random moments, and the two
+//!   states a kill leaves in windows of a few milliseconds, made by hand (moved from
+//!   `tests/retention.rs`): no kept byte is lost and the next prune completes.
+//!
+//! A killed writer's lock is tested in `tests/concurrency.rs`. Each test prints its seed
+//! and figures (`--nocapture`); `STRATA_SEED=N` replays another seed.
 
 mod common;
 #[path = "common/faults.rs"]
