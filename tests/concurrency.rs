@@ -18,6 +18,7 @@ mod faults;
 use common::generations::*;
 use common::*;
 use faults::read_files;
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
@@ -150,77 +151,134 @@ fn a_killed_writer_leaves_no_stale_lock() {
 
 const MIB: u64 = 1024 * 1024;
 
+/// Snapshot A (every kind of node and 24 MiB), then a writer (a command that holds the
+/// archive for a second, then 48 MiB of files as snapshot B) and, while it runs, a second
+/// writer, a `--daemon` mount and a restore of A through it. What each one gave.
+///
+/// Fields drop in order: the mount goes before the work dir holding its mount point.
+struct WriterBesideReaders {
+    mount: DaemonMount,
+    wd: Workdir,
+    archive: Archive,
+    a: PathBuf,
+    b: PathBuf,
+    /// The writer's pid and its output.
+    writer_pid: u32,
+    writer: Out,
+    /// Whether the writer still ran after the restore and the mount read had finished.
+    overlapped: bool,
+    second: Out,
+    restore: Out,
+    target: PathBuf,
+    through_mount: BTreeMap<String, Vec<u8>>,
+}
+
+impl WriterBesideReaders {
+    fn run() -> WriterBesideReaders {
+        require_fuse();
+        let wd = Workdir::new();
+        let archive = wd.archive(&[]);
+        let a = wd.join("a/src");
+        generate_full_tree(&a);
+        for i in 0..3 {
+            write_random_file(&a.join(format!("data/part-{i}.bin")), 60 + i, 8 * MIB);
+        }
+        stamp_mtimes(&a);
+        let snap_a = archive.ingest([&a])["snapshot"].as_str().to_string();
+        let b = wd.join("b/src");
+        for i in 0..6 {
+            write_random_file(&b.join(format!("part-{i}.bin")), 80 + i, 8 * MIB);
+        }
+
+        // The writer: a command that holds the archive for a second, then 48 MiB of files.
+        let marker = wd.join("writer-started");
+        let mut writer = archive
+            .cmd("ingest")
+            .arg(&b)
+            .arg("--cmd")
+            .arg(format!("touch '{}'; sleep 1; echo slow", marker.display()))
+            .args(["--as", "slow.txt", "--json"])
+            .spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !marker.exists() {
+            assert!(
+                writer.is_running(),
+                "the writer ended early\n{}",
+                writer.wait()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the writer's command did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let writer_pid = writer.pid();
+
+        // A second writer while the first runs.
+        let second = archive.cmd("ingest").arg(&a).run();
+
+        // A mount and a restore of snapshot A while the writer runs.
+        let mount = DaemonMount::start(&archive.path, &wd.join("mnt"), &[], &wd.join("mount.log"));
+        let mounted_a = mount.dir.join("by-id").join(&snap_a).join("src");
+        let target = wd.join("restored");
+        let (restore, through_mount) = std::thread::scope(|s| {
+            let r = s.spawn(|| archive.cmd("restore").arg(&snap_a).arg(&target).run());
+            let m = s.spawn(|| read_files(&mounted_a));
+            (r.join().unwrap(), m.join().unwrap())
+        });
+        let overlapped = writer.is_running();
+        let writer = writer.wait();
+        WriterBesideReaders {
+            mount,
+            wd,
+            archive,
+            a,
+            b,
+            writer_pid,
+            writer,
+            overlapped,
+            second,
+            restore,
+            target,
+            through_mount,
+        }
+    }
+
+    /// The writer succeeded; its snapshot's id.
+    fn snap_b(&self) -> String {
+        let out = &self.writer;
+        assert_eq!(
+            out.code(),
+            Some(0),
+            "the writer must succeed beside the readers\n{out}"
+        );
+        out.json()["snapshot"].as_str().to_string()
+    }
+}
+
 #[test]
-fn a_second_writer_is_refused_and_an_ingest_a_mount_and_a_restore_agree() {
-    require_fuse();
-    let wd = Workdir::new();
-    let archive = wd.archive(&[]);
-    let a = wd.join("a/src");
-    generate_full_tree(&a);
-    for i in 0..3 {
-        write_random_file(&a.join(format!("data/part-{i}.bin")), 60 + i, 8 * MIB);
-    }
-    stamp_mtimes(&a);
-    let snap_a = archive.ingest([&a])["snapshot"].as_str().to_string();
-    let b = wd.join("b/src");
-    for i in 0..6 {
-        write_random_file(&b.join(format!("part-{i}.bin")), 80 + i, 8 * MIB);
-    }
-
-    // The writer: a command that holds the archive for a second, then 48 MiB of files.
-    let marker = wd.join("writer-started");
-    let mut writer = archive
-        .cmd("ingest")
-        .arg(&b)
-        .arg("--cmd")
-        .arg(format!("touch '{}'; sleep 1; echo slow", marker.display()))
-        .args(["--as", "slow.txt", "--json"])
-        .spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(
-            writer.is_running(),
-            "the writer ended early\n{}",
-            writer.wait()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the writer's command did not start"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-
+fn a_second_writer_beside_a_running_ingest_is_refused_with_exit_4_naming_its_pid() {
+    let fx = WriterBesideReaders::run();
     // A second writer is refused with exit 4, naming the first.
-    let second = archive.cmd("ingest").arg(&a).code(4);
-    second.assert_one_line_error(&format!("archive is locked by pid {}", writer.pid()));
+    let second = &fx.second;
+    assert_eq!(second.code(), Some(4), "expected exit code 4\n{second}");
+    second.assert_one_line_error(&format!("archive is locked by pid {}", fx.writer_pid));
+}
 
-    // A mount and a restore of snapshot A while the writer runs.
-    let mount = DaemonMount::start(&archive.path, &wd.join("mnt"), &[], &wd.join("mount.log"));
-    let mounted_a = mount.dir.join("by-id").join(&snap_a).join("src");
-    let target = wd.join("restored");
-    let (restore, through_mount) = std::thread::scope(|s| {
-        let r = s.spawn(|| archive.cmd("restore").arg(&snap_a).arg(&target).run());
-        let m = s.spawn(|| read_files(&mounted_a));
-        (r.join().unwrap(), m.join().unwrap())
-    });
-    let overlapped = writer.is_running();
-    let out = writer.wait();
-    assert_eq!(
-        out.code(),
-        Some(0),
-        "the writer must succeed beside the readers\n{out}"
-    );
+#[test]
+fn a_restore_and_a_mount_beside_a_writer_give_the_source_bytes_and_the_writer_succeeds() {
+    let fx = WriterBesideReaders::run();
+    let (a, restore, through_mount) = (&fx.a, &fx.restore, &fx.through_mount);
+    fx.snap_b();
     assert_eq!(
         restore.code(),
         Some(0),
         "the restore must succeed beside the writer\n{restore}"
     );
-    let snap_b = out.json()["snapshot"].as_str().to_string();
-
     // All three agree: the restored bytes, the mounted bytes and the source.
-    assert_diff_clean(&a, &target.join("src"));
-    assert_same_metadata(&a, &target.join("src"));
-    let source_a = read_files(&a);
+    assert_diff_clean(a, &fx.target.join("src"));
+    assert_same_metadata(a, &fx.target.join("src"));
+    let source_a = read_files(a);
     assert_eq!(
         through_mount.len(),
         source_a.len(),
@@ -232,8 +290,24 @@ fn a_second_writer_is_refused_and_an_ingest_a_mount_and_a_restore_agree() {
             "{p} through the mount differs from the source"
         );
     }
+    eprintln!(
+        "concurrency: a mount and a restore ran {} the writer; {} files agree between source, restore and mount",
+        if fx.overlapped {
+            "alongside"
+        } else {
+            "(partly) alongside"
+        },
+        source_a.len()
+    );
+}
+
+#[test]
+fn a_snapshot_written_beside_a_mount_appears_in_it_reads_back_exactly_and_checks_clean() {
+    let fx = WriterBesideReaders::run();
+    let (wd, archive, b) = (&fx.wd, &fx.archive, &fx.b);
+    let snap_b = fx.snap_b();
     // The new snapshot appears in the mount and reads back exactly, as it restores.
-    let mounted_b = mount.dir.join("by-id").join(&snap_b);
+    let mounted_b = fx.mount.dir.join("by-id").join(&snap_b);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !mounted_b.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -241,26 +315,16 @@ fn a_second_writer_is_refused_and_an_ingest_a_mount_and_a_restore_agree() {
     let through_mount_b = read_files(&mounted_b.join("src"));
     assert_eq!(
         through_mount_b,
-        read_files(&b),
+        read_files(b),
         "snapshot B through the mount"
     );
     assert_eq!(fs::read(mounted_b.join("slow.txt")).unwrap(), b"slow\n");
     let target_b = wd.join("restored-b");
     archive.restore(&snap_b, &target_b);
-    assert_diff_clean(&b, &target_b.join("src"));
-    drop(mount);
+    assert_diff_clean(b, &target_b.join("src"));
+    drop(fx.mount);
     let (out, report) = archive.check_json(&["--read-data"]);
     assert!(report["findings"].as_array().is_empty(), "{out}");
-    eprintln!(
-        "concurrency: the second writer was refused (exit 4, pid named); a mount and a restore ran {} the \
-         writer; {} files agree between source, restore and mount",
-        if overlapped {
-            "alongside"
-        } else {
-            "(partly) alongside"
-        },
-        source_a.len() + through_mount_b.len()
-    );
 }
 
 // ---------------------------------------------------------------------------------------
