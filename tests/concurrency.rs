@@ -418,94 +418,148 @@ fn reader(
     })
 }
 
+/// Snapshot A holds keep.bin (24 MiB) and junk.bin (8 MiB) in one pack, B holds keep.bin
+/// only; A is forgotten, so that pack is a quarter unused. Two `--daemon` mounts read
+/// keep.bin pass after pass (mnt1 from before prune, mnt2 from when it starts) while
+/// `prune --max-unused 0` rewrites the pack. What happened, for the tests to judge.
+///
+/// Fields drop in order: the mounts go before the work dir holding their mount points.
+struct PruneUnderMounts {
+    m1: DaemonMount,
+    m2: DaemonMount,
+    _w: Workdir,
+    a: Archive,
+    snap_b: String,
+    expected: Arc<Vec<u8>>,
+    keep_len: u64,
+    big_pack: String,
+    packs_before: BTreeMap<String, String>,
+    errors: Vec<String>,
+    spans1: Vec<(Instant, Instant)>,
+    spans2: Vec<(Instant, Instant)>,
+    /// When the first pass of mnt1 began, and prune's start and end.
+    warm: Instant,
+    t0: Instant,
+    t1: Instant,
+    /// Bytes mnt1's process read from disk during the passes.
+    rchar: u64,
+}
+
+impl PruneUnderMounts {
+    fn run() -> PruneUnderMounts {
+        require_fuse();
+        let w = Workdir::new();
+        let a = w.archive(&[]);
+        let src = w.join("src");
+        let keep_len = 24 * MIB + 4321;
+        write_random_file(&src.join("keep.bin"), 4001, keep_len);
+        write_random_file(&src.join("junk.bin"), 4002, 8 * MIB);
+        // Snapshot A holds keep.bin and junk.bin in one pack; B holds keep.bin only (deduplicated
+        // into A's pack). Forgetting A leaves that pack a quarter unused: prune rewrites it.
+        let snap_a = ingest_as(&a, &src, "data", "mix", &[]);
+        fs::remove_file(src.join("junk.bin")).unwrap();
+        let snap_b = ingest_as(&a, &src, "data", "mix", &[]);
+        let expected = Arc::new(fs::read(src.join("keep.bin")).unwrap());
+        a.cmd("forget").arg(&snap_a).ok();
+        let packs_before = pack_digests(&a);
+        let (big_pack, big_len) = a
+            .pack_files()
+            .into_iter()
+            .max_by_key(|(_, len)| *len)
+            .unwrap();
+        assert!(
+            big_len > 30 * MIB,
+            "keep.bin and junk.bin share pack {big_pack} ({big_len} bytes)"
+        );
+
+        // mnt1 has read keep.bin (and opened its pack) before prune; mnt2 starts reading as
+        // prune starts. Small chunk caches, so the passes read the packs again.
+        let m1 = DaemonMount::start(
+            &a.path,
+            &w.join("mnt1"),
+            &["--cache-size", "8M"],
+            &w.join("mnt1.log"),
+        );
+        let m2 = DaemonMount::start(
+            &a.path,
+            &w.join("mnt2"),
+            &["--cache-size", "8M", "--threads", "2"],
+            &w.join("mnt2.log"),
+        );
+        let path_in = |m: &DaemonMount| m.dir.join("by-id").join(&snap_b).join("data/keep.bin");
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let passes1 = Arc::new(AtomicUsize::new(0));
+        let passes2 = Arc::new(AtomicUsize::new(0));
+        let rchar0 = m1.rchar();
+        let r1 = reader(
+            path_in(&m1),
+            expected.clone(),
+            "mnt1",
+            stop.clone(),
+            passes1.clone(),
+            errors.clone(),
+        );
+        let warm = Instant::now();
+        while passes1.load(Ordering::SeqCst) < 1 {
+            assert!(
+                warm.elapsed() < Duration::from_secs(60),
+                "the first pass takes over 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r2 = reader(
+            path_in(&m2),
+            expected.clone(),
+            "mnt2",
+            stop.clone(),
+            passes2.clone(),
+            errors.clone(),
+        );
+
+        let t0 = Instant::now();
+        let out = a.cmd("prune").arg("--max-unused").arg("0").ok();
+        let t1 = Instant::now();
+        stop.store(true, Ordering::SeqCst);
+        let spans1 = r1.join().expect("reader 1");
+        let spans2 = r2.join().expect("reader 2");
+        let rchar = m1.rchar() - rchar0;
+        eprintln!(
+            "prune took {:.3} s; mnt1 read {} passes, mnt2 {} passes; mnt1 read {} MiB from disk\n{}",
+            (t1 - t0).as_secs_f64(),
+            spans1.len(),
+            spans2.len(),
+            rchar / MIB,
+            out.stderr_str().trim_end()
+        );
+        let errors = errors.lock().unwrap().clone();
+        PruneUnderMounts {
+            m1,
+            m2,
+            _w: w,
+            a,
+            snap_b,
+            expected,
+            keep_len,
+            big_pack,
+            packs_before,
+            errors,
+            spans1,
+            spans2,
+            warm,
+            t0,
+            t1,
+            rchar,
+        }
+    }
+}
+
 #[test]
 fn a_mount_keeps_reading_correct_bytes_while_prune_rewrites_the_pack() {
-    require_fuse();
-    let w = Workdir::new();
-    let a = w.archive(&[]);
-    let src = w.join("src");
-    let keep_len = 24 * MIB + 4321;
-    write_random_file(&src.join("keep.bin"), 4001, keep_len);
-    write_random_file(&src.join("junk.bin"), 4002, 8 * MIB);
-    // Snapshot A holds keep.bin and junk.bin in one pack; B holds keep.bin only (deduplicated
-    // into A's pack). Forgetting A leaves that pack a quarter unused: prune rewrites it.
-    let snap_a = ingest_as(&a, &src, "data", "mix", &[]);
-    fs::remove_file(src.join("junk.bin")).unwrap();
-    let snap_b = ingest_as(&a, &src, "data", "mix", &[]);
-    let expected = Arc::new(fs::read(src.join("keep.bin")).unwrap());
-    a.cmd("forget").arg(&snap_a).ok();
-    let packs_before = pack_digests(&a);
-    let (big_pack, big_len) = a
-        .pack_files()
-        .into_iter()
-        .max_by_key(|(_, len)| *len)
-        .unwrap();
-    assert!(
-        big_len > 30 * MIB,
-        "keep.bin and junk.bin share pack {big_pack} ({big_len} bytes)"
-    );
-
-    // mnt1 has read keep.bin (and opened its pack) before prune; mnt2 starts reading as
-    // prune starts. Small chunk caches, so the passes read the packs again.
-    let m1 = DaemonMount::start(
-        &a.path,
-        &w.join("mnt1"),
-        &["--cache-size", "8M"],
-        &w.join("mnt1.log"),
-    );
-    let m2 = DaemonMount::start(
-        &a.path,
-        &w.join("mnt2"),
-        &["--cache-size", "8M", "--threads", "2"],
-        &w.join("mnt2.log"),
-    );
-    let path_in = |m: &DaemonMount| m.dir.join("by-id").join(&snap_b).join("data/keep.bin");
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let passes1 = Arc::new(AtomicUsize::new(0));
-    let passes2 = Arc::new(AtomicUsize::new(0));
-    let rchar0 = m1.rchar();
-    let r1 = reader(
-        path_in(&m1),
-        expected.clone(),
-        "mnt1",
-        stop.clone(),
-        passes1.clone(),
-        errors.clone(),
-    );
-    let warm = Instant::now();
-    while passes1.load(Ordering::SeqCst) < 1 {
-        assert!(
-            warm.elapsed() < Duration::from_secs(60),
-            "the first pass takes over 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let r2 = reader(
-        path_in(&m2),
-        expected.clone(),
-        "mnt2",
-        stop.clone(),
-        passes2.clone(),
-        errors.clone(),
-    );
-
-    let t0 = Instant::now();
-    let out = a.cmd("prune").arg("--max-unused").arg("0").ok();
-    let t1 = Instant::now();
-    stop.store(true, Ordering::SeqCst);
-    let spans1 = r1.join().expect("reader 1");
-    let spans2 = r2.join().expect("reader 2");
-    let rchar = m1.rchar() - rchar0;
-    eprintln!(
-        "prune took {:.3} s; mnt1 read {} passes, mnt2 {} passes; mnt1 read {} MiB from disk\n{}",
-        (t1 - t0).as_secs_f64(),
-        spans1.len(),
-        spans2.len(),
-        rchar / MIB,
-        out.stderr_str().trim_end()
-    );
-    let errors = errors.lock().unwrap().clone();
+    let fx = PruneUnderMounts::run();
+    let (errors, m1, m2) = (&fx.errors, &fx.m1, &fx.m2);
+    let (spans1, spans2, t0, t1, warm) = (&fx.spans1, &fx.spans2, fx.t0, fx.t1, fx.warm);
+    let (rchar, keep_len) = (fx.rchar, fx.keep_len);
     assert!(
         errors.is_empty(),
         "reads through the mount went wrong while prune ran ({} problem(s)):\n{}\nmount logs:\n{}\n{}",
@@ -517,7 +571,7 @@ fn a_mount_keeps_reading_correct_bytes_while_prune_rewrites_the_pack() {
     // The test proves something only if reads ran across the prune and came from strata.
     let overlaps = |s: &[(Instant, Instant)]| s.iter().filter(|(b, e)| *b < t1 && *e > t0).count();
     assert!(
-        overlaps(&spans1) >= 1 && overlaps(&spans2) >= 1,
+        overlaps(spans1) >= 1 && overlaps(spans2) >= 1,
         "no read pass overlapped the prune ({:?} to {:?} after start)",
         t0 - warm,
         t1 - warm
@@ -528,20 +582,26 @@ fn a_mount_keeps_reading_correct_bytes_while_prune_rewrites_the_pack() {
          the kernel's cache, not by strata",
         spans1.len()
     );
-    let packs_after = pack_digests(&a);
+}
+
+#[test]
+fn prune_under_two_mounts_rewrites_the_shared_pack_and_leaves_a_clean_archive() {
+    let fx = PruneUnderMounts::run();
+    let (a, snap_b, big_pack, packs_before) = (&fx.a, &fx.snap_b, &fx.big_pack, &fx.packs_before);
+    let packs_after = pack_digests(a);
     assert!(
-        !packs_after.contains_key(&big_pack),
+        !packs_after.contains_key(big_pack),
         "prune --max-unused 0 rewrote and deleted {big_pack}: before {packs_before:?}, after {packs_after:?}"
     );
     assert!(
         packs_after.keys().any(|p| !packs_before.contains_key(p)),
         "prune wrote a new pack"
     );
-    drop(m2);
-    drop(m1);
-    assert_eq!(ids(&a), vec![snap_b.clone()]);
-    assert_check_clean(&a, true, "after the prune under the mounts");
-    assert_eq!(a.cat(format!("{snap_b}:data/keep.bin")), *expected);
+    drop(fx.m2);
+    drop(fx.m1);
+    assert_eq!(ids(a), vec![snap_b.clone()]);
+    assert_check_clean(a, true, "after the prune under the mounts");
+    assert_eq!(a.cat(format!("{snap_b}:data/keep.bin")), *fx.expected);
 }
 
 // ---------------------------------------------------------------------------------------
