@@ -48,68 +48,100 @@ fn assert_snapshots_intact(
     }
 }
 
+/// An archive with two small snapshots that must survive everything, and a large
+/// source: 300 MiB of incompressible files, which takes well over a second to ingest.
+struct LargeIngests {
+    wd: Workdir,
+    archive: Archive,
+    /// Snapshot ids and their sources.
+    expected: Vec<(String, PathBuf)>,
+    big: PathBuf,
+}
+
+impl LargeIngests {
+    fn new() -> LargeIngests {
+        let wd = Workdir::new();
+        let archive = wd.archive(&[]);
+
+        // Two small snapshots that must survive everything below.
+        let mut expected = Vec::new();
+        for (i, dir) in ["one/src", "two/src"].iter().enumerate() {
+            let src = wd.join(dir);
+            generate_plain_tree(&src, 100 + i as u64);
+            let s = archive.ingest([&src]);
+            expected.push((s["snapshot"].as_str().to_string(), src));
+        }
+
+        // A large source: 300 MiB of incompressible files, which takes well over a second.
+        let big = wd.join("big/src");
+        for i in 0..30 {
+            write_random_file(&big.join(format!("part-{i:02}.bin")), 200 + i, 10 * MIB);
+        }
+        LargeIngests {
+            wd,
+            archive,
+            expected,
+            big,
+        }
+    }
+
+    /// Six large ingests, of the big source or (odd rounds) of command output, which
+    /// never touches the disk before strata, each killed after a delay or (None) as soon
+    /// as it creates a new pack file. `after` sees each round: its number, the delay,
+    /// whether the ingest had finished before the kill, and its output.
+    fn kill_large_ingests(&self, mut after: impl FnMut(usize, Option<u64>, bool, &Out)) {
+        let archive = &self.archive;
+        let urandom = "head -c 400M /dev/urandom";
+        // Kill moments: after a delay, or (None) as soon as the ingest creates a new pack file.
+        let delays_ms = [
+            Some(100u64),
+            Some(250),
+            None,
+            Some(450),
+            Some(700),
+            Some(1000),
+        ];
+        for (round, delay) in delays_ms.iter().enumerate() {
+            let cmd = if round % 2 == 0 {
+                archive.cmd("ingest").arg(&self.big)
+            } else {
+                archive
+                    .cmd("ingest")
+                    .args(["--cmd", urandom, "--as", "random.bin"])
+            };
+            let mut running = cmd.spawn();
+            let start = Instant::now();
+            let packs_before = archive.pack_files().len();
+            let due = || match delay {
+                Some(ms) => start.elapsed() >= Duration::from_millis(*ms),
+                None => {
+                    archive.pack_files().len() > packs_before
+                        || start.elapsed() > Duration::from_secs(20)
+                }
+            };
+            while !due() && running.is_running() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let finished = !running.is_running();
+            let out = running.kill9();
+            eprintln!(
+                "round {round}: {} at {delay:?} ms; packs now {:?}",
+                if finished { "finished" } else { "killed" },
+                archive.pack_files()
+            );
+            after(round, *delay, finished, &out);
+        }
+    }
+}
+
 #[test]
 fn earlier_snapshots_survive_an_ingest_killed_at_any_moment() {
-    let wd = Workdir::new();
-    let archive = wd.archive(&[]);
-
-    // Two small snapshots that must survive everything below.
-    let mut expected = Vec::new();
-    for (i, dir) in ["one/src", "two/src"].iter().enumerate() {
-        let src = wd.join(dir);
-        generate_plain_tree(&src, 100 + i as u64);
-        let s = archive.ingest([&src]);
-        expected.push((s["snapshot"].as_str().to_string(), src));
-    }
-
-    // A large source: 300 MiB of incompressible files, which takes well over a second.
-    let big = wd.join("big/src");
-    for i in 0..30 {
-        write_random_file(&big.join(format!("part-{i:02}.bin")), 200 + i, 10 * MIB);
-    }
-    // Or command output, which never touches the disk before strata.
-    let urandom = "head -c 400M /dev/urandom";
-
-    // Kill moments: after a delay, or (None) as soon as the ingest creates a new pack file.
-    let delays_ms = [
-        Some(100u64),
-        Some(250),
-        None,
-        Some(450),
-        Some(700),
-        Some(1000),
-    ];
+    let fx = LargeIngests::new();
+    let (wd, archive, expected) = (&fx.wd, &fx.archive, &fx.expected);
     let mut killed_while_running = 0;
     // Snapshots committed by the large ingests (finished, or killed just after commit).
     let mut extra = 0;
-    for (round, delay) in delays_ms.iter().enumerate() {
-        let cmd = if round % 2 == 0 {
-            archive.cmd("ingest").arg(&big)
-        } else {
-            archive
-                .cmd("ingest")
-                .args(["--cmd", urandom, "--as", "random.bin"])
-        };
-        let mut running = cmd.spawn();
-        let start = Instant::now();
-        let packs_before = archive.pack_files().len();
-        let due = || match delay {
-            Some(ms) => start.elapsed() >= Duration::from_millis(*ms),
-            None => {
-                archive.pack_files().len() > packs_before
-                    || start.elapsed() > Duration::from_secs(20)
-            }
-        };
-        while !due() && running.is_running() {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let finished = !running.is_running();
-        let out = running.kill9();
-        eprintln!(
-            "round {round}: {} at {delay:?} ms; packs now {:?}",
-            if finished { "finished" } else { "killed" },
-            archive.pack_files()
-        );
+    fx.kill_large_ingests(|round, delay, finished, out| {
         if finished {
             // Finished before the kill: it must have succeeded and is a valid snapshot.
             assert_eq!(
@@ -138,12 +170,20 @@ fn earlier_snapshots_survive_an_ingest_killed_at_any_moment() {
             earlier.len() + extra,
             "round {round}: unexpected snapshots {ids:?}"
         );
-        assert_snapshots_intact(&wd, &archive, &expected, &format!("r{round}"));
-    }
+        assert_snapshots_intact(wd, archive, expected, &format!("r{round}"));
+    });
     assert!(
         killed_while_running >= 3,
         "only {killed_while_running} ingests were still running when killed; the source is too small"
     );
+}
+
+#[test]
+fn after_ingests_killed_at_any_moment_the_next_ingests_succeed_and_read_back_exactly() {
+    let mut fx = LargeIngests::new();
+    // The kills of the test above, judged there.
+    fx.kill_large_ingests(|_, _, _, _| {});
+    let (wd, archive, big) = (&fx.wd, &fx.archive, &fx.big);
 
     // A new ingest succeeds (no stale lock, the torn tails are ignored) and is listed.
     let three = wd.join("three/src");
@@ -151,11 +191,12 @@ fn earlier_snapshots_survive_an_ingest_killed_at_any_moment() {
     let s = archive.ingest([&three]);
     let ids = archive.snapshot_ids();
     assert_eq!(ids.last().map(String::as_str), Some(s["snapshot"].as_str()));
-    expected.push((s["snapshot"].as_str().to_string(), three));
-    assert_snapshots_intact(&wd, &archive, &expected, "after");
+    fx.expected
+        .push((s["snapshot"].as_str().to_string(), three));
+    assert_snapshots_intact(wd, archive, &fx.expected, "after");
 
     // And a full ingest of the large source after all those crashes reads back exactly.
-    let full = archive.ingest([&big]);
+    let full = archive.ingest([big]);
     assert!(full["errors"].as_array().is_empty(), "{full}");
     let copy = wd.join("part-17.copy");
     archive
