@@ -1,6 +1,8 @@
 //! Ingest and restore through the binary: exact round trips judged by `diff -r`,
 //! `find -printf`, `rsync -n` and `getfattr`; incremental ingest; dedup; several sources
-//! in one snapshot; bad input; `ls`, `cat` and partial restores.
+//! in one snapshot; bad input; `ls`, `cat` and partial restores; unreadable and vanishing
+//! source paths, with and without `--strict` (moved from `tests/integrity.rs`); and a
+//! regression test for the stat-ahead thread (moved from `tests/regressions.rs`).
 
 mod common;
 
@@ -11,6 +13,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -867,4 +870,281 @@ fn restore_refuses_to_overwrite_existing_files_unless_told_to() {
         .ok();
     assert_diff_clean(&src, &target.join("src"));
     assert_same_metadata(&src, &target.join("src"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Unreadable and vanishing source paths (moved from tests/integrity.rs)
+// ---------------------------------------------------------------------------------------
+
+/// Mixed into every seed, so the seeds printed before this test moved here from
+/// `tests/integrity.rs` keep replaying the same faults.
+const RNG_SALT: u64 = 0x05ee_d0f5_7a7a;
+
+/// A source owned by `nobody` with a mode-000 file and a mode-000 directory, and an
+/// archive `nobody` initialised, for strata run as `nobody` (so mode 000 means
+/// something).
+struct UnreadableSource {
+    wd: Workdir,
+    src: PathBuf,
+    /// The readable files of the plain tree and their bytes.
+    files: Vec<(PathBuf, Vec<u8>)>,
+    archive: Archive,
+}
+
+impl UnreadableSource {
+    fn new() -> UnreadableSource {
+        let wd = Workdir::new();
+        // strata runs as `nobody`, so mode 000 means something; the work dir must be
+        // reachable for it.
+        set_mode(wd.path(), 0o755);
+        let home = wd.mkdir("nobody");
+        let src = home.join("src");
+        let files = generate_plain_tree(&src, 70);
+        write_file(&src.join("secret.txt"), b"nobody may read this\n");
+        write_file(&src.join("locked/inside.txt"), b"behind a locked door\n");
+        Cmd::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(&home)
+            .ok();
+        set_mode(&src.join("secret.txt"), 0o000);
+        set_mode(&src.join("locked"), 0o000);
+        let archive = Archive {
+            path: home.join("archive"),
+        };
+        as_nobody().arg("init").arg(&archive.path).ok();
+        UnreadableSource {
+            wd,
+            src,
+            files,
+            archive,
+        }
+    }
+
+    /// The paths that cannot be read, as the snapshot names them.
+    fn unreadable() -> BTreeSet<String> {
+        ["src/secret.txt", "src/locked"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// `strata ingest ARCHIVE SRC --json` as nobody, whatever its outcome.
+    fn ingest(&self) -> Out {
+        as_nobody()
+            .arg("ingest")
+            .arg(&self.archive.path)
+            .arg(&self.src)
+            .arg("--json")
+            .run()
+    }
+}
+
+fn as_nobody() -> Cmd {
+    strata_as("nobody", "nogroup")
+}
+
+#[test]
+fn unreadable_source_paths_give_exit_3_naming_each_and_a_snapshot_of_the_rest() {
+    let fx = UnreadableSource::new();
+    let archive = &fx.archive;
+    // Without --strict: exit 3, each unreadable path named, the snapshot committed.
+    let out = fx.ingest();
+    assert_eq!(out.code(), Some(3), "expected exit code 3\n{out}");
+    let j = out.json();
+    let reported: BTreeSet<String> = j["errors"]
+        .as_array()
+        .iter()
+        .map(|e| e["path"].as_str().to_string())
+        .collect();
+    let want = UnreadableSource::unreadable();
+    assert_eq!(reported, want, "the unreadable paths, by path\n{out}");
+    for p in &want {
+        assert!(
+            out.stderr_str().contains(p.as_str()),
+            "stderr names {p}\n{out}"
+        );
+    }
+    let id = j["snapshot"].as_str().to_string();
+    assert_eq!(
+        archive.snapshot_ids(),
+        std::slice::from_ref(&id),
+        "the snapshot is committed"
+    );
+    let target = fx.wd.join("restored");
+    archive.restore(&id, &target);
+    for (p, bytes) in &fx.files {
+        assert_eq!(
+            &fs::read(target.join("src").join(p)).unwrap(),
+            bytes,
+            "{}",
+            p.display()
+        );
+    }
+    assert!(
+        !target.join("src/secret.txt").exists()
+            || fs::read(target.join("src/secret.txt")).unwrap().is_empty()
+    );
+    assert!(!target.join("src/locked/inside.txt").exists());
+    set_mode(&fx.src.join("locked"), 0o755);
+}
+
+#[test]
+fn with_strict_an_unreadable_source_path_fails_with_one_line_naming_it_and_commits_nothing() {
+    let fx = UnreadableSource::new();
+    let archive = &fx.archive;
+    // The ingest without --strict first (judged by the test above), as a parent.
+    fx.ingest();
+    let ids = archive.snapshot_ids();
+    let want = UnreadableSource::unreadable();
+    // With --strict: exit 1, one line naming a path, nothing committed, no pack left.
+    let packs = archive.pack_files();
+    let out = as_nobody()
+        .arg("ingest")
+        .arg(&archive.path)
+        .arg(&fx.src)
+        .arg("--strict")
+        .code(1);
+    assert_typed_error(&out);
+    assert!(
+        want.iter().any(|p| out.stderr_str().contains(p.as_str())),
+        "--strict names the unreadable path\n{out}"
+    );
+    assert_eq!(archive.snapshot_ids(), ids, "--strict commits nothing");
+    assert_eq!(
+        archive.pack_files(),
+        packs,
+        "--strict leaves no pack behind"
+    );
+    set_mode(&fx.src.join("locked"), 0o755);
+}
+
+/// A file deleted while the ingest runs: a 64 MiB file is read first, then the victim,
+/// which is deleted in between (retried, up to 12 times, until the deletion lands
+/// mid-walk). Judges every outcome; returns (tries, times the deletion was caught).
+fn delete_a_file_mid_ingest(strict: bool) -> (u64, u64) {
+    let wd = Workdir::new();
+    let root_archive = wd.archive(&[]);
+    let vsrc = wd.join("vanish/src");
+    write_random_file(&vsrc.join("a-big.bin"), 90, 64 * MIB);
+    let mut rng = Rng::new(seed(0x7a) ^ RNG_SALT);
+    let (mut tries, mut caught) = (0, 0);
+    for attempt in 0..12 {
+        tries += 1;
+        let victim = vsrc.join("z-victim.txt");
+        write_file(&victim, b"here today\n");
+        let before = root_archive.snapshot_ids();
+        // A label of its own: no parent, so the big file is read again every time.
+        let mut cmd = root_archive
+            .cmd("ingest")
+            .arg(&vsrc)
+            .arg("--json")
+            .args(["--label", &format!("try-{tries}")]);
+        if strict {
+            cmd = cmd.arg("--strict");
+        }
+        let running = cmd.spawn();
+        std::thread::sleep(Duration::from_millis(20 + rng.below(60) + attempt * 10));
+        let _ = fs::remove_file(&victim);
+        let out = running.wait();
+        let vanished = out.stderr_str().contains("z-victim.txt");
+        match (strict, out.code()) {
+            (false, Some(3)) => {
+                assert!(vanished, "exit 3 names the vanished file\n{out}");
+                let j = out.json();
+                assert_eq!(j["errors"].as_array().len(), 1, "{out}");
+                assert_eq!(j["errors"][0]["path"].as_str(), "src/z-victim.txt");
+                let t = wd.join(format!("vanish-{attempt}"));
+                root_archive.restore(j["snapshot"].as_str(), &t);
+                assert!(!t.join("src/z-victim.txt").exists(), "no half file");
+                Cmd::new("cmp")
+                    .arg(vsrc.join("a-big.bin"))
+                    .arg(t.join("src/a-big.bin"))
+                    .ok();
+                fs::remove_dir_all(&t).unwrap();
+                caught += 1;
+            }
+            (true, Some(1)) => {
+                assert!(vanished, "--strict names the vanished file\n{out}");
+                assert_typed_error(&out);
+                assert_eq!(
+                    root_archive.snapshot_ids(),
+                    before,
+                    "--strict commits nothing"
+                );
+                caught += 1;
+            }
+            (_, Some(0)) => {
+                // The deletion came before the walk saw the file, or after it was read.
+                let ls = root_archive.ls_json(format!("{}:src", out.json()["snapshot"].as_str()));
+                let names: Vec<&str> = ls.iter().map(|e| e["name"].as_str()).collect();
+                if names.contains(&"z-victim.txt") {
+                    assert_eq!(
+                        root_archive.cat(format!(
+                            "{}:src/z-victim.txt",
+                            out.json()["snapshot"].as_str()
+                        )),
+                        b"here today\n"
+                    );
+                }
+            }
+            _ => panic!("unexpected outcome\n{out}"),
+        }
+        if caught > 0 {
+            break;
+        }
+    }
+    assert!(caught > 0, "no deletion landed mid-walk in {tries} tries");
+    assert_eq!(caught, 1);
+    (tries, caught)
+}
+
+#[test]
+fn a_source_file_deleted_mid_ingest_gives_exit_3_naming_it_and_no_half_file() {
+    let (tries, _) = delete_a_file_mid_ingest(false);
+    eprintln!("source errors: a file deleted mid-walk caught in {tries} tries (exit 3 naming it)");
+}
+
+#[test]
+fn with_strict_a_source_file_deleted_mid_ingest_fails_naming_it_and_commits_nothing() {
+    let (tries, _) = delete_a_file_mid_ingest(true);
+    eprintln!(
+        "source errors: a file deleted mid-walk caught in {tries} tries (--strict exit 1, nothing committed)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Regressions (moved from tests/regressions.rs)
+// ---------------------------------------------------------------------------------------
+
+/// The stat-ahead thread once listed the source root through a `dup` of the walker's
+/// descriptor: both shared one getdents position, so each saw part of the directory and
+/// an ingest could lose entries or fail with "node order". A wide root listed while the
+/// stat-ahead runs must come out whole, every time.
+#[test]
+fn a_wide_source_root_is_listed_whole_while_stat_ahead_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("f{i:05}")), format!("{i}")).unwrap();
+        if i % 100 == 0 {
+            std::fs::create_dir_all(src.join(format!("d{i:05}/x"))).unwrap();
+        }
+    }
+    let archive = t.path().join("a");
+    strata().arg("init").arg(&archive).ok();
+    for round in 0..6 {
+        // Drop the cache of dentries now and then, so the listing is slow enough to race.
+        let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
+        let out = strata()
+            .args(["ingest", "--label"])
+            .arg(format!("r{round}"))
+            .arg(&archive)
+            .arg(&src)
+            .run();
+        assert!(out.status.success(), "round {round}: {out}");
+        let ls = strata().arg("ls").arg(&archive).arg("latest:src").ok();
+        let names = String::from_utf8_lossy(&ls.stdout).lines().count();
+        assert_eq!(names, 3000 + 30, "round {round}: every entry of the root");
+    }
 }

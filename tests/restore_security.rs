@@ -4,18 +4,16 @@
 //!   symlink to a victim outside TARGET while root restores setuid files and hard links;
 //!   nothing outside TARGET may change, whatever restore's exit code;
 //! - a TARGET that is a symlink is refused;
-//! - a file capability (`security.capability`) survives a restore as root;
-//! - a damaged directory (tree blob) is skipped and listed, the rest restored, exit 3;
-//! - a restore cut short by a full disk leaves no partial file under its real name.
+//! - a file capability (`security.capability`) survives a restore as root.
 //!
-//! Every test needs root (chown, setuid bits, capabilities, tmpfs, `setpriv`).
+//! A damaged directory during restore is tested in `tests/corruption.rs`, a restore cut
+//! short by a full disk in `tests/full_disk.rs`.
+//!
+//! Every test needs root (chown, setuid bits, capabilities, `setpriv`).
 
 mod common;
-#[path = "common/faults.rs"]
-mod faults;
 
 use common::*;
-use faults::{Tmpfs, flip_byte};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
@@ -386,95 +384,4 @@ fn a_file_capability_survives_a_restore_as_root() {
         Some(&cap[..]),
         "the restored file keeps its capability"
     );
-}
-
-#[test]
-fn a_damaged_directory_is_skipped_and_listed_and_the_rest_is_restored() {
-    let wd = Workdir::new();
-    let src = wd.join("src");
-    write_file(&src.join("a/one"), b"one\n");
-    write_file(&src.join("b/two"), b"two\n");
-    write_file(&src.join("b/deeper/three"), b"three\n");
-    write_file(&src.join("c/four"), b"four\n");
-    write_file(&src.join("z"), b"last\n");
-    let archive = wd.archive(&[]);
-    archive.ingest([format!("{}:data", src.display())]);
-
-    // The tree blob of data/b, found through the library, then damaged in its pack.
-    let tree_b = {
-        let a = strata::archive::Archive::open(&archive.path).unwrap();
-        let row = a.snapshots().unwrap().pop().unwrap();
-        let find = |tree, name: &[u8]| {
-            a.read_tree(&tree)
-                .unwrap()
-                .into_iter()
-                .find(|n| n.name == name)
-                .and_then(|n| n.subtree())
-                .unwrap()
-        };
-        find(find(row.root, b"data"), b"b")
-    };
-    let mut damaged = false;
-    for pack in pack_paths(&archive.path) {
-        let bytes = fs::read(&pack).unwrap();
-        for r in pack_records(&bytes) {
-            if r.id == tree_b {
-                flip_byte(&pack, r.data_start() + r.stored_len / 2, 0x5a);
-                damaged = true;
-            }
-        }
-    }
-    assert!(damaged, "the tree of data/b is in a pack");
-
-    let target = wd.join("target");
-    let out = archive.cmd("restore").arg("latest").arg(&target).code(3);
-    let err = out.stderr_str();
-    assert!(
-        err.lines().any(|l| l.trim_start().starts_with("data/b")),
-        "the damaged directory is listed\n{out}"
-    );
-    for (p, want) in [
-        ("data/a/one", "one\n"),
-        ("data/c/four", "four\n"),
-        ("data/z", "last\n"),
-    ] {
-        assert_eq!(
-            fs::read_to_string(target.join(p)).unwrap_or_default(),
-            want,
-            "{p} is restored\n{out}"
-        );
-    }
-    assert!(
-        !target.join("data/b/two").exists(),
-        "nothing is invented under the damaged directory\n{out}"
-    );
-}
-
-#[test]
-fn a_restore_cut_short_by_a_full_disk_leaves_no_partial_file() {
-    let wd = Workdir::new();
-    let src = wd.join("src");
-    write_file(&src.join("a-small"), b"small\n");
-    write_random_file(&src.join("b-big"), 7, 6 << 20);
-    let archive = wd.archive(&[]);
-    archive.ingest([format!("{}:data", src.display())]);
-    let disk = Tmpfs::mount(&wd.join("disk"), "2M");
-    let target = disk.dir.join("target");
-    let out = archive.cmd("restore").arg("latest").arg(&target).code(1);
-    out.assert_one_line_error("data/b-big");
-    assert!(
-        out.stderr_str().contains("removed"),
-        "the error says the partial file was removed\n{out}"
-    );
-    assert!(
-        !target.join("data/b-big").exists(),
-        "a partial file is left under its real name\n{out}"
-    );
-    assert!(
-        fs::read_dir(target.join("data"))
-            .unwrap()
-            .all(|e| e.unwrap().file_name() == "a-small"),
-        "no leftover under another name either\n{out}"
-    );
-    drop(disk);
 }

@@ -1,9 +1,9 @@
-//! Fault injection for the integrity tests: damage to files, what each snapshot reaches
+//! Fault injection for the crash, corruption and full-disk tests: damage to files, what each snapshot reaches
 //! (read through the library on an undamaged archive), a size-limited tmpfs that is
 //! always unmounted in `Drop`, and problems collected across a run. The seeded PRNG, the
 //! independent pack parser and the FUSE mounts are in `common` (`rng`, `pack`, `fuse`).
 //!
-//! Included by `tests/integrity.rs` only (`#[path]`), so other test binaries never
+//! Included (`#[path]`) only by the test files that inject faults, so other test binaries never
 //! compile it.
 #![allow(dead_code)]
 

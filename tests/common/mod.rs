@@ -3,6 +3,11 @@
 //! - `cmd`: running strata and shell tools; failures panic with the whole story.
 //! - `workdir`: temporary directories and the source-tree generator.
 //! - `compare`: `diff -r`, `find -printf`, `rsync -n` and `getfattr` judges of a restore.
+//! - `expect`: what a committed snapshot must restore to, and the one-line error contract.
+//! - `generations`: archives with generations of one tree, and readers of forget/prune output
+//!   (not glob re-exported: `use common::generations::*`).
+//! - `hostile`: archives crafted through the library, read by strata under a containment
+//!   check (not glob re-exported: `use common::hostile::*`).
 //! - `json`: a small reader for the `--json` outputs.
 //! - `fuse`: foreground and `--daemon` FUSE mounts, unmounted and checked in `Drop`.
 //! - `pack`: an independent parser of pack files (docs/FORMAT.md).
@@ -13,7 +18,10 @@
 
 pub mod cmd;
 pub mod compare;
+pub mod expect;
 pub mod fuse;
+pub mod generations;
+pub mod hostile;
 pub mod json;
 pub mod pack;
 pub mod rng;
@@ -24,6 +32,7 @@ pub use compare::{
     allocated_bytes, assert_diff_clean, assert_rsync_clean, assert_same_metadata, metadata_listing,
     xattrs,
 };
+pub use expect::*;
 pub use fuse::{DaemonMount, Mount, fuse_available, fuse_mount_at, require_fuse};
 pub use json::Json;
 pub use pack::{BLOB_HEADER_LEN, PACK_HEADER_LEN, PackRecord, pack_paths, pack_records};
