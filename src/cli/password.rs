@@ -1,0 +1,372 @@
+//! Where a password comes from, in this order: `--password-file FILE`,
+//! `--password-command CMD`, then the variables `STRATA_PASSWORD_FILE`,
+//! `STRATA_PASSWORD_COMMAND`, `STRATA_PASSWORD`, and last a prompt on the terminal
+//! (`/dev/tty`, echo off; asked twice for a new password). Never from a command-line
+//! argument, which other local users can read in `/proc`.
+//!
+//! A file's or a command's output loses one trailing newline (`echo secret > FILE` and
+//! `pass show strata` work as expected); an empty password is refused. Passwords are held
+//! in [`Password`], which wipes its bytes when dropped and never prints them.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The global password options (they apply to every command that opens an archive).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct PasswordArgs {
+    /// Read the archive's password from FILE (one trailing newline is ignored). Also
+    /// STRATA_PASSWORD_FILE
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "password_command")]
+    pub password_file: Option<PathBuf>,
+    /// Run CMD with `sh -c` and take its standard output as the password (a Kubernetes
+    /// Secret, a vault client). Also STRATA_PASSWORD_COMMAND
+    #[arg(long, global = true, value_name = "CMD")]
+    pub password_command: Option<String>,
+}
+
+/// A password's bytes, wiped on drop, never shown.
+pub struct Password(Vec<u8>);
+
+impl Password {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(…)")
+    }
+}
+
+fn wipe(v: &mut [u8]) {
+    for b in v.iter_mut() {
+        // SAFETY: a volatile write to a byte we own, so the wipe is not optimised away.
+        unsafe { std::ptr::write_volatile(b, 0) };
+    }
+}
+
+/// Why no password could be had: one line for the user, and a hint.
+#[derive(Debug)]
+pub struct PasswordError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl PasswordError {
+    fn new(message: impl Into<String>, hint: Option<&str>) -> PasswordError {
+        PasswordError {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+}
+
+/// What the password is for: opening an archive, or setting a new one (asked twice on a
+/// terminal).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Purpose {
+    Open,
+    New,
+}
+
+static ARGS: OnceLock<PasswordArgs> = OnceLock::new();
+
+/// Records the global options once, at start.
+pub fn set_args(args: PasswordArgs) {
+    let _ = ARGS.set(args);
+}
+
+/// The environment, as the password sources see it (tests pass their own).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// The password for `archive` from the first source that is set.
+pub fn obtain(archive: &Path, purpose: Purpose) -> Result<Password, PasswordError> {
+    let args = ARGS.get().cloned().unwrap_or_default();
+    obtain_from(&args, &ProcessEnv, archive, purpose)
+}
+
+pub fn obtain_from(
+    args: &PasswordArgs,
+    env: &dyn Env,
+    archive: &Path,
+    purpose: Purpose,
+) -> Result<Password, PasswordError> {
+    let pw = if let Some(f) = &args.password_file {
+        from_file(f)?
+    } else if let Some(c) = &args.password_command {
+        from_command(c)?
+    } else if let Some(f) = env.var("STRATA_PASSWORD_FILE") {
+        from_file(Path::new(&f))?
+    } else if let Some(c) = env.var("STRATA_PASSWORD_COMMAND") {
+        from_command(&c)?
+    } else if let Some(p) = env.var("STRATA_PASSWORD") {
+        Password(p.into_bytes())
+    } else {
+        prompt(archive, purpose)?
+    };
+    if pw.0.is_empty() {
+        return Err(PasswordError::new(
+            "the password is empty",
+            Some("an archive's password cannot be empty"),
+        ));
+    }
+    Ok(pw)
+}
+
+fn strip_newline(mut v: Vec<u8>) -> Vec<u8> {
+    if v.last() == Some(&b'\n') {
+        v.pop();
+        if v.last() == Some(&b'\r') {
+            v.pop();
+        }
+    }
+    v
+}
+
+fn from_file(path: &Path) -> Result<Password, PasswordError> {
+    let mut v = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut v))
+        .map_err(|e| {
+            PasswordError::new(
+                format!("password file {}: {e}", path.display()),
+                Some("check --password-file or STRATA_PASSWORD_FILE"),
+            )
+        })?;
+    let out = Password(strip_newline(std::mem::take(&mut v)));
+    wipe(&mut v);
+    Ok(out)
+}
+
+fn from_command(cmd: &str) -> Result<Password, PasswordError> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            PasswordError::new(
+                format!("password command could not be started: {e}"),
+                None,
+            )
+        })?;
+    if !out.status.success() {
+        let mut stdout = out.stdout;
+        wipe(&mut stdout);
+        return Err(PasswordError::new(
+            format!("password command `{cmd}` failed ({})", out.status),
+            Some("run it by hand to see why; its standard output must be the password"),
+        ));
+    }
+    Ok(Password(strip_newline(out.stdout)))
+}
+
+/// Restores the terminal's echo when dropped, even if reading fails.
+struct EchoOff {
+    fd: i32,
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    fn new(fd: i32) -> Option<EchoOff> {
+        // SAFETY: tcgetattr/tcsetattr on a terminal descriptor we hold open; `t` is
+        // fully written by tcgetattr before it is read.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            t.c_lflag |= libc::ECHONL;
+            if libc::tcsetattr(fd, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(EchoOff { fd, saved })
+        }
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes saved from the same descriptor.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}
+
+fn no_source(archive: &Path) -> PasswordError {
+    PasswordError::new(
+        format!(
+            "{}: the archive is encrypted and no password was given (no terminal to ask on)",
+            archive.display()
+        ),
+        Some(
+            "set STRATA_PASSWORD_FILE (a file holding the password), STRATA_PASSWORD_COMMAND (a command printing it) or STRATA_PASSWORD, or pass --password-file FILE",
+        ),
+    )
+}
+
+fn read_line(tty: &mut std::fs::File, question: &str) -> Result<Vec<u8>, PasswordError> {
+    let fail = |e: io::Error| PasswordError::new(format!("reading the password: {e}"), None);
+    tty.write_all(question.as_bytes()).map_err(fail)?;
+    tty.flush().map_err(fail)?;
+    let _echo = EchoOff::new(tty.as_raw_fd());
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match tty.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                wipe(&mut line);
+                return Err(PasswordError::new("interrupted", None));
+            }
+            Err(e) => {
+                wipe(&mut line);
+                return Err(fail(e));
+            }
+        }
+    }
+    Ok(strip_newline(line))
+}
+
+fn prompt(archive: &Path, purpose: Purpose) -> Result<Password, PasswordError> {
+    let Ok(mut tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
+        return Err(no_source(archive));
+    };
+    match purpose {
+        Purpose::Open => {
+            let q = format!("password for {}: ", archive.display());
+            Ok(Password(read_line(&mut tty, &q)?))
+        }
+        Purpose::New => {
+            let first = Password(read_line(&mut tty, "new password: ")?);
+            let again = Password(read_line(&mut tty, "the same password again: ")?);
+            if first.0 != again.0 {
+                return Err(PasswordError::new(
+                    "the two passwords differ; nothing was changed",
+                    Some("type the same password twice"),
+                ));
+            }
+            Ok(first)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Vars(HashMap<&'static str, String>);
+    impl Env for Vars {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn vars(v: &[(&'static str, &str)]) -> Vars {
+        Vars(v.iter().map(|(k, x)| (*k, x.to_string())).collect())
+    }
+
+    #[test]
+    fn sources_are_taken_in_their_documented_order() {
+        let d = tempfile::tempdir().unwrap();
+        let f1 = d.path().join("one");
+        std::fs::write(&f1, "from-flag-file\n").unwrap();
+        let f2 = d.path().join("two");
+        std::fs::write(&f2, "from-env-file\r\n").unwrap();
+        let a = Path::new("A");
+        let all = vars(&[
+            ("STRATA_PASSWORD_FILE", f2.to_str().unwrap()),
+            ("STRATA_PASSWORD_COMMAND", "printf from-env-command"),
+            ("STRATA_PASSWORD", "from-env"),
+        ]);
+        let flag_file = PasswordArgs {
+            password_file: Some(f1.clone()),
+            password_command: None,
+        };
+        let flag_cmd = PasswordArgs {
+            password_file: None,
+            password_command: Some("echo from-flag-command".into()),
+        };
+        let none = PasswordArgs::default();
+        let get = |args: &PasswordArgs, env: &Vars| {
+            obtain_from(args, env, a, Purpose::Open).map(|p| p.0.clone())
+        };
+        assert_eq!(get(&flag_file, &all).unwrap(), b"from-flag-file");
+        assert_eq!(get(&flag_cmd, &all).unwrap(), b"from-flag-command");
+        assert_eq!(get(&none, &all).unwrap(), b"from-env-file");
+        let no_file = vars(&[
+            ("STRATA_PASSWORD_COMMAND", "printf from-env-command"),
+            ("STRATA_PASSWORD", "from-env"),
+        ]);
+        assert_eq!(get(&none, &no_file).unwrap(), b"from-env-command");
+        assert_eq!(
+            get(&none, &vars(&[("STRATA_PASSWORD", "from-env")])).unwrap(),
+            b"from-env"
+        );
+    }
+
+    #[test]
+    fn bad_sources_fail_with_one_line_and_no_secret_in_it() {
+        let a = Path::new("A");
+        let e = obtain_from(
+            &PasswordArgs {
+                password_file: Some("/nonexistent/pw".into()),
+                password_command: None,
+            },
+            &vars(&[]),
+            a,
+            Purpose::Open,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("/nonexistent/pw"), "{}", e.message);
+        let e = obtain_from(
+            &PasswordArgs {
+                password_file: None,
+                password_command: Some("echo leaked-secret; exit 3".into()),
+            },
+            &vars(&[]),
+            a,
+            Purpose::Open,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("failed"), "{}", e.message);
+        assert!(!e.message.contains("leaked-secret"));
+        let e = obtain_from(
+            &PasswordArgs::default(),
+            &vars(&[("STRATA_PASSWORD_COMMAND", "true")]),
+            a,
+            Purpose::Open,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("empty"), "{}", e.message);
+        assert_eq!(format!("{:?}", Password(b"secret".to_vec())), "Password(…)");
+    }
+}
