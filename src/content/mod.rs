@@ -1,7 +1,11 @@
-//! The read path shared by cat, restore and the mount: a file's bytes at any offset from
-//! its extent list (binary search over cumulative offsets), verified chunks from the
-//! archive, a bounded shared cache of decompressed chunks, and an in-order streaming
-//! reader that decompresses ahead on a second thread.
+//! The read path shared by cat, restore and the mount: a file's [`Content`] (a type with
+//! a kind, see `file.rs`: its bytes at any offset, its data/hole map, which blobs come
+//! next), verified chunks from the archive, a bounded shared cache of decompressed chunks,
+//! and an in-order streaming reader that decompresses ahead on a second thread.
+
+mod file;
+
+pub use file::{Content, ContentKind, ReadBuf};
 
 use crate::archive::{Archive, ArchiveError};
 use crate::format::BlobId;
@@ -52,96 +56,6 @@ pub fn chunk(
         c.insert(*id, data.clone());
     }
     Ok(data)
-}
-
-/// A file's extents with their start offsets, for random access.
-pub struct FileContent {
-    extents: Vec<Extent>,
-    starts: Vec<u64>,
-    size: u64,
-}
-
-impl FileContent {
-    pub fn new(node: &Node) -> FileContent {
-        let extents = node.extents().to_vec();
-        let mut starts = Vec::with_capacity(extents.len());
-        let mut pos = 0u64;
-        for e in &extents {
-            starts.push(pos);
-            pos += e.len();
-        }
-        FileContent {
-            extents,
-            starts,
-            size: pos,
-        }
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    pub fn extents(&self) -> &[Extent] {
-        &self.extents
-    }
-
-    /// Index of the extent holding `offset` (binary search over start offsets).
-    pub fn extent_at(&self, offset: u64) -> Option<usize> {
-        if offset >= self.size {
-            return None;
-        }
-        Some(self.starts.partition_point(|&s| s <= offset) - 1)
-    }
-
-    /// When `[offset, end)` lies inside one stored chunk: that chunk's id and the
-    /// offset within it.
-    pub fn within_one_chunk(&self, offset: u64, end: u64) -> Option<(BlobId, usize)> {
-        let i = self.extent_at(offset)?;
-        match self.extents[i] {
-            Extent::Data { id, len } if end <= self.starts[i] + len => {
-                Some((id, (offset - self.starts[i]) as usize))
-            }
-            _ => None,
-        }
-    }
-
-    /// Fills `buf` from `offset`; returns the bytes read (short only at end of file).
-    pub fn read_at(
-        &self,
-        archive: &Archive,
-        cache: &ChunkCache,
-        offset: u64,
-        buf: &mut [u8],
-    ) -> Result<usize, ArchiveError> {
-        let mut done = 0usize;
-        let Some(mut i) = self.extent_at(offset) else {
-            return Ok(0);
-        };
-        while done < buf.len() && i < self.extents.len() {
-            let pos = offset + done as u64;
-            let within = (pos - self.starts[i]) as usize;
-            let e = &self.extents[i];
-            let n = ((e.len() as usize) - within).min(buf.len() - done);
-            match e {
-                Extent::Hole { .. } => buf[done..done + n].fill(0),
-                Extent::Data { id, .. } => {
-                    let data = chunk(archive, Some(cache), id, false)?;
-                    if data.len() as u64 != e.len() {
-                        return Err(ArchiveError::Invalid(format!(
-                            "chunk {} holds {} bytes, the file expects {}",
-                            id.short(),
-                            data.len(),
-                            e.len()
-                        )));
-                    }
-                    buf[done..done + n].copy_from_slice(&data[within..within + n]);
-                }
-            }
-            done += n;
-            i += 1;
-        }
-        Ok(done)
-    }
 }
 
 /// One piece of a file in order: bytes, or a hole of some length.
@@ -256,29 +170,5 @@ mod tests {
         }
         assert!(c.get(&BlobId([9; 32])).is_some());
         assert!(c.get(&BlobId([0; 32])).is_none());
-    }
-
-    #[test]
-    fn extent_lookup_is_a_binary_search_over_offsets() {
-        let mut n = crate::tree::root_node(BlobId([0; 32]), (0, 0));
-        n.kind = crate::format::tree::NodeKind::File;
-        n.payload = crate::format::tree::Payload::File(vec![
-            Extent::Data {
-                id: BlobId([1; 32]),
-                len: 10,
-            },
-            Extent::Hole { len: 5 },
-            Extent::Data {
-                id: BlobId([2; 32]),
-                len: 1,
-            },
-        ]);
-        let fc = FileContent::new(&n);
-        assert_eq!(fc.size(), 16);
-        assert_eq!(fc.extent_at(0), Some(0));
-        assert_eq!(fc.extent_at(9), Some(0));
-        assert_eq!(fc.extent_at(10), Some(1));
-        assert_eq!(fc.extent_at(15), Some(2));
-        assert_eq!(fc.extent_at(16), None);
     }
 }

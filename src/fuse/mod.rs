@@ -3,12 +3,15 @@
 //! path and pack offset. Also the kernel connection settings that make the mount fast:
 //! long TTLs for immutable content (and for negative lookups), keep-cache on open,
 //! cached directories and symlinks, readdirplus, large readahead and many background
-//! requests. The only module that imports `fuser`.
+//! requests. Mounting itself (checks, options, session, daemon, unmount) is in
+//! `mount.rs`. The only module that imports `fuser`.
 //!
 //! Exception to the long TTLs: the top of a source whose parent directories on its host
 //! may keep some users out (`Attr::guarded`) is given to the kernel with a zero entry
 //! TTL, so that every path walk through it comes back to `lookup`, which checks the
 //! caller (a dentry cached for one user is otherwise used for all).
+
+pub mod mount;
 
 use crate::vfs::{Attr, Caller, Kind, ToErrno, Vfs, VfsError};
 use fuser::{
@@ -263,12 +266,11 @@ impl Filesystem for StrataFs {
             off = 1;
         }
         if off == 1 {
-            if reply.add(
-                INodeNo(self.vfs.parent_of(ino.0)),
-                2,
-                FileType::Directory,
-                "..",
-            ) {
+            let parent = match self.vfs.parent_of(ino.0) {
+                Ok(p) => p,
+                Err(e) => return reply.error(self.fail("readdir", ino.0, &e)),
+            };
+            if reply.add(INodeNo(parent), 2, FileType::Directory, "..") {
                 return reply.ok();
             }
             off = 2;
@@ -319,7 +321,10 @@ impl Filesystem for StrataFs {
         }
         if off == 1 {
             let mut dotdot = attr(&me);
-            dotdot.ino = INodeNo(self.vfs.parent_of(ino.0));
+            dotdot.ino = match self.vfs.parent_of(ino.0) {
+                Ok(p) => INodeNo(p),
+                Err(e) => return reply.error(self.fail("readdirplus", ino.0, &e)),
+            };
             if reply.add(dotdot.ino, 2, "..", &Duration::ZERO, &dotdot, Generation(0)) {
                 return reply.ok();
             }
