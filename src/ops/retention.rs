@@ -288,7 +288,7 @@ pub fn forget(
     // The commit checks append-only again under the lock.
     let session = archive.begin_write()?;
     let record = ForgetRecord {
-        time: crate::ingest::now(),
+        time: crate::sys::now(),
         reason: reason.to_string(),
         snapshots: ids.to_vec(),
     };

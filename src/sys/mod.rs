@@ -405,6 +405,14 @@ impl<K: std::hash::Hash + Eq + Copy, V: Clone> Lru<K, V> {
     }
 }
 
+/// The wall-clock time now, as (seconds, nanoseconds) since the Unix epoch.
+pub fn now() -> (i64, u32) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

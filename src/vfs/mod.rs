@@ -200,7 +200,7 @@ impl Vfs {
             dirs: Handles::new(),
             uid: opts.uid,
             gid: opts.gid,
-            started: crate::ingest::now(),
+            started: crate::sys::now(),
         };
         let root_target = match &vfs.single {
             Some(s) => Target::Snap {
