@@ -18,9 +18,9 @@ mod snapshots;
 use clap::{Parser, Subcommand};
 use hints::Hint;
 use std::process::ExitCode;
+use strata::archive::SnapshotRow;
 use strata::archive::{Archive, ArchiveError};
 use strata::format::tree::Node;
-use strata::index::SnapshotRow;
 
 /// Exit codes, documented in the README.
 pub const EXIT_OK: u8 = 0;

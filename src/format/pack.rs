@@ -50,6 +50,17 @@ pub enum BlobKind {
     Forget = 4,
 }
 
+/// Where a blob's record starts in a pack (the offset of its 64-byte header), with the
+/// kind and lengths its header must show: what the index stores for each blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: super::PackId,
+    pub offset: u64,
+    pub kind: BlobKind,
+    pub raw_len: u64,
+    pub stored_len: u64,
+}
+
 impl BlobKind {
     pub fn from_u8(v: u8) -> Result<BlobKind, FormatError> {
         match v {

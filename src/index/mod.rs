@@ -8,9 +8,9 @@
 //! order of their records' locations in `blobs` (no column of its own).
 
 use crate::format::pack::BlobKind;
+use crate::format::pack::Location;
 use crate::format::snapshot::Snapshot;
 use crate::format::{BlobId, PackId};
-use crate::packs::Location;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -8,11 +8,11 @@
 //! ([`confirm`]); only a failure at the current location is damage. What moved or was
 //! forgotten meanwhile becomes a note, not a finding.
 
+use crate::archive::Location;
 use crate::archive::{Archive, ArchiveError};
 use crate::format::pack::BLOB_HEADER_LEN;
 use crate::format::tree::Node;
 use crate::format::{BlobId, PackId};
-use crate::packs::Location;
 use crate::tree::Ref;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

@@ -5,13 +5,13 @@
 //! never moved (a pack holding one is not rewritten), so the records' order in the packs
 //! stays the commit order. Append-only archives refuse both.
 
+use crate::archive::Location;
+use crate::archive::SnapshotRow;
 use crate::archive::{Archive, ArchiveError, WriteSession};
 use crate::format::forget::ForgetRecord;
 use crate::format::pack::{BLOB_HEADER_LEN, BlobKind, PACK_HEADER_LEN};
 use crate::format::tree::Node;
 use crate::format::{BlobId, PackId};
-use crate::index::SnapshotRow;
-use crate::packs::Location;
 use crate::tree::Ref;
 use std::collections::{HashMap, HashSet};
 

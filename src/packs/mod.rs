@@ -15,20 +15,10 @@ pub use codec::{Codec, StoredBlob};
 pub use reader::{PackReader, ScanEntry, ScanResult, Survey, scan_pack, survey_pack};
 pub use writer::PackWriter;
 
-use crate::format::pack::BlobKind;
+pub use crate::format::pack::Location;
 use crate::format::{BlobId, FormatError, PackId};
 use crate::store::StoreError;
 use thiserror::Error;
-
-/// Where a blob's record starts in a pack (the offset of its 64-byte header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub pack: PackId,
-    pub offset: u64,
-    pub kind: BlobKind,
-    pub raw_len: u64,
-    pub stored_len: u64,
-}
 
 #[derive(Debug, Error)]
 pub enum PackError {

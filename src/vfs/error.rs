@@ -66,9 +66,3 @@ impl ToErrno for VfsError {
         }
     }
 }
-
-impl From<crate::index::IndexError> for VfsError {
-    fn from(e: crate::index::IndexError) -> VfsError {
-        VfsError::Archive(Box::new(ArchiveError::Index(e)))
-    }
-}

@@ -9,9 +9,9 @@
 
 use super::inodes::{NodeRef, Target, by_tag_ino, ino_of};
 use super::{Attr, CATALOG_TTL, Caller, DirEntry, Vfs, VfsError};
+use crate::archive::SnapshotRow;
 use crate::format::BlobId;
 use crate::format::tree::Node;
-use crate::index::SnapshotRow;
 use std::sync::Arc;
 use std::time::Instant;
 
