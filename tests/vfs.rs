@@ -23,7 +23,7 @@ fn archive_with(src: &Path, dir: &Path, label: &str) -> Arc<Archive> {
         tags: vec!["nightly".into()],
         excludes: vec![],
         one_file_system: false,
-        parent: None,
+        parent: strata::ingest::Parent::None,
         strict: false,
         argv: vec![],
         before: None,

@@ -3,12 +3,13 @@
 use super::hints::Hint;
 use super::{CmdResult, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, Failure};
 use std::io::IsTerminal;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use strata::archive::ArchiveError;
-use strata::ingest::{IngestError, IngestOptions, Progress, SourceSpec, ingest};
+use strata::ingest::{
+    IngestError, IngestOptions, IngestResult, Parent, Progress, SourceSpec, ingest,
+};
 use strata::sys::{Json, human_bytes};
 
 /// Store sources as one new snapshot
@@ -82,32 +83,32 @@ pub struct Args {
     json: bool,
 }
 
-/// `SRC` or `SRC:NAME`. An existing path is always taken whole, so a path that
-/// contains ':' still works; otherwise the part after the last ':' is the name.
-fn parse_source(s: &std::ffi::OsStr) -> SourceSpec {
-    let bytes = s.as_bytes();
-    let as_path = PathBuf::from(s);
-    if !as_path.exists()
-        && let Some(colon) = bytes.iter().rposition(|&b| b == b':')
-        && colon > 0
-        && colon + 1 < bytes.len()
-    {
-        return SourceSpec::Path {
-            path: PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[..colon])),
-            name: bytes[colon + 1..].to_vec(),
-        };
+pub fn run(a: Args) -> CmdResult {
+    check_args(&a)?;
+    let sources = sources_of(&a)?;
+    let archive = super::open(&a.archive)?;
+    let opts = options(&a, sources);
+    install_interrupt_handler();
+    if !strata::ingest::shell::shell().pipefail && (!a.cmds.is_empty() || a.before.is_some()) {
+        eprintln!(
+            "strata: warning: bash not found: commands run with `sh -c`, so a failing stage of a pipeline is not noticed"
+        );
     }
-    let name = std::path::absolute(&as_path)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.as_bytes().to_vec()))
-        .unwrap_or_else(|| b"root".to_vec());
-    SourceSpec::Path {
-        path: as_path,
-        name,
+    let res = run_with_progress(&archive, &opts)?;
+    print_summary(&archive, &res);
+    if a.json {
+        print_json(&res)?;
     }
+    let s = &res.snapshot;
+    Ok(if s.errors.is_empty() && res.after_failed.is_none() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
 }
 
-pub fn run(a: Args) -> CmdResult {
+/// Usage errors the parser cannot see.
+fn check_args(a: &Args) -> Result<(), Failure> {
     if a.cmds.len() != a.cmd_as.len() {
         return Err(Failure {
             code: super::EXIT_USAGE,
@@ -140,7 +141,12 @@ pub fn run(a: Args) -> CmdResult {
             hint: None,
         });
     }
-    let mut sources: Vec<SourceSpec> = a.sources.iter().map(|s| parse_source(s)).collect();
+    Ok(())
+}
+
+/// The sources in the order given: paths, then stdin, then the commands.
+fn sources_of(a: &Args) -> Result<Vec<SourceSpec>, Failure> {
+    let mut sources: Vec<SourceSpec> = a.sources.iter().map(|s| SourceSpec::parse(s)).collect();
     if let Some(p) = &a.stdin_as {
         sources.push(SourceSpec::Stdin {
             name: p.as_bytes().to_vec(),
@@ -157,46 +163,45 @@ pub fn run(a: Args) -> CmdResult {
             "nothing to ingest: give a SOURCE, --stdin-as PATH or --cmd CMD --as PATH",
         ));
     }
-    let archive = super::open(&a.archive)?;
-    let parent = match &a.parent {
-        Some(p) => Some(archive.resolve(p, None)?.id),
-        None => match archive.resolve("latest", Some(&a.label)) {
-            Ok(r) => Some(r.id),
-            Err(ArchiveError::SnapshotNotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        },
-    };
-    let opts = IngestOptions {
+    Ok(sources)
+}
+
+fn options(a: &Args, sources: Vec<SourceSpec>) -> IngestOptions {
+    IngestOptions {
         sources,
         label: a.label.clone(),
         tags: a.tags.clone(),
         excludes: a.excludes.iter().map(|e| e.as_bytes().to_vec()).collect(),
         one_file_system: a.one_file_system,
-        parent,
+        parent: match &a.parent {
+            Some(p) => Parent::Spec(p.clone()),
+            None => Parent::Latest,
+        },
         strict: a.strict,
         before: a.before.clone(),
         after: a.after.clone(),
         argv: std::env::args_os()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
-    };
-    install_interrupt_handler();
-    if !strata::ingest::shell::shell().pipefail && (!a.cmds.is_empty() || a.before.is_some()) {
-        eprintln!(
-            "strata: warning: bash not found: commands run with `sh -c`, so a failing stage of a pipeline is not noticed"
-        );
     }
+}
+
+/// Runs the ingest, with a progress bar on a terminal; a failure as the CLI reports it.
+fn run_with_progress(
+    archive: &strata::archive::Archive,
+    opts: &IngestOptions,
+) -> Result<IngestResult, Failure> {
     let progress = Progress::default();
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
         if std::io::stderr().is_terminal() {
             s.spawn(|| draw_progress(&progress, &done));
         }
-        let r = ingest(&archive, &opts, &progress);
+        let r = ingest(archive, opts, &progress);
         done.store(true, Ordering::Relaxed);
         r
     });
-    let res = result.map_err(|e| {
+    result.map_err(|e| {
         let signal = strata::ingest::SIGNAL.load(Ordering::SeqCst);
         let code = match &e {
             IngestError::Archive(ArchiveError::Locked { .. }) => EXIT_LOCKED,
@@ -209,7 +214,11 @@ pub fn run(a: Args) -> CmdResult {
             hint: e.hint(),
             message: e.to_string(),
         }
-    })?;
+    })
+}
+
+/// The human summary on stderr.
+fn print_summary(archive: &strata::archive::Archive, res: &IngestResult) {
     let s = &res.snapshot;
     let st = &s.stats;
     let secs = st.duration_ms as f64 / 1000.0;
@@ -280,33 +289,38 @@ pub fn run(a: Args) -> CmdResult {
             );
         }
     }
-    if a.json {
-        let j = Json::obj([
-            ("snapshot", Json::str(res.id.hex())),
-            ("short_id", Json::str(res.id.short())),
-            ("files", Json::int(st.files)),
-            ("dirs", Json::int(st.dirs)),
-            ("files_new", Json::int(st.files_new)),
-            ("files_changed", Json::int(st.files_changed)),
-            ("files_unchanged", Json::int(st.files_unchanged)),
-            ("bytes_read", Json::int(st.bytes_read)),
-            ("bytes_added", Json::int(st.bytes_added)),
-            ("total_size", Json::int(st.total_size)),
-            ("duration_s", Json::Float(secs)),
-            ("mb_per_s", Json::Float(mbps)),
-            (
-                "downtime_s",
-                res.downtime.map(Json::Float).unwrap_or(Json::Null),
-            ),
-            ("errors", super::path_errors_json(&s.errors)),
-        ]);
-        super::out_line(&j.render())?;
-    }
-    Ok(if s.errors.is_empty() && res.after_failed.is_none() {
-        EXIT_OK
+}
+
+fn print_json(res: &IngestResult) -> Result<(), Failure> {
+    let s = &res.snapshot;
+    let st = &s.stats;
+    let secs = st.duration_ms as f64 / 1000.0;
+    let mbps = if secs > 0.0 {
+        st.bytes_read as f64 / 1e6 / secs
     } else {
-        EXIT_PARTIAL
-    })
+        0.0
+    };
+    let j = Json::obj([
+        ("snapshot", Json::str(res.id.hex())),
+        ("short_id", Json::str(res.id.short())),
+        ("files", Json::int(st.files)),
+        ("dirs", Json::int(st.dirs)),
+        ("files_new", Json::int(st.files_new)),
+        ("files_changed", Json::int(st.files_changed)),
+        ("files_unchanged", Json::int(st.files_unchanged)),
+        ("bytes_read", Json::int(st.bytes_read)),
+        ("bytes_added", Json::int(st.bytes_added)),
+        ("total_size", Json::int(st.total_size)),
+        ("duration_s", Json::Float(secs)),
+        ("mb_per_s", Json::Float(mbps)),
+        (
+            "downtime_s",
+            res.downtime.map(Json::Float).unwrap_or(Json::Null),
+        ),
+        ("errors", super::path_errors_json(&s.errors)),
+    ]);
+    super::out_line(&j.render())?;
+    Ok(())
 }
 
 fn draw_progress(p: &Progress, done: &AtomicBool) {

@@ -1,22 +1,21 @@
-//! The ingest pipeline's threads: the walker (reading, chunking, hashing, dedup) runs on
-//! one thread, zstd compression on one worker per core, and the pack writer on its own
+//! The ingest pipeline's threads: the walker (reading, chunking, hashing, dedup: the
+//! sources, `root::build`) runs on one thread with the default stack (the walk is
+//! iterative), zstd compression on one worker per core, and the pack writer on its own
 //! thread. Bounded channels between them keep memory bounded and both cores busy.
 
-use super::walk::Walker;
-use super::{IngestError, IngestOptions, Progress};
-use crate::archive::{Archive, ArchiveError, Claims, Codec, StoredBlob, WriteSession};
+use super::context::Context;
+use super::error::IngestError;
+use super::options::{IngestOptions, Progress};
+use super::read::Chunks;
+use super::signal::{INTERRUPTED, SIGNAL};
+use super::sink::{Job, Sink};
+use crate::archive::{Archive, ArchiveError, Codec, StoredBlob, WriteSession};
+use crate::chunker::Chunker;
 use crate::format::BlobId;
-use crate::format::pack::BlobKind;
 use crate::format::snapshot::{CommandRun, PathError, Stats};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
-
-pub struct Job {
-    kind: BlobKind,
-    id: BlobId,
-    data: Vec<u8>,
-}
 
 pub struct Outcome<'a> {
     pub session: WriteSession<'a>,
@@ -27,32 +26,8 @@ pub struct Outcome<'a> {
     pub warnings: Vec<String>,
 }
 
-/// The walker's handle on the pipeline: dedups and hands new blobs to the compressors.
-pub struct Sink<'a> {
-    codec: &'a Codec,
-    claims: Claims<'a>,
-    tx: SyncSender<Job>,
-    failed: Arc<AtomicBool>,
-}
-
-impl Sink<'_> {
-    /// Stores `data` unless an identical blob is already stored; returns its id.
-    pub fn store(&mut self, kind: BlobKind, data: Vec<u8>) -> Result<BlobId, IngestError> {
-        let id = self.codec.id_of(&data);
-        if !self.claims.claim(&id).map_err(IngestError::Write)? {
-            return Ok(id);
-        }
-        if self.failed.load(Ordering::Relaxed) {
-            return Err(IngestError::Write(ArchiveError::Invalid(
-                "the pack writer stopped".into(),
-            )));
-        }
-        self.tx.send(Job { kind, id, data }).map_err(|_| {
-            IngestError::Write(ArchiveError::Invalid("the pack writer stopped".into()))
-        })?;
-        Ok(id)
-    }
-}
+/// What the walker thread hands back.
+type Walked = (BlobId, Stats, Vec<PathError>, Vec<CommandRun>, Vec<String>);
 
 pub fn run<'a>(
     archive: &'a Archive,
@@ -72,8 +47,6 @@ pub fn run<'a>(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let failed = Arc::new(AtomicBool::new(false));
 
-    let walking = AtomicBool::new(true);
-    let walker_thread = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
         let mut compressors = Vec::new();
         for _ in 0..workers {
@@ -93,38 +66,8 @@ pub fn run<'a>(
         let writer_failed = failed.clone();
         let writer = s.spawn(move || write_loop(session, blob_rx, &writer_failed));
 
-        let sink = Sink {
-            codec,
-            claims,
-            tx: job_tx,
-            failed: failed.clone(),
-        };
-        // The walker recurses once per directory level: give it a deep stack.
-        let (walking, walker_thread) = (&walking, &walker_thread);
-        let walked = std::thread::Builder::new()
-            .name("strata-walk".into())
-            .stack_size(256 << 20)
-            .spawn_scoped(s, move || {
-                // SAFETY: pthread_self cannot fail.
-                walker_thread.store(unsafe { libc::pthread_self() } as u64, Ordering::Relaxed);
-                // Cleared however the walker ends (even by a panic), so the watcher stops.
-                let _walking = ClearOnDrop(walking);
-                let mut w = Walker::new(archive, opts, sink, progress);
-                let r = w.run(parent_root);
-                let Walker {
-                    stats,
-                    errors,
-                    commands,
-                    warnings,
-                    ..
-                } = w;
-                r.map(|root| (root, stats, errors, commands, warnings))
-            })
-            .map_err(|e| IngestError::Write(ArchiveError::Invalid(format!("spawning walker: {e}"))))
-            .and_then(|h| {
-                wake_on_interrupt(walker_thread, walking);
-                h.join().unwrap_or_else(|_| Err(panicked("walker")))
-            });
+        let sink = Sink::new(codec, claims, job_tx, failed.clone());
+        let walked = walk_on_thread(archive, opts, sink, parent_root, progress);
         // The walker dropped its sender: compressors drain and exit, then the writer.
         for c in compressors {
             if c.join().is_err() {
@@ -149,6 +92,39 @@ pub fn run<'a>(
     })
 }
 
+/// Runs the sources on the walker thread (default stack) while this thread passes
+/// interrupts on to it; returns what it walked.
+fn walk_on_thread<'a>(
+    archive: &'a Archive,
+    opts: &'a IngestOptions,
+    sink: Sink<'a>,
+    parent_root: Option<BlobId>,
+    progress: &'a Progress,
+) -> Result<Walked, IngestError> {
+    let walking = AtomicBool::new(true);
+    let walker_thread = std::sync::atomic::AtomicU64::new(0);
+    let (walking, walker_thread) = (&walking, &walker_thread);
+    std::thread::scope(|inner| {
+        let handle = std::thread::Builder::new()
+            .name("strata-walk".into())
+            .spawn_scoped(inner, move || {
+                // SAFETY: pthread_self cannot fail.
+                walker_thread.store(unsafe { libc::pthread_self() } as u64, Ordering::Relaxed);
+                // Cleared however the walker ends (even by a panic), so the watcher stops.
+                let _walking = ClearOnDrop(walking);
+                let chunks = Chunks::new(Chunker::from_config(archive.config()), sink, progress);
+                let mut ctx = Context::new(archive, opts, progress, chunks);
+                let root = super::root::build(&mut ctx, parent_root)?;
+                Ok((root, ctx.stats, ctx.errors, ctx.commands, ctx.warnings))
+            })
+            .map_err(|e| {
+                IngestError::Write(ArchiveError::Invalid(format!("spawning walker: {e}")))
+            })?;
+        wake_on_interrupt(walker_thread, walking);
+        handle.join().unwrap_or_else(|_| Err(panicked("walker")))
+    })
+}
+
 struct ClearOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for ClearOnDrop<'_> {
@@ -164,8 +140,8 @@ impl Drop for ClearOnDrop<'_> {
 fn wake_on_interrupt(thread: &std::sync::atomic::AtomicU64, walking: &AtomicBool) {
     while walking.load(Ordering::Relaxed) {
         let thread = thread.load(Ordering::Relaxed);
-        let signal = super::SIGNAL.load(Ordering::Relaxed);
-        if thread != 0 && signal != 0 && super::INTERRUPTED.load(Ordering::Relaxed) {
+        let signal = SIGNAL.load(Ordering::Relaxed);
+        if thread != 0 && signal != 0 && INTERRUPTED.load(Ordering::Relaxed) {
             // SAFETY: the walker thread is alive (it clears `walking` before it ends and
             // the handle is not yet joined); the signal has a handler (it was caught).
             unsafe { libc::pthread_kill(thread as libc::pthread_t, signal) };

@@ -107,6 +107,7 @@ fn run(rx: Receiver<Batch>, consumed: &AtomicU64, stop: &AtomicBool) {
 /// Warms the kernel's dentry and inode caches for a source tree on a helper thread,
 /// walking it in the same order as the walker (which then finds its `stat`s answered
 /// from memory): on a cold cache the two threads keep two metadata reads in flight.
+/// Iterative, like the walker: its thread has the default stack.
 pub struct StatAhead {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -121,8 +122,7 @@ impl StatAhead {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("strata-statahead".into())
-                .stack_size(64 << 20)
-                .spawn(move || stat_tree(&dir, &stop, 0))
+                .spawn(move || stat_tree(dir, &stop))
                 .ok()
         });
         StatAhead { stop, thread }
@@ -138,15 +138,45 @@ impl Drop for StatAhead {
     }
 }
 
-fn stat_tree(dir: &Dir, stop: &AtomicBool, depth: usize) {
-    if depth > crate::tree::MAX_DEPTH {
-        return;
+/// Stats every entry of the tree under `root`, depth first in the walker's order
+/// (entries, then subdirectories), with an explicit stack of open directories.
+fn stat_tree(root: Dir, stop: &AtomicBool) {
+    // Each level: its directory and the subdirectories still to enter (reversed).
+    let mut stack: Vec<(Dir, Vec<Vec<u8>>)> = Vec::new();
+    let subdirs = stat_entries(&root, stop);
+    stack.push((root, subdirs));
+    loop {
+        let depth = stack.len();
+        let Some((dir, subdirs)) = stack.last_mut() else {
+            return;
+        };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(name) = subdirs.pop() else {
+            stack.pop();
+            continue;
+        };
+        // The root is level 0; as the recursive version did, stop below MAX_DEPTH.
+        if depth > crate::tree::MAX_DEPTH {
+            continue;
+        }
+        if let Ok(sub) = dir.open_dir(&name) {
+            let subdirs = stat_entries(&sub, stop);
+            stack.push((sub, subdirs));
+        }
     }
-    let Ok(names) = dir.entries() else { return };
+}
+
+/// Stats the entries of `dir`; returns its subdirectories, last first.
+fn stat_entries(dir: &Dir, stop: &AtomicBool) -> Vec<Vec<u8>> {
+    let Ok(names) = dir.entries() else {
+        return Vec::new();
+    };
     let mut subdirs = Vec::new();
     for name in names {
         if stop.load(Ordering::Relaxed) {
-            return;
+            return Vec::new();
         }
         if let Ok(st) = dir.stat(&name)
             && st.st_mode & libc::S_IFMT == libc::S_IFDIR
@@ -154,12 +184,6 @@ fn stat_tree(dir: &Dir, stop: &AtomicBool, depth: usize) {
             subdirs.push(name);
         }
     }
-    for name in subdirs {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Ok(sub) = dir.open_dir(&name) {
-            stat_tree(&sub, stop, depth + 1);
-        }
-    }
+    subdirs.reverse();
+    subdirs
 }

@@ -1,5 +1,7 @@
 //! Running the user's shell commands (`--cmd`, `--before`, `--after`) and tying a
-//! `--cmd` to strata's life.
+//! `--cmd` to strata's life. [`spawn`] is the one runner both use: the shell, stdin
+//! from /dev/null, stderr kept (its tail) and optionally passed through, the exit status
+//! described the same way for both.
 //!
 //! - The shell is `bash -o pipefail -c`, so a failing stage of a pipeline
 //!   (`pg_dump … | gzip`) fails the command; `sh -c` (no pipefail) only when bash is missing.
@@ -12,9 +14,12 @@
 //!   whose number could have been reused.
 
 use std::ffi::OsString;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::process::{Child, ChildStdout, ExitStatus, Stdio};
 use std::sync::OnceLock;
+use std::thread::JoinHandle;
 
 /// The shell and the arguments before the command string: `bash -o pipefail -c` or, when
 /// bash cannot be found on PATH, `sh -c`.
@@ -59,6 +64,129 @@ pub fn command(command: &str) -> std::process::Command {
     let mut c = std::process::Command::new(&sh.program);
     c.args(sh.args).arg(command);
     c
+}
+
+/// A command started by [`spawn`]: its stdout (when piped) and the thread keeping the
+/// tail of its stderr.
+pub struct Running {
+    child: Child,
+    pub stdout: Option<ChildStdout>,
+    tail: JoinHandle<String>,
+}
+
+/// How a command ended: its exit code (128+n for signal n), the status as the error
+/// messages word it ("succeeded", "exited with status 3", "was killed by signal 9",
+/// "could not be started: …") and the end of its stderr.
+pub struct Exit {
+    pub code: i32,
+    pub status: String,
+    pub stderr_tail: String,
+}
+
+impl Exit {
+    fn failed(why: String) -> Exit {
+        Exit {
+            code: 127,
+            status: why,
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+/// Starts `command` under the shell in process group `pgid` (0: a group of its own),
+/// stdin from /dev/null, stdout to `stdout`, stderr read by a thread that keeps its last
+/// `keep` bytes and, with `echo`, passes it on to ours.
+pub fn spawn(
+    command: &str,
+    pgid: libc::pid_t,
+    stdout: Stdio,
+    echo: bool,
+    keep: usize,
+) -> io::Result<Running> {
+    let mut child = self::command(command)
+        .process_group(pgid)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let tail = std::thread::spawn(move || {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match stderr.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                // A signal meant for strata: keep reading, or the command would get
+                // SIGPIPE on its next line of output.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            if echo {
+                let _ = io::Write::write_all(&mut io::stderr(), &buf[..n]);
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 8192 {
+                kept.drain(..kept.len() - 4096);
+            }
+        }
+        let start = kept.len().saturating_sub(keep);
+        String::from_utf8_lossy(&kept[start..]).into_owned()
+    });
+    let stdout = child.stdout.take();
+    Ok(Running {
+        child,
+        stdout,
+        tail,
+    })
+}
+
+impl Running {
+    /// Waits for the command (a signal meant for strata does not stop the wait) and for
+    /// the end of its stderr.
+    pub fn wait(mut self) -> io::Result<Exit> {
+        drop(self.stdout.take());
+        let status = loop {
+            match self.child.wait() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        let stderr_tail = self.tail.join().unwrap_or_default();
+        let (code, status) = describe(status);
+        Ok(Exit {
+            code,
+            status,
+            stderr_tail,
+        })
+    }
+}
+
+/// (exit code, status text) of a finished command.
+fn describe(status: ExitStatus) -> (i32, String) {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => (0, "succeeded".into()),
+        (Some(c), _) => (c, format!("exited with status {c}")),
+        (None, Some(s)) => (128 + s, format!("was killed by signal {s}")),
+        _ => (1, "failed".into()),
+    }
+}
+
+/// Runs a hook (`--before`, `--after`) to its end: its stdout and stderr go to our
+/// stderr (stdout may carry --json), and it runs in its own process group so a Ctrl-C
+/// meant for strata cannot stop it half way (a service must be started again even then).
+pub fn run_hook(command: &str) -> Exit {
+    let stdout = io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
+    match spawn(command, 0, stdout, true, 2048) {
+        Ok(r) => r
+            .wait()
+            .unwrap_or_else(|e| Exit::failed(format!("could not be waited for: {e}"))),
+        Err(e) => Exit::failed(format!("could not be started: {e}")),
+    }
 }
 
 /// The guardian of one `--cmd`: leads the process group the command joins, and kills

@@ -314,7 +314,7 @@ mod tests {
     use super::*;
     use crate::archive::{Archive, Config};
     use crate::format::BlobId;
-    use crate::ingest::{IngestOptions, Progress, SourceSpec, ingest};
+    use crate::ingest::{IngestOptions, Parent, Progress, SourceSpec, ingest};
 
     /// An archive with one snapshot (label "l", tag "t") of a source "src" holding
     /// `sub/deeper/f`.
@@ -335,7 +335,7 @@ mod tests {
             tags: vec!["t".into()],
             excludes: vec![],
             one_file_system: false,
-            parent: None,
+            parent: Parent::None,
             strict: false,
             argv: vec![],
             before: None,
