@@ -3,7 +3,6 @@
 //! insertion only changes the chunks around it. One reusable buffer of `max` bytes per
 //! chunker bounds memory whatever the stream length.
 
-use crate::archive::Config;
 use fastcdc::v2020::{Normalization, cut, select_masks};
 use std::io::{self, Read};
 
@@ -36,14 +35,6 @@ impl Chunker {
             end: 0,
             eof: false,
         }
-    }
-
-    pub fn from_config(c: &Config) -> Chunker {
-        Chunker::new(
-            c.chunk_min as usize,
-            c.chunk_avg as usize,
-            c.chunk_max as usize,
-        )
     }
 
     /// Starts a new stream (a new file).

@@ -112,7 +112,13 @@ fn walk_on_thread<'a>(
                 walker_thread.store(unsafe { libc::pthread_self() } as u64, Ordering::Relaxed);
                 // Cleared however the walker ends (even by a panic), so the watcher stops.
                 let _walking = ClearOnDrop(walking);
-                let chunks = Chunks::new(Chunker::from_config(archive.config()), sink, progress);
+                let cfg = archive.config();
+                let chunker = Chunker::new(
+                    cfg.chunk_min as usize,
+                    cfg.chunk_avg as usize,
+                    cfg.chunk_max as usize,
+                );
+                let chunks = Chunks::new(chunker, sink, progress);
                 let mut ctx = Context::new(archive, opts, progress, chunks);
                 let root = super::root::build(&mut ctx, parent_root)?;
                 Ok((root, ctx.stats, ctx.errors, ctx.commands, ctx.warnings))
