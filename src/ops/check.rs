@@ -91,13 +91,42 @@ pub fn check(
 ) -> Result<CheckReport, ArchiveError> {
     let started = Instant::now();
     let mut report = CheckReport::default();
-    let mut bad: Bad = HashMap::new();
     // Packs and blobs a concurrent prune removed or moved while check ran.
-    let mut moved_packs = 0u64;
-    let mut moved_blobs = AtomicU64::new(0);
+    let moved_packs = check_packs(archive, &mut report)?;
+    let (bad, moved_blobs) = check_blobs(archive, opts, progress, &mut report)?;
 
-    // 1. Packs: every pack the index knows exists with at least its recorded size; every
-    //    pack file is known to the index.
+    // 3. Snapshots: every record decodes; every tree reachable decodes (read with crc32
+    //    and BLAKE3); every chunk it references is in the index. Subtrees known to be
+    //    clean are not walked again.
+    let (walker, forgotten) = check_snapshots(archive, opts, &bad, &mut report)?;
+    report.trees = walker.trees;
+    if moved_packs > 0 || moved_blobs > 0 {
+        report.notes.push(format!(
+            "{moved_packs} pack(s) and {} blob(s) were removed or moved by a prune while check ran; \
+             blobs were read where the index puts them now",
+            moved_blobs
+        ));
+    }
+    for snap in forgotten {
+        report.notes.push(format!(
+            "snapshot {snap} was forgotten while check ran: skipped"
+        ));
+    }
+    damage_findings(&bad, &walker.damages, &walker.tree_errors, &mut report);
+    report.findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.location.cmp(&b.location))
+    });
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Step 1 of [`check`]: every pack the index knows exists with at least its recorded
+/// size; every pack in the store is known to the index. Returns how many packs a
+/// concurrent prune removed meanwhile.
+fn check_packs(archive: &Archive, report: &mut CheckReport) -> Result<u64, ArchiveError> {
+    let mut moved_packs = 0u64;
     let known = archive.pack_rows()?;
     let known_ids: HashSet<PackId> = known.iter().map(|(p, _, _)| *p).collect();
     for (p, size, _) in &known {
@@ -184,8 +213,20 @@ pub fn check(
         }
     }
 
-    // 2. Blobs: each index row matches the record in its pack; with read_data every
-    //    record's bytes are verified (crc32 and BLAKE3), spread over threads.
+    Ok(moved_packs)
+}
+
+/// Step 2 of [`check`]: each index row matches the record in its pack; with `read_data`
+/// every record's bytes are verified (crc32 and id), spread over threads. Returns the
+/// damaged blobs and how many blobs a concurrent prune moved meanwhile.
+fn check_blobs(
+    archive: &Archive,
+    opts: &CheckOptions,
+    progress: &CheckProgress,
+    report: &mut CheckReport,
+) -> Result<(Bad, u64), ArchiveError> {
+    let mut bad: Bad = HashMap::new();
+    let mut moved_blobs = AtomicU64::new(0);
     let blobs = archive.blobs()?;
     report.blobs = blobs.len() as u64;
     if opts.read_data {
@@ -250,30 +291,17 @@ pub fn check(
         }
     }
 
-    // 3. Snapshots: every record decodes; every tree reachable decodes (read with crc32
-    //    and BLAKE3); every chunk it references is in the index. Subtrees known to be
-    //    clean are not walked again.
-    let (walker, forgotten) = check_snapshots(archive, opts, &bad, &mut report)?;
-    report.trees = walker.trees;
-    if moved_packs > 0 || *moved_blobs.get_mut() > 0 {
-        report.notes.push(format!(
-            "{moved_packs} pack(s) and {} blob(s) were removed or moved by a prune while check ran; \
-             blobs were read where the index puts them now",
-            moved_blobs.get_mut()
-        ));
-    }
-    for snap in forgotten {
-        report.notes.push(format!(
-            "snapshot {snap} was forgotten while check ran: skipped"
-        ));
-    }
-    let Walker {
-        damages,
-        tree_errors,
-        ..
-    } = walker;
+    Ok((bad, *moved_blobs.get_mut()))
+}
 
-    // Damaged blobs (whether or not a snapshot uses them) and missing ones.
+/// Damaged blobs (whether or not a snapshot uses them) and missing ones, each with the
+/// snapshot paths it damages.
+fn damage_findings(
+    bad: &Bad,
+    damages: &HashMap<BlobId, Vec<String>>,
+    tree_errors: &HashMap<BlobId, (String, bool)>,
+    report: &mut CheckReport,
+) {
     let mut ids: Vec<&BlobId> = bad
         .keys()
         .chain(damages.keys().filter(|k| !bad.contains_key(k)))
@@ -312,13 +340,6 @@ pub fn check(
             damages: paths,
         });
     }
-    report.findings.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(a.location.cmp(&b.location))
-    });
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// Step 3 of [`check`]: every selected snapshot's record and trees. Returns the walk
