@@ -152,6 +152,19 @@ fn write_config(path: &Path, config: &Config) -> Result<(), ArchiveError> {
         .map_err(io(path))
 }
 
+/// Takes the single-writer lock of the archive at `root` (no wait: a held lock is
+/// [`ArchiveError::Locked`], naming the holder's pid).
+pub(crate) fn lock_writer(root: &Path) -> Result<WriterLock, ArchiveError> {
+    let lock_path = root.join(LOCK_FILE);
+    WriterLock::acquire(&lock_path).map_err(|e| match e {
+        LockError::Held { pid } => ArchiveError::Locked { pid },
+        LockError::Io(source) => ArchiveError::Io {
+            path: lock_path.clone(),
+            source,
+        },
+    })
+}
+
 pub struct Archive {
     root: PathBuf,
     config: Config,
@@ -217,14 +230,7 @@ impl Archive {
     /// whether it already was.
     pub fn set_append_only(path: &Path) -> Result<bool, ArchiveError> {
         // Under the writer lock, so no forget or prune is half way through.
-        let lock_path = path.join(LOCK_FILE);
-        let _lock = WriterLock::acquire(&lock_path).map_err(|e| match e {
-            LockError::Held { pid } => ArchiveError::Locked { pid },
-            LockError::Io(source) => ArchiveError::Io {
-                path: lock_path.clone(),
-                source,
-            },
-        })?;
+        let _lock = lock_writer(path)?;
         let mut config = Self::read_config(path)?;
         if config.append_only {
             return Ok(true);
@@ -548,14 +554,7 @@ impl Archive {
 
     /// Takes the writer lock and starts a write session.
     pub fn begin_write(&self) -> Result<WriteSession<'_>, ArchiveError> {
-        let lock_path = self.root.join(LOCK_FILE);
-        let lock = WriterLock::acquire(&lock_path).map_err(|e| match e {
-            LockError::Held { pid } => ArchiveError::Locked { pid },
-            LockError::Io(source) => ArchiveError::Io {
-                path: lock_path.clone(),
-                source,
-            },
-        })?;
+        let lock = lock_writer(&self.root)?;
         // Packs left by a crashed writer keep their numbers; start after all of them.
         let mut next = self.index.max_pack_id()? + 1;
         for o in self.store.list().map_err(PackError::from)?.0 {

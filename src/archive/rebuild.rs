@@ -11,8 +11,8 @@
 //! lists them by the location of their records (pack number, then offset), which is the
 //! order they were committed in (see `docs/FORMAT.md`, "Commit order").
 
-use super::lock::{LockError, WriterLock};
-use super::{Archive, ArchiveError, INDEX_FILE, LOCK_FILE, QUARANTINE_DIR, io, local_store};
+use super::lock::WriterLock;
+use super::{Archive, ArchiveError, INDEX_FILE, QUARANTINE_DIR, io, local_store};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::{BlobId, PackId};
@@ -129,14 +129,7 @@ impl Rebuild {
 /// a damaged copy only when there is no sound one.
 pub fn survey_packs(root: &Path) -> Result<(Rebuild, Survey), ArchiveError> {
     let config = Archive::read_config(root)?;
-    let lock_path = root.join(LOCK_FILE);
-    let lock = WriterLock::acquire(&lock_path).map_err(|e| match e {
-        LockError::Held { pid } => ArchiveError::Locked { pid },
-        LockError::Io(source) => ArchiveError::Io {
-            path: lock_path.clone(),
-            source,
-        },
-    })?;
+    let lock = super::lock_writer(root)?;
     let store = local_store(root);
     let store_err = |e| ArchiveError::Pack(PackError::Store(e));
     let mut report = Survey::default();

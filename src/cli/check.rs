@@ -194,8 +194,8 @@ pub fn run_repair(a: RepairArgs) -> CmdResult {
     eprintln!(
         "rebuilt {} from {} pack(s): {} blobs, {} snapshot(s) recovered in {:.1} s",
         a.archive.join("index.sqlite").display(),
-        r.packs,
-        r.blobs,
+        r.survey.packs,
+        r.survey.blobs,
         r.recovered.len(),
         started.elapsed().as_secs_f64()
     );
@@ -205,32 +205,32 @@ pub fn run_repair(a: RepairArgs) -> CmdResult {
     for (id, why) in &r.incomplete {
         eprintln!("  NOT recovered {}: {}", id.short(), text(why));
     }
-    for (p, at, len, kept) in &r.torn {
+    for (p, at, len, kept) in &r.survey.torn {
         eprintln!(
             "  torn tail of packs/{} at offset {at} ({len} bytes) set aside in {kept}",
             p.file_name()
         );
     }
-    for (n, why) in &r.unreadable {
+    for (n, why) in &r.survey.unreadable {
         eprintln!("  packs/{n} is not a readable pack: {why}");
     }
-    for (p, at, id) in &r.damaged {
+    for (p, at, id) in &r.survey.damaged {
         eprintln!(
             "  damaged blob {} at packs/{} offset {at} (run `strata check --read-data` to see which files)",
             id.short(),
             p.file_name()
         );
     }
-    for (p, a0, b) in &r.gaps {
+    for (p, a0, b) in &r.survey.gaps {
         eprintln!(
             "  undecodable bytes in packs/{} from {a0} to {b} were skipped",
             p.file_name()
         );
     }
-    for (n, why) in &r.skipped {
+    for (n, why) in &r.survey.skipped {
         eprintln!("strata: warning: packs/{n} {why} (move it out of packs/)");
     }
-    for (n, why) in &r.cut {
+    for (n, why) in &r.survey.cut {
         eprintln!("  packs/{n} {why}");
     }
     if r.lost_something() {

@@ -6,76 +6,43 @@
 
 use crate::archive::ArchiveError;
 use crate::archive::rebuild::{Rebuild, Survey, survey_packs};
+use crate::format::BlobId;
 use crate::format::forget::ForgetRecord;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Node;
-use crate::format::{BlobId, PackId};
 use crate::tree::{Ref, Trees};
 use std::collections::HashSet;
 use std::path::Path;
 
 #[derive(Default, Debug)]
 pub struct RepairReport {
-    pub packs: u64,
-    pub blobs: u64,
-    /// Records whose stored bytes fail their crc32 (indexed, so reads of them fail
-    /// loudly and `check` names the files they damage).
-    pub damaged: Vec<(PackId, u64, BlobId)>,
-    /// Undecodable stretches inside packs: (pack, start, end).
-    pub gaps: Vec<(PackId, u64, u64)>,
-    /// Torn tails set aside: (pack, offset, bytes, where the bytes were put).
-    pub torn: Vec<(PackId, u64, u64, String)>,
-    /// Pack files that are not packs (bad header): moved to quarantine.
-    pub unreadable: Vec<(String, String)>,
+    /// What surveying the packs found and did (damage, gaps, torn tails, strays).
+    pub survey: Survey,
     pub recovered: Vec<(BlobId, String)>,
     pub incomplete: Vec<(BlobId, String)>,
     /// Snapshot records found but named by a forget record (not registered).
     pub forgotten: u64,
-    /// Entries of packs/ named like packs that are not regular files: (name, why).
-    pub skipped: Vec<(String, String)>,
-    /// Packs the old index knew that are now shorter: (file name, what happened).
-    pub cut: Vec<(String, String)>,
 }
 
 impl RepairReport {
     /// True when something could not be recovered (the CLI exits 3).
     pub fn lost_something(&self) -> bool {
+        let s = &self.survey;
         !(self.incomplete.is_empty()
-            && self.damaged.is_empty()
-            && self.gaps.is_empty()
-            && self.unreadable.is_empty()
-            && self.cut.is_empty())
-    }
-
-    fn from_survey(s: Survey) -> RepairReport {
-        let Survey {
-            packs,
-            blobs,
-            damaged,
-            gaps,
-            torn,
-            unreadable,
-            skipped,
-            cut,
-        } = s;
-        RepairReport {
-            packs,
-            blobs,
-            damaged,
-            gaps,
-            torn,
-            unreadable,
-            skipped,
-            cut,
-            ..RepairReport::default()
-        }
+            && s.damaged.is_empty()
+            && s.gaps.is_empty()
+            && s.unreadable.is_empty()
+            && s.cut.is_empty())
     }
 }
 
 pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
     let (rebuild, survey) = survey_packs(root)?;
-    let mut report = RepairReport::from_survey(survey);
+    let mut report = RepairReport {
+        survey,
+        ..RepairReport::default()
+    };
 
     // Snapshots: register those whose every reachable blob exists, unless a forget
     // record names them.
