@@ -4,9 +4,10 @@
 //! each pass a [`Visitor`] (or, for diff, a [`PairVisitor`]) saying what to do at a node.
 //!
 //! Invariants:
-//! - Depth is bounded here and only here: a tree more than [`MAX_DEPTH`] levels below
+//! - Depth is bounded here and only here: a tree more than [`WALK_LIMIT`] levels below
 //!   the start is refused (a hostile archive can chain trees without end), with one
-//!   error text for every caller.
+//!   error text for every caller. Ingest stores at most [`MAX_DEPTH`] levels below a
+//!   source, and a walk from the snapshot root sees the source itself as one more level.
 //! - Memory holds the trees on the current path only: each level keeps its tree's nodes
 //!   decoded (or, for a streaming visitor, its bytes and a cursor), however many paths
 //!   there are below.
@@ -14,6 +15,9 @@
 //!   visit a subtree shared by many snapshots once.
 
 use super::MAX_DEPTH;
+
+/// The deepest level a walk descends to: [`MAX_DEPTH`] below a source, plus the source.
+pub const WALK_LIMIT: usize = MAX_DEPTH + 1;
 use crate::archive::{Archive, ArchiveError};
 use crate::format::BlobId;
 use crate::format::tree::{Node, TreeCursor, decode_tree};
@@ -195,7 +199,7 @@ fn descend<V: Visitor>(
         v.leave(parent, frame, path, &node)?;
         return Ok(None);
     };
-    if depth > MAX_DEPTH {
+    if depth > WALK_LIMIT {
         v.too_deep(parent, frame, path, &node, too_deep_error(path))?;
         return Ok(None);
     }
@@ -293,7 +297,7 @@ impl Pair {
         path: &[u8],
         depth: usize,
     ) -> Result<Pair, ArchiveError> {
-        if depth > MAX_DEPTH {
+        if depth > WALK_LIMIT {
             return Err(too_deep_error(path));
         }
         let read = |id: Option<BlobId>| match id {
@@ -617,12 +621,12 @@ mod tests {
     #[test]
     fn trees_nest_to_the_limit_and_a_deeper_chain_is_refused_on_a_default_stack() {
         // The test thread has the default stack: no level may cost a stack frame.
-        let (_t, archive, root) = fixture(chain(MAX_DEPTH));
+        let (_t, archive, root) = fixture(chain(WALK_LIMIT));
         let mut r = Recorder::<true>::default();
         walk(&archive, &root, &mut String::new(), &mut r).unwrap();
         assert_eq!(
             r.log.iter().filter(|l| l.starts_with("visit")).count(),
-            MAX_DEPTH + 1
+            WALK_LIMIT + 1
         );
 
         let (_t, archive, root) = fixture(chain(MAX_DEPTH + 5));
@@ -633,7 +637,7 @@ mod tests {
             &mut Recorder::<false>::default(),
         )
         .unwrap_err();
-        let deep = vec!["d"; MAX_DEPTH + 1].join("/");
+        let deep = vec!["d"; WALK_LIMIT + 1].join("/");
         assert_eq!(
             e.to_string(),
             format!("tree deeper than {MAX_DEPTH} levels at {deep:?} (damaged or hostile archive)")
