@@ -6,6 +6,7 @@
 
 pub mod forget;
 pub mod ids;
+pub mod key;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -2,15 +2,221 @@
 //! where blob ids are computed. Writing: id = hash(plain); stored = zstd(plain), or plain
 //! when it will not compress. Reading: check the plain length, and the id when asked.
 //!
-//! The archive owns one [`Codec`] (made from its config) and hands it to the pack reader
-//! and to writers; nothing else compresses, decompresses or hashes blob contents. That
-//! is where encryption (seal after compress, open before decompress, a keyed id hash)
-//! plugs in.
+//! An encrypted archive's codec (format version 2) holds the master key: ids are a keyed
+//! BLAKE3 under the id key (equal content in two archives gets different ids), and stored
+//! bytes are sealed after compression with AES-256-GCM under the data key:
+//! `nonce [12] || ciphertext || tag [16]`, a fresh random nonce per blob, associated data
+//! the blob's kind byte and its 32-byte id, so a record moved under another id or kind
+//! fails authentication. Reading opens before decompressing. The key slots' wrapping
+//! (Argon2id, then the same AEAD) is here too: nothing else in strata does cryptography.
+//!
+//! The archive owns one [`Codec`] (made from its config and, when encrypted, its master
+//! key) and hands it to the pack reader and to writers; nothing else compresses,
+//! decompresses, seals, opens or hashes blob contents.
 
 use super::PackError;
+use crate::format::key::{
+    KdfParams, KeyRecord, MASTER_KEY_LEN, NONCE_LEN, SALT_LEN, TAG_LEN, WRAPPED_LEN,
+};
 use crate::format::pack::{BlobHeader, BlobKind, Compression};
 use crate::format::{BlobId, PackId};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
 use std::cell::RefCell;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// The name of the AEAD in the config's `encryption` line.
+pub const AEAD_NAME: &str = "aes-256-gcm";
+
+/// Bytes a sealed blob adds to its compressed form: the nonce and the tag.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// The associated-data domain of a sealed index row (a snapshot catalogue entry): not a
+/// blob kind, so a row can never be opened as a blob or the reverse.
+const ROW_DOMAIN: u8 = 0xC0;
+
+/// The operating system's randomness was unavailable.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed")]
+pub struct RandomError;
+
+/// Fills `buf` from the operating system's random number generator.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), RandomError> {
+    SystemRandom::new().fill(buf).map_err(|_| RandomError)
+}
+
+/// An archive's master key: 32 bytes of data key then 32 bytes of id key. Zeroed when
+/// dropped; never printed (its `Debug` says nothing).
+#[derive(Clone)]
+pub struct MasterKey(Zeroizing<[u8; MASTER_KEY_LEN]>);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// A new random master key.
+    pub fn generate() -> Result<MasterKey, RandomError> {
+        let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+        random_bytes(&mut k[..])?;
+        Ok(MasterKey(k))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_bytes(b: [u8; MASTER_KEY_LEN]) -> MasterKey {
+        MasterKey(Zeroizing::new(b))
+    }
+
+    fn data_key(&self) -> &[u8] {
+        &self.0[..32]
+    }
+
+    fn id_key(&self) -> [u8; 32] {
+        self.0[32..].try_into().expect("32 bytes")
+    }
+}
+
+/// Derives a 32-byte wrapping key from a password with Argon2id v1.3.
+pub fn derive_key(
+    password: &[u8],
+    salt: &[u8; SALT_LEN],
+    p: &KdfParams,
+) -> Result<Zeroizing<[u8; 32]>, String> {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
+        .map_err(|e| e.to_string())?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(password, salt, &mut out[..])
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn aead_key(key: &[u8]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("AES-256 key is 32 bytes"))
+}
+
+/// AES-256-GCM: appends the ciphertext and tag of `plain` to `out`.
+fn aead_seal(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    ad: &[u8],
+    plain: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    out.extend_from_slice(plain);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(ad),
+            &mut out[start..],
+        )
+        .expect("AES-GCM seals any blob below 64 GiB");
+    out.extend_from_slice(tag.as_ref());
+}
+
+/// AES-256-GCM: the plain bytes of `sealed[from..]` (ciphertext || tag), moved to the
+/// front of `sealed`; `None` when the tag does not verify.
+fn aead_open(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    ad: &[u8],
+    mut sealed: Vec<u8>,
+    from: usize,
+) -> Option<Vec<u8>> {
+    let n = key
+        .open_within(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(ad),
+            &mut sealed,
+            from..,
+        )
+        .ok()?
+        .len();
+    sealed.truncate(n);
+    Some(sealed)
+}
+
+/// Wraps `master` under `password` for key slot `slot`, with a fresh random salt and
+/// nonce.
+pub fn wrap_master_key(
+    master: &MasterKey,
+    password: &[u8],
+    kdf: KdfParams,
+    slot: u64,
+) -> Result<KeyRecord, String> {
+    let mut salt = [0u8; SALT_LEN];
+    let mut nonce = [0u8; NONCE_LEN];
+    random_bytes(&mut salt).map_err(|e| e.to_string())?;
+    random_bytes(&mut nonce).map_err(|e| e.to_string())?;
+    wrap_master_key_with(master, password, kdf, slot, salt, nonce)
+}
+
+/// [`wrap_master_key`] with a given salt and nonce (golden-bytes tests).
+fn wrap_master_key_with(
+    master: &MasterKey,
+    password: &[u8],
+    kdf: KdfParams,
+    slot: u64,
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
+) -> Result<KeyRecord, String> {
+    kdf.check().map_err(|e| e.to_string())?;
+    let kek = derive_key(password, &salt, &kdf)?;
+    let mut rec = KeyRecord {
+        kdf,
+        salt,
+        nonce,
+        wrapped: [0; WRAPPED_LEN],
+    };
+    let ad = KeyRecord::associated_data(&rec.header(), slot);
+    let mut out = Vec::with_capacity(WRAPPED_LEN);
+    aead_seal(&aead_key(&kek[..]), nonce, &ad, &master.0[..], &mut out);
+    rec.wrapped.copy_from_slice(&out);
+    Ok(rec)
+}
+
+/// The master key in `record` (slot `slot`) when `password` opens it; `None` when it
+/// does not (a wrong password: the record's crc32 was checked when it was decoded).
+pub fn unwrap_master_key(record: &KeyRecord, password: &[u8], slot: u64) -> Option<MasterKey> {
+    let kek = derive_key(password, &record.salt, &record.kdf).ok()?;
+    let ad = KeyRecord::associated_data(&record.header(), slot);
+    let plain = Zeroizing::new(aead_open(
+        &aead_key(&kek[..]),
+        record.nonce,
+        &ad,
+        record.wrapped.to_vec(),
+        0,
+    )?);
+    let mut k = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+    k.copy_from_slice(plain.get(..MASTER_KEY_LEN)?);
+    Some(MasterKey(k))
+}
+
+/// The keys of an encrypted archive, ready to use.
+struct Keys {
+    master: MasterKey,
+    aead: LessSafeKey,
+    id_key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(..)")
+    }
+}
+
+/// The associated data of a sealed blob: its kind byte and its id.
+fn blob_ad(domain: u8, id: &BlobId) -> [u8; 33] {
+    let mut ad = [0u8; 33];
+    ad[0] = domain;
+    ad[1..].copy_from_slice(&id.0);
+    ad
+}
 
 /// A blob ready to be appended: its plain id and length, and the stored bytes.
 pub struct StoredBlob {
@@ -25,6 +231,8 @@ pub struct StoredBlob {
 #[derive(Clone, Debug)]
 pub struct Codec {
     level: i32,
+    /// The master key, for an encrypted archive.
+    keys: Option<Arc<Keys>>,
 }
 
 thread_local! {
@@ -41,17 +249,54 @@ thread_local! {
 impl Codec {
     /// A codec compressing at zstd `level` (the archive's config).
     pub fn new(level: i32) -> Codec {
-        Codec { level }
+        Codec { level, keys: None }
     }
 
-    /// The id of a blob with these plain bytes.
+    /// A codec for an encrypted archive: keyed ids, sealed blobs.
+    pub fn encrypted(level: i32, master: &MasterKey) -> Codec {
+        Codec {
+            level,
+            keys: Some(Arc::new(Keys {
+                aead: aead_key(master.data_key()),
+                id_key: Zeroizing::new(master.id_key()),
+                master: master.clone(),
+            })),
+        }
+    }
+
+    /// True when blobs are sealed.
+    pub fn is_encrypted(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// The master key of an encrypted archive (to wrap it for a new key slot).
+    pub fn master_key(&self) -> Option<&MasterKey> {
+        self.keys.as_ref().map(|k| &k.master)
+    }
+
+    /// The id of a blob with these plain bytes: BLAKE3, keyed with the id key when the
+    /// archive is encrypted.
     pub fn id_of(&self, plain: &[u8]) -> BlobId {
-        BlobId(*blake3::hash(plain).as_bytes())
+        match &self.keys {
+            None => BlobId(*blake3::hash(plain).as_bytes()),
+            Some(k) => BlobId(*blake3::keyed_hash(&k.id_key, plain).as_bytes()),
+        }
     }
 
-    /// The stored form of `plain`, whose id the caller computed with [`Codec::id_of`].
+    /// The stored form of `plain`, whose id the caller computed with [`Codec::id_of`]:
+    /// compressed, then sealed when the archive is encrypted.
     pub fn encode(&self, kind: BlobKind, id: BlobId, plain: &[u8]) -> StoredBlob {
         let (compression, data) = self.compress(plain);
+        let data = match &self.keys {
+            None => data,
+            Some(k) => {
+                let mut nonce = [0u8; NONCE_LEN];
+                // Without the OS's randomness no nonce can be trusted: stop rather than
+                // risk a repeat.
+                random_bytes(&mut nonce).expect("the OS random number generator failed");
+                seal_with_nonce(k, kind as u8, &id, &data, nonce)
+            }
+        };
         StoredBlob {
             kind,
             id,
@@ -59,6 +304,22 @@ impl Codec {
             compression,
             data,
         }
+    }
+
+    /// Seals a snapshot catalogue row for the index (`None` when not encrypted: the
+    /// row is then kept in clear columns).
+    pub fn seal_row(&self, id: &BlobId, plain: &[u8]) -> Option<Vec<u8>> {
+        let k = self.keys.as_ref()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce).expect("the OS random number generator failed");
+        Some(seal_with_nonce(k, ROW_DOMAIN, id, plain, nonce))
+    }
+
+    /// Opens a sealed catalogue row; `None` when it does not authenticate (or the codec
+    /// has no keys).
+    pub fn open_row(&self, id: &BlobId, sealed: &[u8]) -> Option<Vec<u8>> {
+        let k = self.keys.as_ref()?;
+        open_sealed(k, ROW_DOMAIN, id, sealed.to_vec())
     }
 
     /// Compresses `raw` with zstd at the archive's level; keeps it raw when a quick
@@ -93,6 +354,16 @@ impl Codec {
         offset: u64,
         verify_id: bool,
     ) -> Result<Vec<u8>, PackError> {
+        let stored = match &self.keys {
+            None => stored,
+            Some(k) => {
+                open_sealed(k, header.kind as u8, &header.id, stored).ok_or(PackError::Auth {
+                    pack,
+                    offset,
+                    id: header.id,
+                })?
+            }
+        };
         let plain = match header.compression {
             Compression::None => stored,
             Compression::Zstd => {
@@ -132,6 +403,30 @@ impl Codec {
         }
         Ok(plain)
     }
+}
+
+/// `nonce || AES-256-GCM(plain) || tag` with associated data `domain || id`.
+fn seal_with_nonce(
+    k: &Keys,
+    domain: u8,
+    id: &BlobId,
+    plain: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SEAL_OVERHEAD + plain.len());
+    out.extend_from_slice(&nonce);
+    aead_seal(&k.aead, nonce, &blob_ad(domain, id), plain, &mut out);
+    out
+}
+
+/// The plain bytes of `nonce || ciphertext || tag`; `None` when too short or the tag
+/// does not verify (damage, or a record moved under another id or kind).
+fn open_sealed(k: &Keys, domain: u8, id: &BlobId, sealed: Vec<u8>) -> Option<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return None;
+    }
+    let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().expect("12 bytes");
+    aead_open(&k.aead, nonce, &blob_ad(domain, id), sealed, NONCE_LEN)
 }
 
 /// True when four 8 KiB samples spread over `raw` compress (at zstd level 1) by less
