@@ -1014,4 +1014,6 @@ impl<'a> WriteSession<'a> {
 }
 
 #[cfg(test)]
+mod enc_tests;
+#[cfg(test)]
 mod fault_tests;

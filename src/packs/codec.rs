@@ -517,4 +517,214 @@ mod tests {
             Err(PackError::Mismatch { .. })
         ));
     }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn master(fill: u8) -> MasterKey {
+        MasterKey::from_bytes([fill; MASTER_KEY_LEN])
+    }
+
+    #[test]
+    fn aes_256_gcm_known_answer() {
+        // The GCM specification (McGrew & Viega), test case 16: AES-256, 96-bit IV,
+        // associated data.
+        let key = aead_key(&hex(
+            "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+        ));
+        let plain = hex(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+             1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+        );
+        let ad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let nonce: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
+        let expected = hex(
+            "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+             8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662\
+             76fc6ece0f4e1768cddf8853bb2d551b",
+        );
+        let mut out = Vec::new();
+        aead_seal(&key, nonce, &ad, &plain, &mut out);
+        assert_eq!(out, expected);
+        assert_eq!(aead_open(&key, nonce, &ad, out, 0).unwrap(), plain);
+    }
+
+    #[test]
+    fn argon2id_known_answer() {
+        // The reference implementation's test vector (phc-winner-argon2, test.c):
+        // Argon2id v1.3, t = 2, m = 64 MiB, p = 1, "password", "somesalt".
+        let p = KdfParams {
+            memory_kib: 1 << 16,
+            iterations: 2,
+            parallelism: 1,
+        };
+        let mut salt = [0u8; SALT_LEN];
+        salt[..8].copy_from_slice(b"somesalt");
+        // derive_key takes a 16-byte salt; the vector's salt is 8 bytes, so check the
+        // crate with it directly and derive_key against a second, cross-checked value.
+        use argon2::{Algorithm, Argon2, Params, Version};
+        let mut out = [0u8; 32];
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32)).unwrap(),
+        )
+        .hash_password_into(b"password", b"somesalt", &mut out)
+        .unwrap();
+        assert_eq!(
+            out.to_vec(),
+            hex("09316115d5cf24ed5a15a31a3ba326e5cf32edc24702987c02b6566f61913cf7")
+        );
+        // derive_key as used (16-byte salt, 32-byte output), cross-checked against
+        // Python's `cryptography` 48 (OpenSSL's Argon2id).
+        let got = derive_key(b"password", &[0x02; SALT_LEN], &p).unwrap();
+        assert_eq!(
+            got.to_vec(),
+            hex(ARGON2ID_SALT02_VECTOR),
+            "derive_key is Argon2id v1.3 with the stored parameters"
+        );
+    }
+
+    /// Argon2id v1.3, t = 2, m = 65536 KiB, p = 1, password "password", salt 16 × 0x02,
+    /// 32 bytes (computed with Python `cryptography`'s Argon2id).
+    const ARGON2ID_SALT02_VECTOR: &str = ARGON2_SALT02;
+
+    #[test]
+    fn a_sealed_blob_has_fixed_golden_bytes() {
+        let c = Codec::encrypted(3, &master(0x42));
+        let k = c.keys.as_ref().unwrap();
+        let id = c.id_of(b"hello");
+        assert_eq!(
+            id.hex(),
+            crate::format::to_hex(blake3::keyed_hash(&[0x42; 32], b"hello").as_bytes()),
+            "ids are BLAKE3 keyed with the id key (the master key's second half)"
+        );
+        let sealed = seal_with_nonce(k, BlobKind::Chunk as u8, &id, b"hello", [0x07; 12]);
+        assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(
+            crate::format::to_hex(&sealed),
+            SEALED_HELLO,
+            "format changed, version bump required"
+        );
+        assert_eq!(
+            open_sealed(k, BlobKind::Chunk as u8, &id, sealed).unwrap(),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn a_key_record_wraps_with_fixed_golden_bytes_and_opens_only_with_its_password() {
+        let p = KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let m = master(0x42);
+        let rec = wrap_master_key_with(&m, b"correct horse", p, 7, [0x11; 16], [0x22; 12]).unwrap();
+        assert_eq!(
+            crate::format::to_hex(&rec.encode()),
+            KEY_RECORD_GOLDEN,
+            "format changed, version bump required"
+        );
+        let got = unwrap_master_key(&rec, b"correct horse", 7).unwrap();
+        assert_eq!(&got.0[..], &m.0[..]);
+        assert!(unwrap_master_key(&rec, b"correct horsf", 7).is_none());
+        // Bound to its slot: the same record under another slot's name does not open.
+        assert!(unwrap_master_key(&rec, b"correct horse", 8).is_none());
+        assert!(
+            format!("{got:?}").find("42").is_none(),
+            "keys are never printed"
+        );
+    }
+
+    #[test]
+    fn every_flipped_byte_of_a_sealed_blob_fails_to_open() {
+        let c = Codec::encrypted(3, &master(9));
+        for (kind, plain) in [
+            (BlobKind::Chunk, b"<Issue key=\"PRJ-1\"/>\n".repeat(50)),
+            (BlobKind::Tree, b"tree bytes, small".to_vec()),
+            (BlobKind::Snapshot, vec![0u8; 300]),
+        ] {
+            let b = c.encode(kind, c.id_of(&plain), &plain);
+            let h = header(&b);
+            assert_eq!(
+                c.decode(&h, b.data.clone(), PackId(1), 8, true).unwrap(),
+                plain
+            );
+            for i in 0..b.data.len() {
+                let mut d = b.data.clone();
+                d[i] ^= 0x10;
+                let err = c.decode(&h, d, PackId(1), 8, true).unwrap_err();
+                assert!(matches!(err, PackError::Auth { .. }), "byte {i}: {err}");
+                assert!(err.is_corruption());
+                assert!(
+                    err.to_string()
+                        .contains("pack 0000000000000001.pack offset 8"),
+                    "{err}"
+                );
+            }
+            for n in 0..b.data.len() {
+                assert!(
+                    c.decode(&h, b.data[..n].to_vec(), PackId(1), 8, false)
+                        .is_err()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_blob_swapped_with_another_of_the_same_length_fails_authentication() {
+        let c = Codec::encrypted(3, &master(9));
+        let (a, b) = (b"first  content".to_vec(), b"second content".to_vec());
+        let ba = c.encode(BlobKind::Chunk, c.id_of(&a), &a);
+        let bb = c.encode(BlobKind::Chunk, c.id_of(&b), &b);
+        assert_eq!(ba.data.len(), bb.data.len());
+        // b's bytes under a's header (crc32 made to match): the tag binds the id.
+        let mut h = header(&ba);
+        h.data_crc = crc32fast::hash(&bb.data);
+        assert!(matches!(
+            c.decode(&h, bb.data.clone(), PackId(1), 8, false),
+            Err(PackError::Auth { .. })
+        ));
+        // The same bytes under the same id but another kind: the tag binds the kind.
+        let mut h = header(&ba);
+        h.kind = BlobKind::Tree;
+        assert!(matches!(
+            c.decode(&h, ba.data.clone(), PackId(1), 8, false),
+            Err(PackError::Auth { .. })
+        ));
+        // A row sealed for one snapshot does not open as another's.
+        let row = c.seal_row(&ba.id, b"row").unwrap();
+        assert_eq!(c.open_row(&ba.id, &row).unwrap(), b"row");
+        assert!(c.open_row(&bb.id, &row).is_none());
+    }
+
+    #[test]
+    fn keyed_ids_differ_between_archives_and_nonces_never_repeat() {
+        let (one, two) = (
+            Codec::encrypted(3, &MasterKey::generate().unwrap()),
+            Codec::encrypted(3, &MasterKey::generate().unwrap()),
+        );
+        let plain = b"equal content in two archives";
+        assert_ne!(one.id_of(plain), two.id_of(plain));
+        assert_ne!(one.id_of(plain), Codec::new(3).id_of(plain));
+        assert_eq!(one.id_of(plain), one.id_of(plain));
+        // The same blob sealed twice gets two nonces.
+        let id = one.id_of(plain);
+        let x = one.encode(BlobKind::Chunk, id, plain);
+        let y = one.encode(BlobKind::Chunk, id, plain);
+        assert_ne!(x.data[..12], y.data[..12]);
+        assert!(!x.data.windows(plain.len()).any(|w| w == plain));
+    }
 }
+
+#[cfg(test)]
+const ARGON2_SALT02: &str = "ca204cd4f6bba829cee63631a633c55db0abbafe42f6dd284b3a8cefc89c0ba9";
+#[cfg(test)]
+const SEALED_HELLO: &str = "070707070707070707070707108731c0da2cbeb1c0d7e97d2c8dd47c24f407522d";
+#[cfg(test)]
+const KEY_RECORD_GOLDEN: &str = "5354524154414b590101010040000000010000000100000011111111111111111111111111111111222222222222222222222222b075aa288db73c64d12a67f0cea6350b9b40d83cebbc15972bccd3b251f5539ebf8517d19932a5cc1cbe5b56b2e57cc1750e04cdae104c3b101e0badcebf526f61dccaa53632259c849a8776aba17b928e3b0cbd";
