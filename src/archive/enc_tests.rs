@@ -366,3 +366,27 @@ fn repair_rebuilds_the_sealed_catalogue_with_the_key() {
     let idx = fs::read(root.join(INDEX_FILE)).unwrap();
     assert!(!idx.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()));
 }
+
+#[test]
+fn tiny_and_incompressible_blobs_are_sealed_raw_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = init(dir.path(), "pw");
+    let a = Archive::open_with(&root, Some(&pw("pw"))).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u8> = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    for plain in [b"tiny".to_vec(), random] {
+        let (_, _, chunk) = commit(&a, &plain);
+        let loc = a.location(&chunk).unwrap();
+        assert_eq!(loc.stored_len, loc.raw_len + 28, "stored raw, sealed");
+        assert_eq!(a.read_blob(&chunk).unwrap(), plain);
+        a.check_header(&chunk, &loc).unwrap();
+        a.read_at(&chunk, &loc, true).unwrap();
+    }
+}

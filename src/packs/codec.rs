@@ -31,6 +31,7 @@ pub const AEAD_NAME: &str = "aes-256-gcm";
 
 /// Bytes a sealed blob adds to its compressed form: the nonce and the tag.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+const _: () = assert!(SEAL_OVERHEAD as u64 == crate::format::pack::SEALED_OVERHEAD);
 
 /// The associated-data domain of a sealed index row (a snapshot catalogue entry): not a
 /// blob kind, so a row can never be opened as a blob or the reverse.
