@@ -28,7 +28,7 @@ fn an_encrypted_archive_shows_no_marker_anywhere_and_restores_exactly() {
         format!("src-{MARKER}/dir-{MARKER}/file-{MARKER}.txt"),
         format!("content {MARKER}\n").repeat(3000),
     );
-    wd.write(format!("src-{MARKER}/small"), format!("{MARKER}"));
+    wd.write(format!("src-{MARKER}/small"), MARKER);
     wd.write(
         format!("src-{MARKER}/big.bin"),
         (0..3_000_000u32)
