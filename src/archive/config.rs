@@ -1,9 +1,16 @@
 //! The archive's `config` file: format version and the parameters fixed at init
-//! (chunking, compression level, append-only). Plain `key = value` text, written once.
+//! (chunking, compression level, append-only, and for version 2 the AEAD that seals every
+//! blob). Plain `key = value` text, written once. Version 1 is an unencrypted archive,
+//! version 2 an encrypted one (`encryption = aes-256-gcm`, key slots in `keys/`).
 
 use std::fmt::Write as _;
 
-pub const ARCHIVE_VERSION: u32 = 1;
+/// The newest archive format this strata reads and writes.
+pub const ARCHIVE_VERSION: u32 = 2;
+/// The format of an unencrypted archive (still written by `init` without a password).
+pub const PLAIN_VERSION: u32 = 1;
+/// The format of an encrypted archive.
+pub const ENCRYPTED_VERSION: u32 = 2;
 pub const CONFIG_MAGIC: &str = "strata archive";
 const KEYS: &[&str] = &[
     "format",
@@ -24,6 +31,8 @@ pub struct Config {
     pub compression_level: i32,
     pub append_only: bool,
     pub pack_size: u64,
+    /// The AEAD sealing every blob (`aes-256-gcm`); `Some` exactly when version is 2.
+    pub encryption: Option<String>,
 }
 
 impl Config {
@@ -31,14 +40,27 @@ impl Config {
     /// FastCDC accepts.
     pub fn new(chunk_avg: u32, compression_level: i32, append_only: bool) -> Config {
         Config {
-            version: ARCHIVE_VERSION,
+            version: PLAIN_VERSION,
             chunk_min: (chunk_avg / 4).max(64),
             chunk_avg,
             chunk_max: chunk_avg.saturating_mul(4).min(16 << 20),
             compression_level,
             append_only,
             pack_size: 64 << 20,
+            encryption: None,
         }
+    }
+
+    /// This config as an encrypted archive's (format version 2).
+    pub fn encrypted(mut self) -> Config {
+        self.version = ENCRYPTED_VERSION;
+        self.encryption = Some(crate::packs::AEAD_NAME.to_string());
+        self
+    }
+
+    /// True when the archive's blobs are sealed (a password is needed to open it).
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.is_some()
     }
 
     pub fn encode(&self) -> String {
@@ -51,6 +73,9 @@ impl Config {
         let _ = writeln!(s, "compression_level = {}", self.compression_level);
         let _ = writeln!(s, "append_only = {}", self.append_only);
         let _ = writeln!(s, "pack_size = {}", self.pack_size);
+        if let Some(e) = &self.encryption {
+            let _ = writeln!(s, "encryption = {e}");
+        }
         s
     }
 
@@ -99,6 +124,15 @@ impl Config {
                     }
                 }
                 "pack_size" => c.pack_size = num(v)?,
+                "encryption" => {
+                    if v != crate::packs::AEAD_NAME {
+                        return Err(format!(
+                            "encryption {v:?} is not supported (only {})",
+                            crate::packs::AEAD_NAME
+                        ));
+                    }
+                    c.encryption = Some(v.to_string())
+                }
                 _ => return Err(format!("unknown key {k:?}")),
             }
             seen.push(k);
@@ -110,6 +144,15 @@ impl Config {
         }
         if c.version == 0 {
             return Err("format version 0 does not exist".into());
+        }
+        match (c.version, &c.encryption) {
+            (PLAIN_VERSION, Some(_)) => {
+                return Err("format 1 has no encryption; format 2 is needed for it".into());
+            }
+            (ENCRYPTED_VERSION, None) => {
+                return Err("format 2 needs an encryption line".into());
+            }
+            _ => {}
         }
         c.validate()?;
         Ok(c)
@@ -162,6 +205,23 @@ mod tests {
              pack_size = 67108864\n"
         );
         assert_eq!(Config::decode(&c.encode()), Ok(c));
+    }
+
+    #[test]
+    fn an_encrypted_config_is_version_2_and_names_its_aead() {
+        let c = Config::new(1 << 20, 3, false).encrypted();
+        assert_eq!(
+            c.encode(),
+            "# strata archive: do not edit; see docs/FORMAT.md\nformat = 2\nchunk_min = 262144\n\
+             chunk_avg = 1048576\nchunk_max = 4194304\ncompression_level = 3\nappend_only = false\n\
+             pack_size = 67108864\nencryption = aes-256-gcm\n"
+        );
+        assert_eq!(Config::decode(&c.encode()), Ok(c.clone()));
+        assert!(c.is_encrypted());
+        let text = c.encode();
+        assert!(Config::decode(&text.replace("encryption = aes-256-gcm\n", "")).is_err());
+        assert!(Config::decode(&text.replace("aes-256-gcm", "rot13")).is_err());
+        assert!(Config::decode(&text.replace("format = 2", "format = 1")).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The engine's fault tests through the storage seam: a store that fails or shortens
-//! reads, fails seals, or loses objects, under a real archive.
+//! reads, fails seals, or loses objects, under a real archive, unencrypted and
+//! encrypted (each test runs on both: `NAME::plain`, `NAME::encrypted`).
 
 use super::*;
 use crate::format::snapshot::Stats;
@@ -13,12 +14,14 @@ struct Fixture {
     archive: Archive,
 }
 
-fn fixture() -> Fixture {
+fn fixture(encrypted: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("a");
-    Archive::init(&root, &Config::new(1 << 20, 3, false)).unwrap();
+    let password = encrypted.then(|| Password::from("fault test"));
+    Archive::init_with(&root, &Config::new(1 << 20, 3, false), password.as_ref()).unwrap();
     let store = Arc::new(FaultyStore::new(local_store(&root)));
-    let archive = Archive::open_with_store(&root, store.clone()).unwrap();
+    let archive = Archive::open_with_store(&root, store.clone(), password.as_ref()).unwrap();
+    assert_eq!(archive.encrypted(), encrypted);
     Fixture {
         _dir: dir,
         root,
@@ -73,9 +76,7 @@ fn text(n: usize) -> Vec<u8> {
     (0..n).map(|i| b"strata fault test\n"[i % 18]).collect()
 }
 
-#[test]
-fn a_failed_seal_commits_nothing_and_leaves_no_pack() {
-    let f = fixture();
+fn a_failed_seal_commits_nothing_and_leaves_no_pack(f: Fixture) {
     commit(&f.archive, &text(10_000)).unwrap();
     let packs_before = f.archive.pack_objects().unwrap().0;
     f.store.faults.lock().unwrap().failing_seals = 1;
@@ -95,9 +96,7 @@ fn a_failed_seal_commits_nothing_and_leaves_no_pack() {
     assert_eq!(f.archive.snapshots().unwrap().len(), 2);
 }
 
-#[test]
-fn a_failed_read_is_an_io_error_not_damage() {
-    let f = fixture();
+fn a_failed_read_is_an_io_error_not_damage(f: Fixture) {
     let (_, chunk) = commit(&f.archive, &text(50_000)).unwrap();
     let loc = f.archive.location(&chunk).unwrap();
     f.store
@@ -113,9 +112,7 @@ fn a_failed_read_is_an_io_error_not_damage() {
     assert_eq!(f.archive.read_blob(&chunk).unwrap(), text(50_000));
 }
 
-#[test]
-fn a_short_read_is_damage_naming_the_pack_and_offset() {
-    let f = fixture();
+fn a_short_read_is_damage_naming_the_pack_and_offset(f: Fixture) {
     let (_, chunk) = commit(&f.archive, &text(50_000)).unwrap();
     let loc = f.archive.location(&chunk).unwrap();
     f.store
@@ -133,9 +130,7 @@ fn a_short_read_is_damage_naming_the_pack_and_offset() {
     );
 }
 
-#[test]
-fn a_vanished_pack_is_missing_not_damaged() {
-    let f = fixture();
+fn a_vanished_pack_is_missing_not_damaged(f: Fixture) {
     let (_, chunk) = commit(&f.archive, &text(50_000)).unwrap();
     let loc = f.archive.location(&chunk).unwrap();
     f.store
@@ -150,9 +145,7 @@ fn a_vanished_pack_is_missing_not_damaged() {
     assert!(f.root.join("packs").join(loc.pack.file_name()).exists());
 }
 
-#[test]
-fn prunes_copy_switch_and_delete_keep_every_blob_readable() {
-    let f = fixture();
+fn prunes_copy_switch_and_delete_keep_every_blob_readable(f: Fixture) {
     let (_, chunk) = commit(&f.archive, &text(50_000)).unwrap();
     let old = f.archive.location(&chunk).unwrap();
     // What prune does: copy the record to a new pack, switch the index, delete the old.
@@ -171,3 +164,27 @@ fn prunes_copy_switch_and_delete_keep_every_blob_readable() {
     assert_ne!(f.archive.location(&chunk).unwrap().pack, old.pack);
     assert_eq!(f.archive.read_blob(&chunk).unwrap(), text(50_000));
 }
+
+/// Runs a fault test on an unencrypted and on an encrypted archive.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn plain() {
+                super::$name(super::fixture(false))
+            }
+            #[test]
+            fn encrypted() {
+                super::$name(super::fixture(true))
+            }
+        }
+    )*};
+}
+
+on_both!(
+    a_failed_seal_commits_nothing_and_leaves_no_pack,
+    a_failed_read_is_an_io_error_not_damage,
+    a_short_read_is_damage_naming_the_pack_and_offset,
+    a_vanished_pack_is_missing_not_damaged,
+    prunes_copy_switch_and_delete_keep_every_blob_readable
+);

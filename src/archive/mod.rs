@@ -4,21 +4,28 @@
 //!
 //! ```text
 //! ARCHIVE/            mode 0700
-//!   config            format version, chunking, compression, append-only (0600)
-//!   index.sqlite      blob locations + snapshot catalogue (rebuildable from packs)
+//!   config            format version, chunking, compression, append-only, encryption (0600)
+//!   keys/             encrypted archives only: <16 hex digits>.key, one key slot per
+//!                     password (0700, files 0600)
+//!   index.sqlite      blob locations + snapshot catalogue (rebuildable from packs;
+//!                     sealed catalogue rows when encrypted)
 //!   lock              flock'ed by the writer; holds its pid
 //!   packs/            <16 hex digits>.pack, append-only, the source of truth
 //!   quarantine/       what repair set aside (torn tails, unreadable packs)
 //! ```
 //!
 //! Packs are reached only through the [`Store`] seam, and blob bytes are transformed only
-//! by the archive's [`Codec`]; nothing above this layer touches either directly.
+//! by the archive's [`Codec`]; nothing above this layer touches either directly. An
+//! encrypted archive (format 2) is opened with a [`Password`]: the key slots give the
+//! master key, which the codec holds; the layers above never see a key.
 
 pub mod config;
+pub mod keys;
 mod lock;
 pub mod rebuild;
 
 pub use config::Config;
+pub use keys::{KeySlot, Password};
 
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
@@ -93,6 +100,20 @@ pub enum ArchiveError {
     Invalid(String),
     #[error("archive is append-only: {0} is refused")]
     AppendOnly(&'static str),
+    #[error("{path}: wrong password: no key slot of the archive opens with it")]
+    WrongPassword { path: PathBuf },
+    #[error("{path}: the archive is encrypted: a password is needed")]
+    PasswordNeeded { path: PathBuf },
+    #[error("key file {path} is damaged ({why})")]
+    KeyDamaged { path: PathBuf, why: String },
+    #[error(
+        "{path}: refusing to remove the last key slot (the archive could never be opened again)"
+    )]
+    LastKey { path: PathBuf },
+    #[error("no key slot {id}")]
+    KeyNotFound { id: String },
+    #[error("{path}: the archive is not encrypted: it has no keys")]
+    NotEncrypted { path: PathBuf },
 }
 
 impl ArchiveError {
@@ -171,6 +192,51 @@ pub struct Archive {
     index: Index,
     store: Arc<dyn Store>,
     packs: PackReader,
+    /// The key slot that opened an encrypted archive.
+    unlocked_slot: Option<u64>,
+}
+
+/// The codec lent to the index to seal and open its catalogue rows.
+struct RowCodec(Codec);
+
+impl crate::index::RowSealer for RowCodec {
+    fn seal(&self, id: &BlobId, plain: &[u8]) -> Vec<u8> {
+        self.0
+            .seal_row(id, plain)
+            .expect("only an encrypted codec seals rows")
+    }
+    fn open(&self, id: &BlobId, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.0.open_row(id, sealed)
+    }
+}
+
+/// Opens `path`'s index, with sealed catalogue rows when `codec` is encrypted.
+fn open_index(path: &Path, codec: &Codec) -> Result<Index, ArchiveError> {
+    let mut index = Index::open(path)?;
+    if codec.is_encrypted() {
+        index.set_sealer(Arc::new(RowCodec(codec.clone())));
+    }
+    Ok(index)
+}
+
+/// The codec of the archive at `root`: plain for version 1; for an encrypted archive
+/// the master key from the first key slot `unlock` opens (and that slot's id).
+fn codec_for(
+    root: &Path,
+    config: &Config,
+    unlock: Option<&Password>,
+) -> Result<(Codec, Option<u64>), ArchiveError> {
+    if !config.is_encrypted() {
+        return Ok((Codec::new(config.compression_level), None));
+    }
+    let password = unlock.ok_or_else(|| ArchiveError::PasswordNeeded {
+        path: root.to_path_buf(),
+    })?;
+    let (master, slot) = keys::unlock(root, password)?;
+    Ok((
+        Codec::encrypted(config.compression_level, &master),
+        Some(slot),
+    ))
 }
 
 /// The store of a local archive directory.
@@ -182,9 +248,33 @@ fn local_store(root: &Path) -> Arc<dyn Store> {
 }
 
 impl Archive {
-    /// Creates a new archive at `path`: an empty or missing directory becomes one.
+    /// Creates a new, unencrypted (format 1) archive at `path`: an empty or missing
+    /// directory becomes one.
     pub fn init(path: &Path, config: &Config) -> Result<(), ArchiveError> {
+        Self::init_with(path, config, None)
+    }
+
+    /// Creates a new archive at `path`: encrypted (format 2, one key slot for
+    /// `password`) when a password is given, else unencrypted (format 1).
+    pub fn init_with(
+        path: &Path,
+        config: &Config,
+        password: Option<&Password>,
+    ) -> Result<(), ArchiveError> {
+        let config = match password {
+            Some(_) => config.clone().encrypted(),
+            None => config.clone(),
+        };
+        let config = &config;
         config.validate().map_err(ArchiveError::Invalid)?;
+        // The key first: without the OS's randomness nothing is created.
+        let master = match password {
+            Some(_) => Some(
+                crate::packs::MasterKey::generate()
+                    .map_err(|e| ArchiveError::Invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
         match fs::read_dir(path) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -221,9 +311,26 @@ impl Archive {
                 .map_err(io(&idx_path))?;
             Index::create(&idx_path)?;
         }
+        if let (Some(master), Some(password)) = (&master, password) {
+            keys::create_dir(path)?;
+            let id = keys::new_slot_id(path)?;
+            keys::write_slot(
+                path,
+                id,
+                master,
+                password,
+                crate::format::key::KdfParams::DEFAULT,
+            )?;
+        }
         // The config is written last: a directory without it is not an archive yet.
         write_config(path, config)?;
         Ok(())
+    }
+
+    /// True when the archive at `path` is encrypted (reads only its config): whether
+    /// to ask for a password.
+    pub fn is_encrypted(path: &Path) -> Result<bool, ArchiveError> {
+        Ok(Self::read_config(path)?.is_encrypted())
     }
 
     /// Switches the archive to append-only (one way: there is no switch back). Returns
@@ -281,27 +388,127 @@ impl Archive {
         })
     }
 
+    /// Opens an unencrypted archive ([`ArchiveError::PasswordNeeded`] for an encrypted
+    /// one): `open_with(path, None)`.
     pub fn open(path: &Path) -> Result<Archive, ArchiveError> {
-        Self::open_with_store(path, local_store(path))
+        Self::open_with(path, None)
+    }
+
+    /// Opens the archive at `path`; an encrypted one with `unlock`, which must open one
+    /// of its key slots ([`ArchiveError::WrongPassword`] when none opens,
+    /// [`ArchiveError::PasswordNeeded`] without one). A password given for an
+    /// unencrypted archive is not used. Nothing is written.
+    pub fn open_with(path: &Path, unlock: Option<&Password>) -> Result<Archive, ArchiveError> {
+        Self::open_with_store(path, local_store(path), unlock)
     }
 
     /// Opens the archive at `path` with its packs in `store` (tests pass a store that
     /// injects faults).
-    pub fn open_with_store(path: &Path, store: Arc<dyn Store>) -> Result<Archive, ArchiveError> {
+    pub fn open_with_store(
+        path: &Path,
+        store: Arc<dyn Store>,
+        unlock: Option<&Password>,
+    ) -> Result<Archive, ArchiveError> {
         let config = Self::read_config(path)?;
         let idx_path = path.join(INDEX_FILE);
         if !idx_path.exists() {
             return Err(ArchiveError::IndexMissing { path: idx_path });
         }
-        let index = Index::open(&idx_path)?;
-        let codec = Codec::new(config.compression_level);
+        let (codec, unlocked_slot) = codec_for(path, &config, unlock)?;
+        let index = open_index(&idx_path, &codec)?;
         Ok(Archive {
             root: path.to_path_buf(),
             config,
             index,
             packs: PackReader::new(store.clone(), codec),
             store,
+            unlocked_slot,
         })
+    }
+
+    /// Opens the same archive again (a fresh config and index) with the keys this one
+    /// holds: a mount reopens after `strata repair` without asking for the password.
+    pub fn reopen(&self) -> Result<Archive, ArchiveError> {
+        let config = Self::read_config(&self.root)?;
+        let idx_path = self.root.join(INDEX_FILE);
+        if !idx_path.exists() {
+            return Err(ArchiveError::IndexMissing { path: idx_path });
+        }
+        let codec = self.codec().clone();
+        let index = open_index(&idx_path, &codec)?;
+        Ok(Archive {
+            root: self.root.clone(),
+            config,
+            index,
+            packs: PackReader::new(self.store.clone(), codec),
+            store: self.store.clone(),
+            unlocked_slot: self.unlocked_slot,
+        })
+    }
+
+    /// True when the archive's blobs are sealed.
+    pub fn encrypted(&self) -> bool {
+        self.codec().is_encrypted()
+    }
+
+    /// The key slot the password opened (an encrypted archive).
+    pub fn unlocked_slot(&self) -> Option<u64> {
+        self.unlocked_slot
+    }
+
+    fn master_key(&self) -> Result<&crate::packs::MasterKey, ArchiveError> {
+        self.codec()
+            .master_key()
+            .ok_or_else(|| ArchiveError::NotEncrypted {
+                path: self.root.clone(),
+            })
+    }
+
+    /// The key slots of an encrypted archive, by id.
+    pub fn list_keys(&self) -> Result<Vec<KeySlot>, ArchiveError> {
+        self.master_key()?;
+        keys::list(&self.root)
+    }
+
+    /// Adds a key slot for `password` (the default KDF cost); returns its id.
+    pub fn add_key(&self, password: &Password) -> Result<u64, ArchiveError> {
+        let master = self.master_key()?;
+        let _lock = keys::lock(&self.root)?;
+        let id = keys::new_slot_id(&self.root)?;
+        keys::write_slot(
+            &self.root,
+            id,
+            master,
+            password,
+            crate::format::key::KdfParams::DEFAULT,
+        )?;
+        Ok(id)
+    }
+
+    /// Removes key slot `id`; the last one is refused ([`ArchiveError::LastKey`]).
+    pub fn remove_key(&self, id: u64) -> Result<(), ArchiveError> {
+        self.master_key()?;
+        let _lock = keys::lock(&self.root)?;
+        keys::remove(&self.root, id)
+    }
+
+    /// Re-wraps key slot `id` under `password` (a fresh salt and nonce, the default KDF
+    /// cost), replacing the slot whole.
+    pub fn change_password(&self, id: u64, password: &Password) -> Result<(), ArchiveError> {
+        let master = self.master_key()?;
+        let _lock = keys::lock(&self.root)?;
+        if !keys::exists(&self.root, id) {
+            return Err(ArchiveError::KeyNotFound {
+                id: format!("{id:016x}"),
+            });
+        }
+        keys::write_slot(
+            &self.root,
+            id,
+            master,
+            password,
+            crate::format::key::KdfParams::DEFAULT,
+        )
     }
 
     pub fn root(&self) -> &Path {
@@ -806,5 +1013,7 @@ impl<'a> WriteSession<'a> {
     }
 }
 
+#[cfg(test)]
+mod enc_tests;
 #[cfg(test)]
 mod fault_tests;

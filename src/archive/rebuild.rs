@@ -12,12 +12,15 @@
 //! order they were committed in (see `docs/FORMAT.md`, "Commit order").
 
 use super::lock::WriterLock;
-use super::{Archive, ArchiveError, INDEX_FILE, QUARANTINE_DIR, io, local_store};
+use super::{
+    Archive, ArchiveError, INDEX_FILE, Password, QUARANTINE_DIR, RowCodec, codec_for, io,
+    local_store, open_index,
+};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::{BlobId, PackId};
 use crate::index::{Index, SnapshotRow};
-use crate::packs::{Codec, Location, PackError, PackReader, survey_pack};
+use crate::packs::{Location, PackError, PackReader, survey_pack};
 use crate::store::Store;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -103,7 +106,10 @@ impl Rebuild {
             .mode(0o600)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        let index = Index::create(&tmp)?;
+        let mut index = Index::create(&tmp)?;
+        if self.reader.codec().is_encrypted() {
+            index.set_sealer(std::sync::Arc::new(RowCodec(self.reader.codec().clone())));
+        }
         let blobs: Vec<(BlobId, Location)> = self.blobs.into_iter().collect();
         index.commit(&self.pack_rows, &blobs, None)?;
         for (id, s) in snapshots {
@@ -126,9 +132,14 @@ impl Rebuild {
 }
 
 /// Takes the writer lock and surveys every pack: the first sound copy of each blob wins,
-/// a damaged copy only when there is no sound one.
-pub fn survey_packs(root: &Path) -> Result<(Rebuild, Survey), ArchiveError> {
+/// a damaged copy only when there is no sound one. An encrypted archive needs `unlock`
+/// (checked first: a wrong password changes nothing).
+pub fn survey_packs(
+    root: &Path,
+    unlock: Option<&Password>,
+) -> Result<(Rebuild, Survey), ArchiveError> {
     let config = Archive::read_config(root)?;
+    let (codec, _) = codec_for(root, &config, unlock)?;
     let lock = super::lock_writer(root)?;
     let store = local_store(root);
     let store_err = |e| ArchiveError::Pack(PackError::Store(e));
@@ -137,7 +148,7 @@ pub fn survey_packs(root: &Path) -> Result<(Rebuild, Survey), ArchiveError> {
     // What the old index knew, when it can still be read: a pack it knew that is now
     // shorter, or a snapshot it listed that cannot be found, is damage to report, not
     // crash debris.
-    let (old_packs, old_snaps) = match Index::open(&root.join(INDEX_FILE)) {
+    let (old_packs, old_snaps) = match open_index(&root.join(INDEX_FILE), &codec) {
         Ok(old) => (
             old.packs()
                 .map(|p| p.into_iter().map(|(id, size, _)| (id, size)).collect())
@@ -180,7 +191,7 @@ pub fn survey_packs(root: &Path) -> Result<(Rebuild, Survey), ArchiveError> {
     }
     report.blobs = sound.len() as u64;
 
-    let reader = PackReader::new(store, Codec::new(config.compression_level));
+    let reader = PackReader::new(store, codec);
     let rebuild = Rebuild {
         root: root.to_path_buf(),
         _lock: lock,

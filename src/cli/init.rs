@@ -34,7 +34,9 @@ pub fn run(a: Args) -> CmdResult {
             ))
         })?;
     let config = Config::new(avg as u32, a.compression_level, a.append_only);
-    Archive::init(&a.archive, &config)?;
+    // Encrypted when a password is given (for now: STRATA_PASSWORD; see super::password).
+    let password = super::password();
+    Archive::init_with(&a.archive, &config, password.as_ref())?;
     eprintln!(
         "created archive {} (chunks ~{}, zstd level {}{})",
         a.archive.display(),

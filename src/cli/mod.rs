@@ -167,9 +167,18 @@ pub fn path_errors_json(errors: &[strata::format::snapshot::PathError]) -> strat
     )
 }
 
-/// Opens an archive for reading.
+/// The password for an encrypted archive. Sources, in order (the first that gives one
+/// wins): `STRATA_PASSWORD` (the password itself). Temporary: the other sources (a tty
+/// prompt, `--password-file`, `STRATA_PASSWORD_FILE`, `--password-command`,
+/// `STRATA_PASSWORD_COMMAND`) come here, in this one function.
+pub fn password() -> Option<strata::archive::Password> {
+    use std::os::unix::ffi::OsStringExt;
+    std::env::var_os("STRATA_PASSWORD").map(|p| strata::archive::Password::new(p.into_vec()))
+}
+
+/// Opens an archive for reading (with the password when it is encrypted).
 pub fn open(path: &std::path::Path) -> Result<Archive, Failure> {
-    Ok(Archive::open(path)?)
+    Ok(Archive::open_with(path, password().as_ref())?)
 }
 
 /// Splits `SNAP[:PATH]`.

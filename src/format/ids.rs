@@ -3,8 +3,9 @@
 
 use std::fmt;
 
-/// BLAKE3-256 of a blob's plain (uncompressed) bytes. A snapshot's id is the id of its
-/// snapshot record blob.
+/// BLAKE3-256 of a blob's plain (uncompressed) bytes, keyed with the archive's id key in
+/// an encrypted archive (`Codec::id_of` computes it; [`BlobId::of`] is the unkeyed hash of
+/// an unencrypted one). A snapshot's id is the id of its snapshot record blob.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlobId(pub [u8; 32]);
 

@@ -1,11 +1,12 @@
-//! On-disk records and their byte encoding: pack header, blob header, tree and snapshot
-//! records, id newtypes. Pure: works on byte slices only, never touches the filesystem.
+//! On-disk records and their byte encoding: pack header, blob header, tree, snapshot, forget
+//! and key records, id newtypes. Pure: works on byte slices only, never touches the filesystem.
 //!
 //! Every record is versioned; `docs/FORMAT.md` describes every byte, and the golden-bytes
 //! tests in each submodule pin the encodings ("format changed, version bump required").
 
 pub mod forget;
 pub mod ids;
+pub mod key;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -40,6 +40,10 @@ const BLOB_DATA_CRC_OFFSET: usize = BLOB_STORED_OFFSET + 8;
 const BLOB_HEADER_CRC_OFFSET: usize = BLOB_DATA_CRC_OFFSET + 4;
 pub const BLOB_HEADER_LEN: usize = BLOB_HEADER_CRC_OFFSET + 4;
 
+/// What sealing adds to a blob's stored bytes in an encrypted archive (nonce and tag;
+/// see `packs::codec`).
+pub const SEALED_OVERHEAD: u64 = 28;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlobKind {
     Chunk = 1,
@@ -219,7 +223,12 @@ impl BlobHeader {
             }
         }
         let compression = Compression::from_u8(compression)?;
-        if compression == Compression::None && raw_len != stored_len {
+        // Uncompressed: the stored bytes are the plain bytes, or in an encrypted archive
+        // the plain bytes sealed (a 12-byte nonce and a 16-byte tag around them).
+        if compression == Compression::None
+            && raw_len != stored_len
+            && raw_len + SEALED_OVERHEAD != stored_len
+        {
             return Err(FormatError::Invalid {
                 what: "uncompressed blob lengths",
                 value: format!("raw {raw_len} != stored {stored_len}"),

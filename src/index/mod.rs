@@ -1,11 +1,16 @@
 //! `index.sqlite`: where each blob lives (pack, offset, lengths) and the snapshot
 //! catalogue. Never the source of truth: every row can be rebuilt from the packs.
 //!
-//! Schema version 1 (see `docs/FORMAT.md`):
+//! Schema version 2 (see `docs/FORMAT.md`):
 //! `meta(key, value)`, `packs(id, size, blobs)`, `blobs(id, kind, pack, offset, raw_len,
 //! stored_len)`, `snapshots(id, time_sec, time_nsec, host, label, tags, sources, root,
-//! files, size, added, errors)`. Snapshots are listed in commit order, which is the
-//! order of their records' locations in `blobs` (no column of its own).
+//! files, size, added, errors, sealed)`. Snapshots are listed in commit order, which is
+//! the order of their records' locations in `blobs` (no column of its own).
+//!
+//! In an encrypted archive the catalogue must not reveal a label, host, tag or source:
+//! the archive gives the index a [`RowSealer`], each row is then kept sealed in `sealed`
+//! (its clear columns empty or zero) and opened when snapshots are listed. A version-1
+//! index (no `sealed` column) is migrated in place when opened for writing.
 
 use crate::format::pack::BlobKind;
 use crate::format::pack::Location;
@@ -16,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use thiserror::Error;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,7 +34,7 @@ CREATE TABLE snapshots(
     id BLOB PRIMARY KEY, time_sec INTEGER NOT NULL, time_nsec INTEGER NOT NULL,
     host TEXT NOT NULL, label TEXT NOT NULL, tags TEXT NOT NULL, sources TEXT NOT NULL,
     root BLOB NOT NULL, files INTEGER NOT NULL, size INTEGER NOT NULL,
-    added INTEGER NOT NULL, errors INTEGER NOT NULL
+    added INTEGER NOT NULL, errors INTEGER NOT NULL, sealed BLOB
 ) WITHOUT ROWID;
 CREATE INDEX snapshots_by_time ON snapshots(time_sec, time_nsec);
 ";
@@ -88,9 +93,20 @@ pub struct SnapshotRow {
     pub errors: u64,
 }
 
+/// Seals and opens catalogue rows of an encrypted archive (the archive's codec, lent to
+/// the index so that it never holds a key itself).
+pub trait RowSealer: Send + Sync {
+    fn seal(&self, id: &BlobId, plain: &[u8]) -> Vec<u8>;
+    /// `None` when the sealed bytes do not authenticate.
+    fn open(&self, id: &BlobId, sealed: &[u8]) -> Option<Vec<u8>>;
+}
+
 pub struct Index {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// False for a version-1 index read immutably (a full disk): no `sealed` column.
+    has_sealed: bool,
+    sealer: Option<std::sync::Arc<dyn RowSealer>>,
 }
 
 fn blob_id(v: Vec<u8>) -> Option<BlobId> {
@@ -111,6 +127,8 @@ impl Index {
         let idx = Index {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            has_sealed: true,
+            sealer: None,
         };
         idx.setup()?;
         idx.with(|c| {
@@ -159,9 +177,11 @@ impl Index {
         } else {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(err)?
         };
-        let idx = Index {
+        let mut idx = Index {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            has_sealed: true,
+            sealer: None,
         };
         if !immutable {
             idx.setup()?;
@@ -176,11 +196,35 @@ impl Index {
         })?;
         match v {
             Some(v) if v == SCHEMA_VERSION.to_string() => Ok(idx),
+            // Version 1 lacks only the `sealed` column: add it (one transaction), or read
+            // without it when the file cannot be written.
+            Some(v) if v == "1" && immutable => {
+                idx.has_sealed = false;
+                Ok(idx)
+            }
+            Some(v) if v == "1" => {
+                idx.with(|c| {
+                    let tx = c.transaction()?;
+                    tx.execute_batch("ALTER TABLE snapshots ADD COLUMN sealed BLOB")?;
+                    tx.execute(
+                        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                        params![SCHEMA_VERSION.to_string()],
+                    )?;
+                    tx.commit()
+                })?;
+                Ok(idx)
+            }
             other => Err(IndexError::Schema {
                 path: path.to_path_buf(),
                 found: other.unwrap_or_else(|| "(none)".into()),
             }),
         }
+    }
+
+    /// Makes the catalogue sealed: rows are written sealed and sealed rows opened with
+    /// `sealer` (an encrypted archive).
+    pub fn set_sealer(&mut self, sealer: std::sync::Arc<dyn RowSealer>) {
+        self.sealer = Some(sealer);
     }
 
     fn setup(&self) -> Result<(), IndexError> {
@@ -343,7 +387,7 @@ impl Index {
             let tx = c.transaction()?;
             insert_rows(&tx, packs, blobs)?;
             if let Some((id, s)) = snapshot {
-                insert_snapshot(&tx, id, s)?;
+                insert_snapshot(&tx, id, s, self.sealer.as_deref())?;
             }
             tx.commit()
         })
@@ -438,13 +482,19 @@ impl Index {
     /// order"). A row whose record has no location (a damaged index) comes first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, IndexError> {
         let rows = self.with(|c| {
-            let mut st = c.prepare_cached(
+            let mut st = c.prepare_cached(if self.has_sealed {
                 "SELECT s.id, s.time_sec, s.time_nsec, s.host, s.label, s.tags, s.sources, s.root,
-                        s.files, s.size, s.added, s.errors
+                        s.files, s.size, s.added, s.errors, s.sealed
                  FROM snapshots s LEFT JOIN blobs b ON b.id = s.id
                  ORDER BY COALESCE(b.pack, -1), COALESCE(b.offset, -1),
-                          s.time_sec, s.time_nsec, s.id",
-            )?;
+                          s.time_sec, s.time_nsec, s.id"
+            } else {
+                "SELECT s.id, s.time_sec, s.time_nsec, s.host, s.label, s.tags, s.sources, s.root,
+                        s.files, s.size, s.added, s.errors, NULL
+                 FROM snapshots s LEFT JOIN blobs b ON b.id = s.id
+                 ORDER BY COALESCE(b.pack, -1), COALESCE(b.offset, -1),
+                          s.time_sec, s.time_nsec, s.id"
+            })?;
             let rows = st.query_map([], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
@@ -461,12 +511,39 @@ impl Index {
                         r.get::<_, i64>(10)?,
                         r.get::<_, i64>(11)?,
                     ),
+                    r.get::<_, Option<Vec<u8>>>(12)?,
                 ))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         let mut out = Vec::with_capacity(rows.len());
-        for (id, ts, tn, host, label, tags, sources, root, (files, size, added, errors)) in rows {
+        for (id, ts, tn, host, label, tags, sources, root, (files, size, added, errors), sealed) in
+            rows
+        {
+            if let Some(sealed) = sealed {
+                let bad = |what: &str| IndexError::BadRow {
+                    path: self.path.clone(),
+                    what: what.to_string(),
+                };
+                let id = blob_id(id).ok_or_else(|| bad("snapshot id is not 32 bytes"))?;
+                let sealer = self
+                    .sealer
+                    .as_ref()
+                    .ok_or_else(|| bad("sealed snapshot row in an index opened without a key"))?;
+                let plain = sealer.open(&id, &sealed).ok_or_else(|| {
+                    bad(&format!(
+                        "sealed row of snapshot {} does not authenticate (damaged; `strata repair` rebuilds it)",
+                        id.short()
+                    ))
+                })?;
+                out.push(decode_row(id, &plain).ok_or_else(|| {
+                    bad(&format!(
+                        "sealed row of snapshot {} is malformed",
+                        id.short()
+                    ))
+                })?);
+                continue;
+            }
             let (Some(id), Some(root)) = (blob_id(id), blob_id(root)) else {
                 return Err(IndexError::BadRow {
                     path: self.path.clone(),
@@ -530,26 +607,119 @@ fn insert_snapshot(
     tx: &rusqlite::Transaction<'_>,
     id: BlobId,
     s: &Snapshot,
+    sealer: Option<&dyn RowSealer>,
 ) -> rusqlite::Result<()> {
-    let sources: Vec<&str> = s.sources.iter().map(|x| x.name.as_str()).collect();
+    let row = row_of(id, s);
+    if let Some(sealer) = sealer {
+        // Clear columns empty: nothing about the snapshot but its (keyed) id shows.
+        let sealed = sealer.seal(&id, &encode_row(&row));
+        tx.execute(
+            "INSERT OR REPLACE INTO snapshots(id, time_sec, time_nsec, host, label, tags, sources,
+                                              root, files, size, added, errors, sealed)
+             VALUES (?1, 0, 0, '', '', '', '', ?2, 0, 0, 0, 0, ?3)",
+            params![&id.0[..], &[0u8; 32][..], sealed],
+        )?;
+        return Ok(());
+    }
     tx.execute(
         "INSERT OR REPLACE INTO snapshots(id, time_sec, time_nsec, host, label, tags, sources, root,
                                           files, size, added, errors)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             &id.0[..],
-            s.time.0,
-            s.time.1 as i64,
-            s.host,
-            s.label,
-            s.tags.join("\n"),
-            sources.join("\n"),
-            &s.root.0[..],
-            s.stats.files as i64,
-            s.stats.total_size as i64,
-            s.stats.bytes_added as i64,
-            s.errors.len() as i64
+            row.time.0,
+            row.time.1 as i64,
+            row.host,
+            row.label,
+            row.tags.join("\n"),
+            row.sources.join("\n"),
+            &row.root.0[..],
+            row.files as i64,
+            row.size as i64,
+            row.added as i64,
+            row.errors as i64
         ],
     )?;
     Ok(())
+}
+
+/// The catalogue row of a snapshot record.
+fn row_of(id: BlobId, s: &Snapshot) -> SnapshotRow {
+    SnapshotRow {
+        id,
+        time: s.time,
+        host: s.host.clone(),
+        label: s.label.clone(),
+        tags: s.tags.clone(),
+        sources: s.sources.iter().map(|x| x.name.clone()).collect(),
+        root: s.root,
+        files: s.stats.files,
+        size: s.stats.total_size,
+        added: s.stats.bytes_added,
+        errors: s.errors.len() as u64,
+    }
+}
+
+/// A row's bytes before sealing: version u8 = 1, time i64 + u32, host, label, tags,
+/// sources (each a u32 count of str16), root [32], files, size, added, errors (u64).
+fn encode_row(r: &SnapshotRow) -> Vec<u8> {
+    let mut e = crate::format::Encoder::new();
+    e.u8(1);
+    e.i64(r.time.0);
+    e.u32(r.time.1);
+    let str16 = |e: &mut crate::format::Encoder, s: &str| {
+        let mut end = s.len().min(u16::MAX as usize);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        e.bytes16(&s.as_bytes()[..end]);
+    };
+    str16(&mut e, &r.host);
+    str16(&mut e, &r.label);
+    for list in [&r.tags, &r.sources] {
+        e.u32(list.len() as u32);
+        for x in list {
+            str16(&mut e, x);
+        }
+    }
+    e.bytes(&r.root.0);
+    for v in [r.files, r.size, r.added, r.errors] {
+        e.u64(v);
+    }
+    e.buf
+}
+
+fn decode_row(id: BlobId, b: &[u8]) -> Option<SnapshotRow> {
+    let mut d = crate::format::Decoder::new(b);
+    if d.u8().ok()? != 1 {
+        return None;
+    }
+    let time = (d.i64().ok()?, d.u32().ok()?);
+    let host = d.str16("host").ok()?;
+    let label = d.str16("label").ok()?;
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in lists.iter_mut() {
+        let n = d.u32().ok()? as u64;
+        let n = d.count("list", n, 2).ok()?;
+        for _ in 0..n {
+            list.push(d.str16("list item").ok()?);
+        }
+    }
+    let [tags, sources] = lists;
+    let root = BlobId(d.array().ok()?);
+    let (files, size, added, errors) = (d.u64().ok()?, d.u64().ok()?, d.u64().ok()?, d.u64().ok()?);
+    d.finish().ok()?;
+    Some(SnapshotRow {
+        id,
+        time,
+        host,
+        label,
+        tags,
+        sources,
+        root,
+        files,
+        size,
+        added,
+        errors,
+    })
 }

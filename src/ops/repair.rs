@@ -37,8 +37,13 @@ impl RepairReport {
     }
 }
 
-pub fn repair(root: &Path) -> Result<RepairReport, ArchiveError> {
-    let (rebuild, survey) = survey_packs(root)?;
+/// Rebuilds the index of the archive at `root` from its packs; an encrypted archive
+/// needs `unlock`.
+pub fn repair(
+    root: &Path,
+    unlock: Option<&crate::archive::Password>,
+) -> Result<RepairReport, ArchiveError> {
+    let (rebuild, survey) = survey_packs(root, unlock)?;
     let mut report = RepairReport {
         survey,
         ..RepairReport::default()

@@ -11,7 +11,10 @@ mod codec;
 mod reader;
 mod writer;
 
-pub use codec::{Codec, StoredBlob};
+pub use codec::{
+    AEAD_NAME, Codec, MasterKey, RandomError, SEAL_OVERHEAD, StoredBlob, derive_key, random_bytes,
+    unwrap_master_key, wrap_master_key,
+};
 pub use reader::{PackReader, ScanEntry, ScanResult, Survey, scan_pack, survey_pack};
 pub use writer::PackWriter;
 
@@ -51,6 +54,14 @@ pub enum PackError {
     },
     #[error("pack {pack} offset {offset}: record runs past the end of the pack ({len} bytes)")]
     PastEnd { pack: PackId, offset: u64, len: u64 },
+    #[error(
+        "pack {pack} offset {offset}: authentication failed (blob {id}): stored bytes are damaged, or were moved or swapped"
+    )]
+    Auth {
+        pack: PackId,
+        offset: u64,
+        id: BlobId,
+    },
     #[error("pack {pack} offset {offset}: zstd: {message}")]
     Decompress {
         pack: PackId,

@@ -246,7 +246,7 @@ impl Vfs {
         if now == *known || now == (0, 0) {
             return None;
         }
-        let msg = match Archive::open(current.root()) {
+        let msg = match current.reopen() {
             Ok(fresh) => {
                 *self.archive.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
                 self.guards
