@@ -255,6 +255,8 @@ ARCH_BASE=$WORK/strata-base.archive
 REPO_RESTIC=$WORK/restic.repo
 REPO_BORG=$WORK/borg.repo
 export RESTIC_PASSWORD=strata-bench
+# strata encrypts new archives by default (issue 14); a baseline from before ignores it.
+export STRATA_PASSWORD=strata-bench
 export RESTIC_CACHE_DIR=$WORK/cache/restic
 export BORG_BASE_DIR=$WORK/cache/borg
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes

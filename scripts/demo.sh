@@ -98,7 +98,11 @@ step "Generate a small Jira export directory and a Structr installation (3 days 
 run "$gen" "$data" --scale 0.01 --only jira,structr
 run ls -l "$data/jira/export"
 
-step "Create an archive (directory mode 0700, files 0600)"
+step "Create an encrypted archive (directory mode 0700, files 0600; the password from a file)"
+# A real setup keeps the password apart from the archive (docs/SECURITY.md).
+printf 'demo-password\n' >"$demo/password"
+chmod 600 "$demo/password"
+export STRATA_PASSWORD_FILE=$demo/password
 run "$strata" init "$archive"
 
 step "Night 1: back up the Jira export directory"

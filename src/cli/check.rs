@@ -190,7 +190,8 @@ fn draw(p: &CheckProgress, done: &AtomicBool) {
 
 pub fn run_repair(a: RepairArgs) -> CmdResult {
     let started = std::time::Instant::now();
-    let r = strata::ops::repair::repair(&a.archive, super::password().as_ref())?;
+    let pw = super::password_for(&a.archive)?;
+    let r = strata::ops::repair::repair(&a.archive, pw.as_ref())?;
     eprintln!(
         "rebuilt {} from {} pack(s): {} blobs, {} snapshot(s) recovered in {:.1} s",
         a.archive.join("index.sqlite").display(),

@@ -7,7 +7,11 @@ use strata::archive::{Archive, Config};
 /// Create a new, empty archive
 ///
 /// The directory is created with mode 0700 (files 0600). An existing empty directory is
-/// used; a non-empty one that is not an archive is refused.
+/// used; a non-empty one that is not an archive is refused. The archive is encrypted
+/// unless --no-encryption is given: its master key is random, kept in ARCHIVE/keys/
+/// wrapped by the password (Argon2id); a lost password means a lost archive.
+///
+/// Exit codes: 0 created, 1 error, 2 usage, 6 no password could be had.
 #[derive(clap::Args)]
 pub struct Args {
     /// Archive directory to create
@@ -22,6 +26,13 @@ pub struct Args {
     /// Refuse `forget` and `prune` forever, so a compromised client cannot destroy history
     #[arg(long)]
     append_only: bool,
+    /// Store everything in the clear: anyone who can read the archive directory reads
+    /// every file, name, label and command line in it. Without this, the archive is
+    /// encrypted (AES-256-GCM) under a password from --password-file, --password-command,
+    /// STRATA_PASSWORD_FILE, STRATA_PASSWORD_COMMAND, STRATA_PASSWORD, or asked twice on
+    /// the terminal
+    #[arg(long)]
+    no_encryption: bool,
 }
 
 pub fn run(a: Args) -> CmdResult {
@@ -34,15 +45,39 @@ pub fn run(a: Args) -> CmdResult {
             ))
         })?;
     let config = Config::new(avg as u32, a.compression_level, a.append_only);
-    // Encrypted when a password is given (for now: STRATA_PASSWORD; see super::password).
-    let password = super::password();
+    let password = if a.no_encryption {
+        None
+    } else {
+        Some(super::password::obtain(
+            &a.archive,
+            super::password::Purpose::New,
+        )?)
+    };
     Archive::init_with(&a.archive, &config, password.as_ref())?;
     eprintln!(
-        "created archive {} (chunks ~{}, zstd level {}{})",
+        "created archive {} (chunks ~{}, zstd level {}{}{})",
         a.archive.display(),
         strata::sys::human_bytes(avg),
         a.compression_level,
-        if a.append_only { ", append-only" } else { "" }
+        if a.append_only { ", append-only" } else { "" },
+        if password.is_some() {
+            ", encrypted"
+        } else {
+            ", NOT encrypted"
+        }
     );
+    if password.is_some() {
+        eprintln!(
+            "  the master key is in {}/keys/, wrapped by your password: keep the password \
+             somewhere safe and apart from the archive (a lost password is a lost archive); \
+             `strata key add` adds a second one",
+            a.archive.display()
+        );
+    } else {
+        eprintln!(
+            "  anyone who can read {} reads every file, name, label and command line in it",
+            a.archive.display()
+        );
+    }
     Ok(EXIT_OK)
 }

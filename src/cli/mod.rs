@@ -8,8 +8,10 @@ mod escape;
 mod hints;
 mod ingest;
 mod init;
+mod key;
 mod ls;
 mod mount;
+mod password;
 mod restore;
 mod retention;
 mod show;
@@ -28,6 +30,8 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PARTIAL: u8 = 3;
 pub const EXIT_LOCKED: u8 = 4;
+/// Wrong password, or no password for an encrypted archive.
+pub const EXIT_PASSWORD: u8 = 6;
 
 #[derive(Parser)]
 #[command(
@@ -39,10 +43,12 @@ dumps in an append-only, deduplicated archive (zstd-compressed chunks in crc32-c
 files, indexed in SQLite), and restores any snapshot exactly.\n\n\
 Typical night:  strata ingest /backups/jira.strata /var/jira/export --label jira\n\
 Typical restore: strata cat /backups/jira.strata latest:export/2026-11-21--0200.zip > /var/jira/import/x.zip",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked, 5 check found errors.\n\
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked, 5 check found errors, 6 wrong or missing password.\n\
 SNAP is a snapshot id, a unique id prefix, `latest`, or `latest~N` (the Nth before the newest)."
 )]
 struct Cli {
+    #[command(flatten)]
+    password: password::PasswordArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +68,8 @@ enum Command {
     Forget(retention::ForgetArgs),
     Prune(retention::PruneArgs),
     AppendOnly(retention::AppendOnlyArgs),
+    #[command(subcommand)]
+    Key(key::Command),
     Mount(mount::Args),
     Umount(mount::UmountArgs),
 }
@@ -89,10 +97,12 @@ impl Failure {
 
 impl From<ArchiveError> for Failure {
     fn from(e: ArchiveError) -> Failure {
-        let code = if matches!(e, ArchiveError::Locked { .. }) {
-            EXIT_LOCKED
-        } else {
-            EXIT_ERROR
+        let code = match e {
+            ArchiveError::Locked { .. } => EXIT_LOCKED,
+            ArchiveError::WrongPassword { .. } | ArchiveError::PasswordNeeded { .. } => {
+                EXIT_PASSWORD
+            }
+            _ => EXIT_ERROR,
         };
         Failure {
             code,
@@ -107,6 +117,7 @@ pub type CmdResult = Result<u8, Failure>;
 pub fn run() -> ExitCode {
     raise_fd_limit();
     let cli = Cli::parse();
+    password::set_args(cli.password.clone());
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Ingest(a) => ingest::run(a),
@@ -121,6 +132,7 @@ pub fn run() -> ExitCode {
         Command::Forget(a) => retention::run_forget(a),
         Command::Prune(a) => retention::run_prune(a),
         Command::AppendOnly(a) => retention::run_append_only(a),
+        Command::Key(c) => key::run(c),
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => mount::run_umount(a),
     };
@@ -167,18 +179,29 @@ pub fn path_errors_json(errors: &[strata::format::snapshot::PathError]) -> strat
     )
 }
 
-/// The password for an encrypted archive. Sources, in order (the first that gives one
-/// wins): `STRATA_PASSWORD` (the password itself). Temporary: the other sources (a tty
-/// prompt, `--password-file`, `STRATA_PASSWORD_FILE`, `--password-command`,
-/// `STRATA_PASSWORD_COMMAND`) come here, in this one function.
-pub fn password() -> Option<strata::archive::Password> {
-    use std::os::unix::ffi::OsStringExt;
-    std::env::var_os("STRATA_PASSWORD").map(|p| strata::archive::Password::new(p.into_vec()))
+impl From<password::PasswordError> for Failure {
+    fn from(e: password::PasswordError) -> Failure {
+        Failure {
+            code: EXIT_PASSWORD,
+            message: e.message,
+            hint: e.hint,
+        }
+    }
 }
 
-/// Opens an archive for reading (with the password when it is encrypted).
+/// The password of the encrypted archive at `path`, from the first source that gives
+/// one (see `password`); `None` for an unencrypted archive, which needs none.
+pub fn password_for(path: &std::path::Path) -> Result<Option<password::Password>, Failure> {
+    if !Archive::is_encrypted(path)? {
+        return Ok(None);
+    }
+    Ok(Some(password::obtain(path, password::Purpose::Open)?))
+}
+
+/// Opens an archive, asking for its password only when it is encrypted.
 pub fn open(path: &std::path::Path) -> Result<Archive, Failure> {
-    Ok(Archive::open_with(path, password().as_ref())?)
+    let pw = password_for(path)?;
+    Ok(Archive::open_with(path, pw.as_ref())?)
 }
 
 /// Splits `SNAP[:PATH]`.

@@ -6,7 +6,7 @@
 //!
 //! A file's or a command's output loses one trailing newline (`echo secret > FILE` and
 //! `pass show strata` work as expected); an empty password is refused. Passwords are held
-//! in [`Password`], which wipes its bytes when dropped and never prints them.
+//! in the archive's `Password`, which zeroes its bytes when dropped and never prints them.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -18,7 +18,12 @@ use std::sync::OnceLock;
 pub struct PasswordArgs {
     /// Read the archive's password from FILE (one trailing newline is ignored). Also
     /// STRATA_PASSWORD_FILE
-    #[arg(long, global = true, value_name = "FILE", conflicts_with = "password_command")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "password_command"
+    )]
     pub password_file: Option<PathBuf>,
     /// Run CMD with `sh -c` and take its standard output as the password (a Kubernetes
     /// Secret, a vault client). Also STRATA_PASSWORD_COMMAND
@@ -26,27 +31,9 @@ pub struct PasswordArgs {
     pub password_command: Option<String>,
 }
 
-/// A password's bytes, wiped on drop, never shown.
-pub struct Password(Vec<u8>);
+pub use strata::archive::Password;
 
-impl Password {
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Password {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(…)")
-    }
-}
-
+/// Overwrites a buffer that held secret bytes before it is freed.
 fn wipe(v: &mut [u8]) {
     for b in v.iter_mut() {
         // SAFETY: a volatile write to a byte we own, so the wipe is not optimised away.
@@ -119,11 +106,11 @@ pub fn obtain_from(
     } else if let Some(c) = env.var("STRATA_PASSWORD_COMMAND") {
         from_command(&c)?
     } else if let Some(p) = env.var("STRATA_PASSWORD") {
-        Password(p.into_bytes())
+        Password::new(p.into_bytes())
     } else {
         prompt(archive, purpose)?
     };
-    if pw.0.is_empty() {
+    if pw.as_bytes().is_empty() {
         return Err(PasswordError::new(
             "the password is empty",
             Some("an archive's password cannot be empty"),
@@ -152,7 +139,7 @@ fn from_file(path: &Path) -> Result<Password, PasswordError> {
                 Some("check --password-file or STRATA_PASSWORD_FILE"),
             )
         })?;
-    let out = Password(strip_newline(std::mem::take(&mut v)));
+    let out = Password::new(strip_newline(std::mem::take(&mut v)));
     wipe(&mut v);
     Ok(out)
 }
@@ -165,10 +152,7 @@ fn from_command(cmd: &str) -> Result<Password, PasswordError> {
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| {
-            PasswordError::new(
-                format!("password command could not be started: {e}"),
-                None,
-            )
+            PasswordError::new(format!("password command could not be started: {e}"), None)
         })?;
     if !out.status.success() {
         let mut stdout = out.stdout;
@@ -178,7 +162,7 @@ fn from_command(cmd: &str) -> Result<Password, PasswordError> {
             Some("run it by hand to see why; its standard output must be the password"),
         ));
     }
-    Ok(Password(strip_newline(out.stdout)))
+    Ok(Password::new(strip_newline(out.stdout)))
 }
 
 /// Restores the terminal's echo when dropped, even if reading fails.
@@ -214,16 +198,26 @@ impl Drop for EchoOff {
     }
 }
 
-fn no_source(archive: &Path) -> PasswordError {
-    PasswordError::new(
-        format!(
-            "{}: the archive is encrypted and no password was given (no terminal to ask on)",
-            archive.display()
+fn no_source(archive: &Path, purpose: Purpose) -> PasswordError {
+    let sources = "set STRATA_PASSWORD_FILE (a file holding the password), STRATA_PASSWORD_COMMAND (a command printing it) or STRATA_PASSWORD, or pass --password-file FILE";
+    match purpose {
+        Purpose::Open => PasswordError::new(
+            format!(
+                "{}: the archive is encrypted and no password was given (no terminal to ask on)",
+                archive.display()
+            ),
+            Some(sources),
         ),
-        Some(
-            "set STRATA_PASSWORD_FILE (a file holding the password), STRATA_PASSWORD_COMMAND (a command printing it) or STRATA_PASSWORD, or pass --password-file FILE",
-        ),
-    )
+        Purpose::New => PasswordError {
+            message: format!(
+                "{}: a new archive is encrypted, and no password was given (no terminal to ask on)",
+                archive.display()
+            ),
+            hint: Some(format!(
+                "{sources}; or give --no-encryption to keep it in the clear"
+            )),
+        },
+    }
 }
 
 fn read_line(tty: &mut std::fs::File, question: &str) -> Result<Vec<u8>, PasswordError> {
@@ -257,17 +251,17 @@ fn prompt(archive: &Path, purpose: Purpose) -> Result<Password, PasswordError> {
         .write(true)
         .open("/dev/tty")
     else {
-        return Err(no_source(archive));
+        return Err(no_source(archive, purpose));
     };
     match purpose {
         Purpose::Open => {
             let q = format!("password for {}: ", archive.display());
-            Ok(Password(read_line(&mut tty, &q)?))
+            Ok(Password::new(read_line(&mut tty, &q)?))
         }
         Purpose::New => {
-            let first = Password(read_line(&mut tty, "new password: ")?);
-            let again = Password(read_line(&mut tty, "the same password again: ")?);
-            if first.0 != again.0 {
+            let first = Password::new(read_line(&mut tty, "new password: ")?);
+            let again = Password::new(read_line(&mut tty, "the same password again: ")?);
+            if first.as_bytes() != again.as_bytes() {
                 return Err(PasswordError::new(
                     "the two passwords differ; nothing was changed",
                     Some("type the same password twice"),
@@ -317,7 +311,7 @@ mod tests {
         };
         let none = PasswordArgs::default();
         let get = |args: &PasswordArgs, env: &Vars| {
-            obtain_from(args, env, a, Purpose::Open).map(|p| p.0.clone())
+            obtain_from(args, env, a, Purpose::Open).map(|p| p.as_bytes().to_vec())
         };
         assert_eq!(get(&flag_file, &all).unwrap(), b"from-flag-file");
         assert_eq!(get(&flag_cmd, &all).unwrap(), b"from-flag-command");
@@ -367,6 +361,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("empty"), "{}", e.message);
-        assert_eq!(format!("{:?}", Password(b"secret".to_vec())), "Password(…)");
+        assert!(!format!("{:?}", Password::new(b"secret".to_vec())).contains("secret"));
     }
 }

@@ -16,7 +16,22 @@ use std::time::{Duration, Instant};
 /// a hang (say, strata opening a FIFO for reading) fails instead of stalling the suite.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// The password every test archive is encrypted with (new archives are encrypted by
+/// default): set once, as `STRATA_PASSWORD`, in the test process's environment, so every
+/// strata the tests start (directly, through scripts or through a mount) inherits it.
+/// Tests of the unencrypted format pass `--no-encryption`; tests of the password sources
+/// clear or override it for the one command.
+pub const TEST_PASSWORD: &str = "strata-test-password";
+
 pub fn strata_bin() -> &'static str {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("STRATA_PASSWORD").is_none() {
+            // SAFETY: nextest runs each test in its own process, and this runs before
+            // the test starts any strata; no other thread reads the environment here.
+            unsafe { std::env::set_var("STRATA_PASSWORD", TEST_PASSWORD) };
+        }
+    });
     env!("CARGO_BIN_EXE_strata")
 }
 

@@ -27,7 +27,9 @@ pub mod pack;
 pub mod rng;
 pub mod workdir;
 
-pub use cmd::{Archive, Cmd, Out, Running, require_tool, sh, strata, strata_as, strata_bin};
+pub use cmd::{
+    Archive, Cmd, Out, Running, TEST_PASSWORD, require_tool, sh, strata, strata_as, strata_bin,
+};
 pub use compare::{
     allocated_bytes, assert_diff_clean, assert_rsync_clean, assert_same_metadata, metadata_listing,
     xattrs,

@@ -6,6 +6,8 @@
 # Environment (defaults shown):
 #   STRATA_ARCHIVE=/var/backup/jira.strata   on the backup volume
 #   STRATA_INIT_ARGS=                        e.g. --append-only, --compression-level 6
+#   STRATA_PASSWORD_FILE=                    the archive's password, from a Secret mounted as a
+#                                            file (every strata command reads it)
 #   STRATA=strata
 set -eu
 
