@@ -203,13 +203,23 @@ impl Index {
                 Ok(idx)
             }
             Some(v) if v == "1" => {
+                // Under SQLite's write lock (IMMEDIATE), reading the version again: two
+                // processes opening the same old index migrate it once.
                 idx.with(|c| {
-                    let tx = c.transaction()?;
-                    tx.execute_batch("ALTER TABLE snapshots ADD COLUMN sealed BLOB")?;
-                    tx.execute(
-                        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                        params![SCHEMA_VERSION.to_string()],
+                    let tx =
+                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let v: String = tx.query_row(
+                        "SELECT value FROM meta WHERE key = 'schema_version'",
+                        [],
+                        |r| r.get(0),
                     )?;
+                    if v == "1" {
+                        tx.execute_batch("ALTER TABLE snapshots ADD COLUMN sealed BLOB")?;
+                        tx.execute(
+                            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                            params![SCHEMA_VERSION.to_string()],
+                        )?;
+                    }
                     tx.commit()
                 })?;
                 Ok(idx)
@@ -722,4 +732,97 @@ fn decode_row(id: BlobId, b: &[u8]) -> Option<SnapshotRow> {
         added,
         errors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-1 index, as strata wrote it before the `sealed` column.
+    fn v1_index(path: &Path) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(&SCHEMA.replace(", sealed BLOB", ""))
+            .unwrap();
+        c.execute(
+            "INSERT INTO meta(key, value) VALUES ('schema_version', '1')",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO snapshots VALUES (?1, 5, 6, 'h', 'l', 't1\nt2', 's', ?2, 1, 2, 3, 0)",
+            params![&[1u8; 32][..], &[2u8; 32][..]],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_version_1_index_is_migrated_once_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        v1_index(&path);
+        let (a, b) = (Index::open(&path).unwrap(), Index::open(&path).unwrap());
+        for idx in [&a, &b] {
+            let rows = idx.snapshots().unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].tags, vec!["t1".to_string(), "t2".to_string()]);
+            assert_eq!(rows[0].time, (5, 6));
+        }
+        let v: String = a
+            .with(|c| {
+                c.query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(v, "2");
+    }
+
+    struct Xor;
+    impl RowSealer for Xor {
+        fn seal(&self, _: &BlobId, plain: &[u8]) -> Vec<u8> {
+            plain.iter().map(|b| b ^ 0x5a).collect()
+        }
+        fn open(&self, _: &BlobId, sealed: &[u8]) -> Option<Vec<u8>> {
+            Some(sealed.iter().map(|b| b ^ 0x5a).collect())
+        }
+    }
+
+    #[test]
+    fn sealed_rows_round_trip_and_need_the_sealer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let mut idx = Index::create(&path).unwrap();
+        idx.set_sealer(std::sync::Arc::new(Xor));
+        let snap = Snapshot {
+            time: (7, 8),
+            host: "host".into(),
+            label: "label".into(),
+            tags: vec!["tag".into()],
+            parent: None,
+            root: BlobId([3; 32]),
+            sources: Vec::new(),
+            argv: Vec::new(),
+            commands: Vec::new(),
+            errors: Vec::new(),
+            stats: Default::default(),
+        };
+        idx.commit(&[], &[], Some((BlobId([4; 32]), &snap)))
+            .unwrap();
+        let rows = idx.snapshots().unwrap();
+        assert_eq!(rows, vec![row_of(BlobId([4; 32]), &snap)]);
+        let clear: String = idx
+            .with(|c| {
+                c.query_row("SELECT host || label || tags FROM snapshots", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap();
+        assert_eq!(clear, "");
+        assert!(matches!(
+            Index::open(&path).unwrap().snapshots(),
+            Err(IndexError::BadRow { .. })
+        ));
+    }
 }
