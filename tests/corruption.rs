@@ -1030,7 +1030,7 @@ fn a_damaged_directory_is_skipped_and_listed_and_the_rest_is_restored() {
 
     // The tree blob of data/b, found through the library, then damaged in its pack.
     let tree_b = {
-        let a = strata::archive::Archive::open(&archive.path).unwrap();
+        let a = crate::common::open_archive(&archive.path);
         let row = a.snapshots().unwrap().pop().unwrap();
         let find = |tree, name: &[u8]| {
             a.read_tree(&tree)

@@ -18,7 +18,6 @@ use common::hostile::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-use strata::archive::Archive;
 use strata::format::BlobId;
 use strata::format::pack::BlobKind;
 use strata::format::tree::{Extent, Node, NodeKind, Payload, encode_tree};
@@ -410,7 +409,7 @@ fn a_file_whose_extents_name_a_tree_or_snapshot_gets_exactly_those_bytes() {
         w.tree(&[file("good", vec![data])])
     });
     let good_id = BlobId::from_hex(&good).unwrap();
-    let archive = Archive::open(&fx.archive).unwrap();
+    let archive = crate::common::open_archive(&fx.archive);
     let good_root = archive.snapshots().unwrap()[0].root;
     let blobs = [
         ("tree", good_root, archive.read_blob(&good_root).unwrap()),
@@ -797,7 +796,7 @@ fn index_rows_with_absurd_lengths_or_offsets_are_errors_not_crashes() {
         let d = w.tree(&[file("f", vec![data])]);
         w.tree(&[dir("d", d)])
     });
-    let archive = Archive::open(&fx.archive).unwrap();
+    let archive = crate::common::open_archive(&fx.archive);
     let row = archive.resolve(&snap, None).unwrap();
     let d_id = archive.read_tree(&row.root).unwrap()[0].subtree().unwrap();
     let f_id = archive.read_tree(&d_id).unwrap()[0].extents()[0].id();

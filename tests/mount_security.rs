@@ -294,7 +294,7 @@ fn sources_of_a_snapshot_without_the_record_are_for_the_owner_and_root_only() {
     // The same snapshot again, as a record that does not say what was above its source
     // (as every snapshot written before strata recorded it).
     {
-        let a = strata::archive::Archive::open(&archive.path).unwrap();
+        let a = crate::common::open_archive(&archive.path);
         let id = a.snapshots().unwrap().last().unwrap().id;
         let mut snap = a.load_snapshot(&id).unwrap();
         for s in &mut snap.sources {

@@ -571,7 +571,7 @@ mod dag {
     /// `new` beside `src`. Returns the snapshot ids (hex).
     pub fn build(path: &std::path::Path, depth: usize) -> [String; 2] {
         Archive::init(path, &Config::new(64 << 10, 3, false)).unwrap();
-        let archive = Archive::open(path).unwrap();
+        let archive = crate::common::open_archive(path);
         let mut ids = Vec::new();
         for with_new in [false, true] {
             let mut s = archive.begin_write().unwrap();
@@ -645,7 +645,7 @@ fn diff_of_shared_subtrees_streams_and_skips_what_both_snapshots_share() {
     assert_eq!(lines(&out.stdout), ["+ new"], "{out}");
     // Against an empty snapshot, the 2^40 added paths stream out in flat memory.
     let empty = {
-        let a = strata::archive::Archive::open(&path).unwrap();
+        let a = crate::common::open_archive(&path);
         let mut s = a.begin_write().unwrap();
         let root = s.put_tree(&[]).unwrap();
         let mut snap = strata::format::snapshot::Snapshot {

@@ -57,7 +57,7 @@ impl CallLog {
 /// The commands the newest snapshot records, with their exit codes (read through the
 /// library: no subcommand prints them).
 fn recorded_commands(archive: &Path) -> BTreeSet<(String, i32)> {
-    let a = strata::archive::Archive::open(archive).expect("opening the archive");
+    let a = crate::common::open_archive(archive);
     let row = a
         .resolve("latest", None)
         .expect("the archive has a snapshot");

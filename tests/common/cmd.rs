@@ -530,3 +530,17 @@ impl Archive {
         v
     }
 }
+
+/// Opens an archive through the library, with the tests' password when it is encrypted
+/// (new archives are, unless made with `--no-encryption` or through the library).
+pub fn open_archive(path: impl AsRef<Path>) -> strata::archive::Archive {
+    let p = path.as_ref();
+    let pw = strata::archive::Archive::is_encrypted(p)
+        .unwrap_or(false)
+        .then(|| {
+            let s = std::env::var("STRATA_PASSWORD").unwrap_or_else(|_| TEST_PASSWORD.into());
+            strata::archive::Password::new(s.into_bytes())
+        });
+    strata::archive::Archive::open_with(p, pw.as_ref())
+        .unwrap_or_else(|e| panic!("opening the archive {}: {e:?}", p.display()))
+}

@@ -57,7 +57,7 @@ pub struct SnapContent {
 
 /// Walks every snapshot of an (undamaged) archive.
 pub fn snapshot_contents(archive: &Path) -> Vec<SnapContent> {
-    let a = strata::archive::Archive::open(archive).expect("opening the archive");
+    let a = crate::common::open_archive(archive);
     let mut out = Vec::new();
     for row in a.snapshots().expect("listing snapshots") {
         let mut c = SnapContent {

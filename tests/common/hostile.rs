@@ -276,7 +276,7 @@ impl Fx {
     /// Writes blobs with `build` (which returns the root tree id) and commits a
     /// snapshot; returns its id in hex.
     pub fn snapshot(&self, build: impl FnOnce(&mut W<'_>) -> BlobId) -> String {
-        let archive = Archive::open(&self.archive).unwrap();
+        let archive = crate::common::open_archive(&self.archive);
         let mut w = W {
             s: archive.begin_write().unwrap(),
         };

@@ -28,7 +28,8 @@ pub mod rng;
 pub mod workdir;
 
 pub use cmd::{
-    Archive, Cmd, Out, Running, TEST_PASSWORD, require_tool, sh, strata, strata_as, strata_bin,
+    Archive, Cmd, Out, Running, TEST_PASSWORD, open_archive, require_tool, sh, strata, strata_as,
+    strata_bin,
 };
 pub use compare::{
     allocated_bytes, assert_diff_clean, assert_rsync_clean, assert_same_metadata, metadata_listing,
