@@ -79,7 +79,7 @@ fn an_encrypted_archive_shows_no_marker_anywhere_and_restores_exactly() {
         .args(["-u", "STRATA_PASSWORD", strata_bin(), "snapshots"])
         .arg(&archive)
         .run()
-        .assert_one_line_error("a password is needed");
+        .assert_one_line_error("no password was given");
     with_password("wrong")
         .arg("snapshots")
         .arg(&archive)
