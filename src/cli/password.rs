@@ -344,7 +344,7 @@ mod tests {
         let e = obtain_from(
             &PasswordArgs {
                 password_file: None,
-                password_command: Some("echo leaked-secret; exit 3".into()),
+                password_command: Some("printf 'leaked-%s' secret; exit 3".into()),
             },
             &vars(&[]),
             a,
