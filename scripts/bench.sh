@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — strata side by side with restic and borg, in one run, on one machine.
 #
-#   scripts/bench.sh [--quick] [--scale F] [--keep] [--out FILE] [--baseline BIN]
+#   scripts/bench.sh [--quick] [--scale F] [--keep] [--out FILE] [--baseline BIN | --unencrypted-base]
 #
 # Builds strata, strata-gen and randread (tools/randread) in release mode, installs restic,
 # borgbackup and python3-llfuse from Debian if they are missing, generates a Jira / Structr /
@@ -17,7 +17,12 @@
 # fourth tool, `strata-base`, with its own archive and mount, on every row strata is measured;
 # the table gains its column and a "strata / base" column (above 1: the current strata is
 # better), and a line lists the rows where the two differ by more than 5%. Without it the
-# output is the three-tool table.
+# output is the three-tool table. --unencrypted-base measures this strata twice instead: as
+# `strata` on an encrypted archive (the default) and as `strata-base` with `init
+# --no-encryption`, so the column says what encryption costs.
+#
+# strata encrypts (STRATA_PASSWORD), restic always does, and borg runs with `repokey`
+# (BORG_PASSPHRASE), so the three are compared like for like.
 #
 # Environment: BENCH_DIR (work directory, default /var/tmp/strata-bench; must be on a real
 # disk, not tmpfs; it is deleted at the end unless --keep), BENCH_SEED (default 1).
@@ -34,6 +39,7 @@ usage() {
     echo "  --keep          keep the work directory (data, archives, logs) afterwards"
     echo "  --out FILE      write the results there instead of docs/BENCHMARKS.md / target/bench-quick.md"
     echo "  --baseline BIN  also measure BIN, a strata binary built from another commit, as strata-base"
+    echo "  --unencrypted-base  measure this strata unencrypted (init --no-encryption) as strata-base"
 }
 
 QUICK=0
@@ -42,6 +48,8 @@ SCALE=""
 OUT=""
 BASELINE=""
 BASE_VERSION=""
+BASE_PLAIN=0
+BASE_INIT=()
 while (($#)); do
     case $1 in
         --quick) QUICK=1 ;;
@@ -61,6 +69,7 @@ while (($#)); do
             BASELINE=$2
             shift
             ;;
+        --unencrypted-base) BASE_PLAIN=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -228,6 +237,12 @@ log "building strata, strata-gen and randread (release)"
 (cd "$ROOT" && cargo build --release --quiet -p strata -p strata-gen -p randread) ||
     die "cargo build failed"
 STRATA=$ROOT/target/release/strata
+if ((BASE_PLAIN)); then
+    [[ -z $BASELINE ]] || { echo "bench.sh: give --baseline or --unencrypted-base, not both" >&2; exit 2; }
+    BASELINE=$STRATA
+    BASE_VERSION="$("$STRATA" --version) unencrypted (init --no-encryption)"
+    BASE_INIT=(--no-encryption)
+fi
 GEN=$ROOT/target/release/strata-gen
 RANDREAD=$ROOT/target/release/randread
 
@@ -260,6 +275,7 @@ export STRATA_PASSWORD=strata-bench
 export RESTIC_CACHE_DIR=$WORK/cache/restic
 export BORG_BASE_DIR=$WORK/cache/borg
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_PASSPHRASE=strata-bench
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
 START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -307,10 +323,10 @@ ingest() { # ingest TOOL DAY
 
 measure strata-init "$STRATA" init "$ARCH_STRATA"
 if [[ -n $BASELINE ]]; then
-    measure strata-base-init "$BASELINE" init "$ARCH_BASE"
+    measure strata-base-init "$BASELINE" init "${BASE_INIT[@]}" "$ARCH_BASE"
 fi
 measure restic-init restic -r "$REPO_RESTIC" init --repository-version 2
-measure borg-init borg init --encryption none "$REPO_BORG"
+measure borg-init borg init --encryption repokey "$REPO_BORG"
 store_of() {
     case $1 in
         strata) echo "$ARCH_STRATA" ;;
@@ -649,7 +665,7 @@ fi
     echo "- **Machine**: $(nproc) CPUs ($CPU), $RAM_GIB GiB RAM, work directory on $DISK_SRC ($DISK_FS${DISK_INFO:+, $DISK_INFO}), kernel $(uname -r)."
     echo "- **Versions**: $("$STRATA" --version) at git $GIT_REV,${BASELINE:+ baseline (strata-base) $BASE_VERSION from \`$BASELINE\`,} $(restic version | cut -d' ' -f1-2), $(borg --version), zstd $(zstd -q --version), $(rsync --version | head -n 1 | awk '{ print $1, $3 }'), $(tar --version | head -n 1)."
     echo "- **Dataset** (\`strata-gen --scale $SCALE --seed $SEED\`): day 1 is $D1_MB MB in $D1_FILES files ($D1_DIRS directories, $D1_LINKS symlinks); after \`--next-day\`, day 2 is $D2_MB MB in $D2_FILES files. The Structr tree (\`data/structr\`) has $ST_ENTRIES entries; the largest zip is \`$ZIP_REL\`, $ZIP_MB MB."
-    echo "- **Settings**: strata defaults (1 MiB chunks, zstd 3); restic \`--compression auto\`, repository v2; borg \`--compression zstd,3\`, \`--encryption none\`; the mount measures read the day-2 snapshot."
+    echo "- **Settings**: strata defaults (1 MiB chunks, zstd 3); restic \`--compression auto\`, repository v2; borg \`--compression zstd,3\`, \`--encryption repokey\`; strata encrypted (its default); the mount measures read the day-2 snapshot."
     echo
     if [[ -z $BASELINE ]]; then
         echo "| measure | better | strata | restic | borg | native | strata÷restic | strata÷borg | strata÷native |"
