@@ -2,9 +2,9 @@
 //! keys write nothing), key slots, sealed records that fail loudly when touched, a
 //! catalogue that shows nothing in clear, keyed ids, and repair with the key.
 
+use super::testkit::file_node;
 use super::*;
 use crate::format::snapshot::{Source, Stats};
-use crate::format::tree::{Extent, NodeKind, Payload};
 
 const MARKER: &str = "ZQXMARKERQZX";
 
@@ -18,27 +18,6 @@ fn init(dir: &Path, password: &str) -> PathBuf {
     root
 }
 
-fn file(name: &str, chunk: BlobId, len: u64) -> Node {
-    Node {
-        name: name.as_bytes().to_vec(),
-        kind: NodeKind::File,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        user: Vec::new(),
-        group: Vec::new(),
-        mtime: (1_700_000_000, 0),
-        ctime: (1_700_000_000, 0),
-        size: len,
-        dev: 1,
-        ino: 2,
-        nlink: 1,
-        rdev: 0,
-        xattrs: Vec::new(),
-        payload: Payload::File(vec![Extent::Data { id: chunk, len }]),
-    }
-}
-
 /// Commits a snapshot of one file named and labelled with the marker; returns (snapshot,
 /// tree, chunk).
 fn commit(archive: &Archive, content: &[u8]) -> (BlobId, BlobId, BlobId) {
@@ -46,7 +25,7 @@ fn commit(archive: &Archive, content: &[u8]) -> (BlobId, BlobId, BlobId) {
     let chunk = s.put(BlobKind::Chunk, content).unwrap();
     let name = format!("{MARKER}.txt");
     let root = s
-        .put_tree(&[file(&name, chunk, content.len() as u64)])
+        .put_tree(&[file_node(&name, chunk, content.len() as u64)])
         .unwrap();
     let mut snap = Snapshot {
         time: (1_700_000_000, 0),
@@ -308,7 +287,10 @@ fn a_sealed_record_moved_to_another_blobs_place_fails_authentication() {
     let ix = s.put(BlobKind::Chunk, &x).unwrap();
     let iy = s.put(BlobKind::Chunk, &y).unwrap();
     let root_tree = s
-        .put_tree(&[file("x", ix, x.len() as u64), file("y", iy, y.len() as u64)])
+        .put_tree(&[
+            file_node("x", ix, x.len() as u64),
+            file_node("y", iy, y.len() as u64),
+        ])
         .unwrap();
     let mut snap = Snapshot {
         time: (1_700_000_000, 0),

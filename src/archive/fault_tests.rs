@@ -2,9 +2,8 @@
 //! reads, fails seals, or loses objects, under a real archive, unencrypted and
 //! encrypted (each test runs on both: `NAME::plain`, `NAME::encrypted`).
 
+use super::testkit::{file_node, snapshot};
 use super::*;
-use crate::format::snapshot::Stats;
-use crate::format::tree::{Extent, NodeKind, Payload};
 use crate::store::faulty::FaultyStore;
 
 struct Fixture {
@@ -30,45 +29,12 @@ fn fixture(encrypted: bool) -> Fixture {
     }
 }
 
-fn file(name: &str, chunk: BlobId, len: u64) -> Node {
-    Node {
-        name: name.as_bytes().to_vec(),
-        kind: NodeKind::File,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        user: Vec::new(),
-        group: Vec::new(),
-        mtime: (1_700_000_000, 0),
-        ctime: (1_700_000_000, 0),
-        size: len,
-        dev: 1,
-        ino: 2,
-        nlink: 1,
-        rdev: 0,
-        xattrs: Vec::new(),
-        payload: Payload::File(vec![Extent::Data { id: chunk, len }]),
-    }
-}
-
 /// Commits one snapshot holding one file of `content`; returns (snapshot, chunk) ids.
 fn commit(archive: &Archive, content: &[u8]) -> Result<(BlobId, BlobId), ArchiveError> {
     let mut s = archive.begin_write()?;
     let chunk = s.put(BlobKind::Chunk, content)?;
-    let root = s.put_tree(&[file("f", chunk, content.len() as u64)])?;
-    let mut snap = Snapshot {
-        time: (1_700_000_000, 0),
-        host: "h".into(),
-        label: "l".into(),
-        tags: Vec::new(),
-        parent: None,
-        root,
-        sources: Vec::new(),
-        argv: Vec::new(),
-        commands: Vec::new(),
-        errors: Vec::new(),
-        stats: Stats::default(),
-    };
+    let root = s.put_tree(&[file_node("f", chunk, content.len() as u64)])?;
+    let mut snap = snapshot(root);
     Ok((s.commit(&mut snap)?, chunk))
 }
 

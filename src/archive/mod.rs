@@ -1017,3 +1017,5 @@ impl<'a> WriteSession<'a> {
 mod enc_tests;
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+pub(crate) mod testkit;

@@ -369,32 +369,11 @@ pub fn walk_pair<V: PairVisitor>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::testkit::node;
     use crate::archive::{Config, WriteSession};
     use crate::format::pack::BlobKind;
-    use crate::format::snapshot::{Snapshot, Stats};
     use crate::format::tree::{Extent, NodeKind, Payload};
     use std::collections::HashSet;
-
-    fn node(name: &str, kind: NodeKind, payload: Payload) -> Node {
-        Node {
-            name: name.as_bytes().to_vec(),
-            kind,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            user: Vec::new(),
-            group: Vec::new(),
-            mtime: (1_700_000_000, 0),
-            ctime: (1_700_000_000, 0),
-            size: 0,
-            dev: 0,
-            ino: 0,
-            nlink: 1,
-            rdev: 0,
-            xattrs: Vec::new(),
-            payload,
-        }
-    }
 
     fn file(name: &str) -> Node {
         node(name, NodeKind::File, Payload::File(Vec::new()))
@@ -415,19 +394,7 @@ mod tests {
         let archive = Archive::open(&path).unwrap();
         let mut s = archive.begin_write().unwrap();
         let root = build(&mut s);
-        let mut snap = Snapshot {
-            time: (1_700_000_000, 0),
-            host: "h".into(),
-            label: "l".into(),
-            tags: Vec::new(),
-            parent: None,
-            root,
-            sources: Vec::new(),
-            argv: Vec::new(),
-            commands: Vec::new(),
-            errors: Vec::new(),
-            stats: Stats::default(),
-        };
+        let mut snap = crate::archive::testkit::snapshot(root);
         s.commit(&mut snap).unwrap();
         (tmp, archive, super::super::root_node(root, (0, 0)))
     }
