@@ -20,19 +20,23 @@
 //! master key, which the codec holds; the layers above never see a key.
 
 pub mod config;
+mod error;
 pub mod keys;
 mod lock;
 pub mod rebuild;
+mod session;
 
 pub use config::Config;
+pub use error::ArchiveError;
 pub use keys::{KeySlot, Password};
+pub use session::{Claims, WriteSession};
 
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, decode_tree, decode_tree_each, encode_tree};
-use crate::format::{BlobId, FormatError, PackId};
+use crate::format::{BlobId, PackId};
+use crate::index::Index;
 pub use crate::index::SnapshotRow;
-use crate::index::{Index, IndexError};
 pub use crate::packs::{Codec, Location, StoredBlob};
 use crate::packs::{PackError, PackReader, PackWriter};
 use crate::store::local::LocalStore;
@@ -44,97 +48,12 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use thiserror::Error;
 
 pub const CONFIG_FILE: &str = "config";
 pub const INDEX_FILE: &str = "index.sqlite";
 pub const LOCK_FILE: &str = "lock";
 const PACKS_DIR: &str = "packs";
 const QUARANTINE_DIR: &str = "quarantine";
-
-#[derive(Debug, Error)]
-pub enum ArchiveError {
-    #[error("{path}: not a strata archive ({why})")]
-    NotAnArchive { path: PathBuf, why: String },
-    #[error("{path}: directory is not empty and is not a strata archive")]
-    NotEmpty { path: PathBuf },
-    #[error(
-        "{path}: archive format {found} is newer than this strata supports ({supported}); upgrade strata"
-    )]
-    NewerFormat {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
-    #[error("archive is locked by {}", match .pid { Some(p) => format!("pid {p}"), None => "another process".to_string() })]
-    Locked { pid: Option<u32> },
-    #[error("{path}: index is missing")]
-    IndexMissing { path: PathBuf },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Index(#[from] IndexError),
-    #[error(transparent)]
-    Pack(#[from] PackError),
-    #[error("{what} {id}: {source}")]
-    Format {
-        what: &'static str,
-        id: BlobId,
-        #[source]
-        source: FormatError,
-    },
-    #[error("blob {id} is referenced but not in the index")]
-    BlobMissing { id: BlobId },
-    #[error("no snapshot matches {spec:?}")]
-    SnapshotNotFound { spec: String },
-    #[error("snapshot prefix {spec:?} is ambiguous: {}", .candidates.join(", "))]
-    Ambiguous {
-        spec: String,
-        candidates: Vec<String>,
-    },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("archive is append-only: {0} is refused")]
-    AppendOnly(&'static str),
-    #[error("{path}: wrong password: no key slot of the archive opens with it")]
-    WrongPassword { path: PathBuf },
-    #[error("{path}: the archive is encrypted: a password is needed")]
-    PasswordNeeded { path: PathBuf },
-    #[error("key file {path} is damaged ({why})")]
-    KeyDamaged { path: PathBuf, why: String },
-    #[error(
-        "{path}: refusing to remove the last key slot (the archive could never be opened again)"
-    )]
-    LastKey { path: PathBuf },
-    #[error("no key slot {id}")]
-    KeyNotFound { id: String },
-    #[error("{path}: the archive is not encrypted: it has no keys")]
-    NotEncrypted { path: PathBuf },
-}
-
-impl ArchiveError {
-    /// The filesystem was full (ENOSPC from a pack write, or SQLite's "disk full").
-    pub fn is_out_of_space(&self) -> bool {
-        match self {
-            ArchiveError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
-            ArchiveError::Pack(PackError::Store(e)) => e.raw_os_error() == Some(libc::ENOSPC),
-            ArchiveError::Index(e) => e.is_out_of_space(),
-            _ => false,
-        }
-    }
-
-    pub fn is_corruption(&self) -> bool {
-        match self {
-            ArchiveError::Pack(e) => e.is_corruption(),
-            ArchiveError::Format { .. } | ArchiveError::BlobMissing { .. } => true,
-            _ => false,
-        }
-    }
-}
 
 /// The pid of the process that holds the writer lock (an ingest, forget, prune or
 /// repair is running), read without taking the lock: the pid the holder wrote into
@@ -786,230 +705,6 @@ impl Archive {
             bytes_added: 0,
             committed: false,
         })
-    }
-}
-
-/// The session's dedup: which blob ids are committed or already claimed by this session.
-/// Clones share one set, so ingest's walker claims ids on its thread while the session
-/// writes on another.
-#[derive(Clone)]
-pub struct Claims<'a> {
-    archive: &'a Archive,
-    ids: Arc<std::sync::Mutex<HashSet<BlobId>>>,
-}
-
-impl Claims<'_> {
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<BlobId>> {
-        self.ids.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn known(&self, id: &BlobId) -> Result<bool, ArchiveError> {
-        Ok(self.ids().contains(id) || self.archive.index.contains(id)?)
-    }
-
-    fn insert(&self, id: BlobId) {
-        self.ids().insert(id);
-    }
-
-    /// True when `id` is new: the caller must then store that blob in this session.
-    /// False when it is committed or claimed already.
-    pub fn claim(&self, id: &BlobId) -> Result<bool, ArchiveError> {
-        if self.known(id)? {
-            return Ok(false);
-        }
-        Ok(self.ids().insert(*id))
-    }
-}
-
-/// One writer's session: blobs go into new packs; nothing is visible to readers until
-/// [`WriteSession::commit`]. Dropping a session without committing leaves only
-/// unreferenced pack bytes, which repair or prune clean up.
-pub struct WriteSession<'a> {
-    archive: &'a Archive,
-    _lock: WriterLock,
-    /// File chunks.
-    writer: PackWriter,
-    /// Trees, snapshot and forget records: kept in packs of their own, so everything a
-    /// walk of a snapshot reads (ingest's parent, find on a mount, check) lies together
-    /// in a few megabytes instead of scattered among gigabytes of data.
-    meta: PackWriter,
-    added: Vec<(BlobId, Location)>,
-    /// Ids stored or about to be stored in this session: the one place dedup is decided.
-    seen: Claims<'a>,
-    bytes_added: u64,
-    committed: bool,
-    /// The archive's append-only flag as read under this session's lock.
-    append_only: bool,
-}
-
-impl Drop for WriteSession<'_> {
-    /// A session that ends without committing (an error, a failed command, an
-    /// interrupt) removes the packs it wrote: no index row points into them. After a
-    /// crash (no Drop), such packs stay as unreferenced files until repair or prune.
-    fn drop(&mut self) {
-        if !self.committed {
-            self.writer.discard();
-            self.meta.discard();
-        }
-    }
-}
-
-impl<'a> WriteSession<'a> {
-    pub fn archive(&self) -> &'a Archive {
-        self.archive
-    }
-
-    /// Refuses `what` (forget, prune) when the archive is append-only, as read under this
-    /// session's lock. The destructive commits call it themselves; prune also calls it
-    /// before its work.
-    pub fn refuse_if_append_only(&self, what: &'static str) -> Result<(), ArchiveError> {
-        if self.append_only {
-            return Err(ArchiveError::AppendOnly(what));
-        }
-        Ok(())
-    }
-
-    /// The session's dedup, for a producer on another thread (ingest's walker).
-    pub fn claims(&self) -> Claims<'a> {
-        self.seen.clone()
-    }
-
-    /// True when the blob is already stored (committed, or written in this session).
-    pub fn has(&self, id: &BlobId) -> Result<bool, ArchiveError> {
-        self.seen.known(id)
-    }
-
-    /// Appends an already-compressed blob.
-    pub fn put_stored(&mut self, blob: &StoredBlob) -> Result<(), ArchiveError> {
-        let loc = self.writer_for(blob.kind).add(blob)?;
-        self.seen.insert(blob.id);
-        self.bytes_added += crate::format::pack::BLOB_HEADER_LEN as u64 + loc.stored_len;
-        self.added.push((blob.id, loc));
-        Ok(())
-    }
-
-    /// Encodes and appends `raw` unless an identical blob exists. Returns its id.
-    pub fn put(&mut self, kind: BlobKind, raw: &[u8]) -> Result<BlobId, ArchiveError> {
-        let codec = self.archive.codec();
-        let id = codec.id_of(raw);
-        if !self.has(&id)? {
-            self.put_stored(&codec.encode(kind, id, raw))?;
-        }
-        Ok(id)
-    }
-
-    pub fn put_tree(&mut self, nodes: &[Node]) -> Result<BlobId, ArchiveError> {
-        let bytes =
-            encode_tree(nodes).map_err(|e| ArchiveError::Invalid(format!("encoding tree: {e}")))?;
-        self.put(BlobKind::Tree, &bytes)
-    }
-
-    /// Bytes appended to packs so far (record headers included).
-    pub fn bytes_added(&self) -> u64 {
-        self.bytes_added
-    }
-
-    /// The commit protocol: the snapshot record goes into the pack after every blob it
-    /// references; the pack and the packs directory are fsynced; then one SQLite
-    /// transaction makes blobs and snapshot visible together.
-    pub fn commit(mut self, snapshot: &mut Snapshot) -> Result<BlobId, ArchiveError> {
-        snapshot.stats.bytes_added = self.bytes_added;
-        let bytes = snapshot.encode();
-        let codec = self.archive.codec();
-        let id = codec.id_of(&bytes);
-        self.put_stored(&codec.encode(BlobKind::Snapshot, id, &bytes))?;
-        self.finish_packs(Some((id, snapshot)))?;
-        Ok(id)
-    }
-
-    /// Appends a forget record and, in the same index transaction, removes the
-    /// forgotten snapshots from the catalogue. Refused on an append-only archive.
-    pub fn commit_forget(
-        mut self,
-        record: &crate::format::forget::ForgetRecord,
-    ) -> Result<BlobId, ArchiveError> {
-        self.refuse_if_append_only("forget")?;
-        let bytes = record.encode();
-        let codec = self.archive.codec();
-        let id = codec.id_of(&bytes);
-        self.put_stored(&codec.encode(BlobKind::Forget, id, &bytes))?;
-        let packs = self.seal_all()?;
-        self.committed = true;
-        self.archive
-            .index
-            .commit_forget(&packs, &self.added, &record.snapshots)?;
-        Ok(id)
-    }
-
-    /// Seals every pack of this session and fsyncs the directory; returns the index rows
-    /// for them.
-    fn seal_all(&mut self) -> Result<Vec<(PackId, u64, u64)>, ArchiveError> {
-        let mut sealed = self.writer.finish()?;
-        sealed.extend(self.meta.finish()?);
-        Ok(sealed
-            .into_iter()
-            .map(|(p, size)| {
-                let n = self.added.iter().filter(|(_, l)| l.pack == p).count() as u64;
-                (p, size, n)
-            })
-            .collect())
-    }
-
-    /// Copies a committed blob's record, as stored, into this session's packs (prune):
-    /// the record is verified first and never re-encoded. Returns its new location.
-    pub fn copy_blob(&mut self, id: &BlobId, loc: &Location) -> Result<Location, ArchiveError> {
-        let (h, stored) = self.archive.packs.read_stored(id, loc)?;
-        Ok(self.writer_for(h.kind).add(&StoredBlob {
-            kind: h.kind,
-            id: *id,
-            raw_len: h.raw_len,
-            compression: h.compression,
-            data: stored,
-        })?)
-    }
-
-    /// The pack writer for a kind of blob.
-    fn writer_for(&mut self, kind: BlobKind) -> &mut PackWriter {
-        match kind {
-            BlobKind::Chunk => &mut self.writer,
-            BlobKind::Tree | BlobKind::Snapshot | BlobKind::Forget => &mut self.meta,
-        }
-    }
-
-    /// Prune's commit: seal the new packs, switch the index in one transaction, and only
-    /// then delete the old packs.
-    pub fn commit_switch(
-        mut self,
-        moved: &[(BlobId, Location)],
-        removed_blobs: &[BlobId],
-        removed_packs: &[PackId],
-    ) -> Result<(), ArchiveError> {
-        let packs = self.seal_all()?;
-        let mut packs_with_counts = packs;
-        for (p, _, n) in packs_with_counts.iter_mut() {
-            *n = moved.iter().filter(|(_, l)| l.pack == *p).count() as u64;
-        }
-        self.refuse_if_append_only("prune")?;
-        self.committed = true;
-        self.archive
-            .index
-            .switch(&packs_with_counts, moved, removed_blobs, removed_packs)?;
-        // Readers that looked a blob up before the switch find its pack gone and look
-        // it up again (see `read_verified`).
-        for p in removed_packs {
-            let _ = self.archive.store.delete(&p.file_name());
-        }
-        let _ = self.archive.store.sync();
-        Ok(())
-    }
-
-    fn finish_packs(&mut self, snapshot: Option<(BlobId, &Snapshot)>) -> Result<(), ArchiveError> {
-        let packs = self.seal_all()?;
-        // From here on the packs may be referenced even if the commit reports an error
-        // (an I/O error can leave it in doubt): never discard them after this point.
-        self.committed = true;
-        self.archive.index.commit(&packs, &self.added, snapshot)?;
-        Ok(())
     }
 }
 
