@@ -12,9 +12,8 @@ use super::lock::{LockError, WriterLock};
 use super::{ArchiveError, io};
 use crate::format::key::{KdfParams, KeyRecord};
 use crate::packs::{MasterKey, random_bytes, unwrap_master_key, wrap_master_key};
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -171,22 +170,7 @@ pub(super) fn write_slot(
 ) -> Result<(), ArchiveError> {
     let rec = wrap_master_key(master, password.as_bytes(), kdf, id)
         .map_err(|e| ArchiveError::Invalid(format!("wrapping the key: {e}")))?;
-    let dir = root.join(KEYS_DIR);
-    let path = dir.join(slot_file_name(id));
-    let tmp = dir.join(format!("{}.tmp", slot_file_name(id)));
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(&rec.encode()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io(&path))?;
-    fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(&dir))
+    super::write_atomic(&root.join(KEYS_DIR), &slot_file_name(id), &rec.encode())
 }
 
 /// A new slot id not in use.

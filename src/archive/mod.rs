@@ -72,11 +72,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
     }
 }
 
-/// Writes `config` atomically: a synced temporary file renamed over `ARCHIVE/config`,
-/// then the directory synced.
-fn write_config(path: &Path, config: &Config) -> Result<(), ArchiveError> {
-    let cfg_path = path.join(CONFIG_FILE);
-    let tmp = path.join("config.tmp");
+/// Writes `dir/name` atomically (0600): a synced temporary file renamed over it, then the
+/// directory synced, so a crash leaves the old file or the new one whole. The config and
+/// the key slots are written this way.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let _ = fs::remove_file(&tmp);
     let mut f = OpenOptions::new()
         .write(true)
@@ -84,12 +85,17 @@ fn write_config(path: &Path, config: &Config) -> Result<(), ArchiveError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    f.write_all(config.encode().as_bytes()).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, &cfg_path).map_err(io(&cfg_path))?;
-    fs::File::open(path)
+    fs::rename(&tmp, &path).map_err(io(&path))?;
+    fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io(path))
+        .map_err(io(dir))
+}
+
+/// Writes `ARCHIVE/config` atomically.
+fn write_config(path: &Path, config: &Config) -> Result<(), ArchiveError> {
+    write_atomic(path, CONFIG_FILE, config.encode().as_bytes())
 }
 
 /// Takes the single-writer lock of the archive at `root` (no wait: a held lock is

@@ -33,12 +33,10 @@ pub struct PasswordArgs {
 
 pub use strata::archive::Password;
 
-/// Overwrites a buffer that held secret bytes before it is freed.
-fn wipe(v: &mut [u8]) {
-    for b in v.iter_mut() {
-        // SAFETY: a volatile write to a byte we own, so the wipe is not optimised away.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
+/// Overwrites a buffer that held secret bytes before it is freed (the `zeroize` crate the
+/// archive's `Password` uses too).
+fn wipe(v: &mut Vec<u8>) {
+    zeroize::Zeroize::zeroize(v);
 }
 
 /// Why no password could be had: one line for the user, and a hint.

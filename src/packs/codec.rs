@@ -279,7 +279,7 @@ impl Codec {
     /// archive is encrypted.
     pub fn id_of(&self, plain: &[u8]) -> BlobId {
         match &self.keys {
-            None => BlobId(*blake3::hash(plain).as_bytes()),
+            None => BlobId::of(plain),
             Some(k) => BlobId(*blake3::keyed_hash(&k.id_key, plain).as_bytes()),
         }
     }
