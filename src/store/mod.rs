@@ -17,6 +17,7 @@
 #[cfg(test)]
 pub mod faulty;
 pub mod local;
+pub mod url;
 
 use std::io;
 use thiserror::Error;
@@ -143,4 +144,22 @@ pub trait NewObject: Send {
     fn seal(self: Box<Self>) -> Result<u64, StoreError>;
     /// Gives up: removes what was written.
     fn abort(self: Box<Self>);
+}
+
+/// The archive's small named files beside the packs: `config`, `keys/<16 hex>.key`,
+/// `locks/<name>`. Names are relative to the archive (`keys/00ab….key`), with `/` as the
+/// only separator. A local archive keeps them as files in its directory; a bucket as
+/// objects under its prefix.
+pub trait MetaStore: Send + Sync {
+    /// How a name is shown to the user: a path, or a URL.
+    fn location(&self, name: &str) -> String;
+    /// The whole file, or `None` when there is none of that name.
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes the whole file, replacing any of that name; a reader sees the old bytes or
+    /// the new ones, never a mix, and the write is durable when this returns.
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The files whose names start with `prefix` (`"keys/"`), sorted by name.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    /// Removes a file; removing one that is already gone is not an error.
+    fn delete(&self, name: &str) -> Result<(), StoreError>;
 }
