@@ -12,7 +12,8 @@ use super::lock::{LockError, WriterLock};
 use super::{ArchiveError, io};
 use crate::format::key::{KdfParams, KeyRecord};
 use crate::packs::{MasterKey, random_bytes, unwrap_master_key, wrap_master_key};
-use std::fs::{self, DirBuilder};
+use crate::store::{MetaStore, StoreError};
+use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -75,37 +76,33 @@ fn slot_id(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// Every slot file: its id, path, and decoded record (or why it is damaged), by id.
+/// Every slot file: its id, where it is, and decoded record (or why it is damaged), by id.
 type SlotRead = (u64, PathBuf, Result<KeyRecord, String>);
 
-fn read_slots(root: &Path) -> Result<Vec<SlotRead>, ArchiveError> {
-    let dir = root.join(KEYS_DIR);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ArchiveError::KeyDamaged {
-                path: dir,
-                why: "the key directory is missing".into(),
-            });
-        }
-        Err(e) => return Err(io(&dir)(e)),
-    };
+fn slot_name(id: u64) -> String {
+    format!("{KEYS_DIR}/{}", slot_file_name(id))
+}
+
+fn store_err(e: StoreError) -> ArchiveError {
+    ArchiveError::Pack(e.into())
+}
+
+fn read_slots(meta: &dyn MetaStore) -> Result<Vec<SlotRead>, ArchiveError> {
     let mut out = Vec::new();
-    for e in entries {
-        let e = e.map_err(io(&dir))?;
-        let name = e.file_name();
-        let Some(id) = name.to_str().and_then(slot_id) else {
+    for o in meta.list(&format!("{KEYS_DIR}/")).map_err(store_err)? {
+        let Some(id) = o.name.rsplit('/').next().and_then(slot_id) else {
             continue;
         };
-        let path = e.path();
+        let path = PathBuf::from(meta.location(&o.name));
         // At most a few times a record's size: a huge file is damage, not a key.
-        let rec = match fs::File::open(&path).and_then(|f| {
-            let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut b)?;
-            Ok(b)
-        }) {
-            Ok(b) => KeyRecord::decode(&b).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let rec = if o.size > 4096 {
+            Err(format!("{} bytes is no key record", o.size))
+        } else {
+            match meta.get(&o.name) {
+                Ok(Some(b)) => KeyRecord::decode(&b).map_err(|e| e.to_string()),
+                Ok(None) => continue,
+                Err(e) => Err(e.to_string()),
+            }
         };
         out.push((id, path, rec));
     }
@@ -114,8 +111,11 @@ fn read_slots(root: &Path) -> Result<Vec<SlotRead>, ArchiveError> {
 }
 
 /// The master key, from the first slot `password` opens; returns that slot's id too.
-pub(super) fn unlock(root: &Path, password: &Password) -> Result<(MasterKey, u64), ArchiveError> {
-    let slots = read_slots(root)?;
+pub(super) fn unlock(
+    meta: &dyn MetaStore,
+    password: &Password,
+) -> Result<(MasterKey, u64), ArchiveError> {
+    let slots = read_slots(meta)?;
     let mut damaged = None;
     let mut intact = 0;
     for (id, path, rec) in slots {
@@ -135,11 +135,11 @@ pub(super) fn unlock(root: &Path, password: &Password) -> Result<(MasterKey, u64
         // Nothing intact to try: the password cannot be judged, the keys are damaged.
         Some((path, why)) if intact == 0 => Err(ArchiveError::KeyDamaged { path, why }),
         None if intact == 0 => Err(ArchiveError::KeyDamaged {
-            path: root.join(KEYS_DIR),
+            path: PathBuf::from(meta.location(KEYS_DIR)),
             why: "no key file".into(),
         }),
         _ => Err(ArchiveError::WrongPassword {
-            path: root.to_path_buf(),
+            path: PathBuf::from(meta.location("")),
         }),
     }
 }
@@ -162,7 +162,7 @@ pub(super) fn lock(root: &Path) -> Result<WriterLock, ArchiveError> {
 /// Writes slot `id` (a new one, or replacing it whole) wrapping `master` under
 /// `password`.
 pub(super) fn write_slot(
-    root: &Path,
+    meta: &dyn MetaStore,
     id: u64,
     master: &MasterKey,
     password: &Password,
@@ -170,24 +170,24 @@ pub(super) fn write_slot(
 ) -> Result<(), ArchiveError> {
     let rec = wrap_master_key(master, password.as_bytes(), kdf, id)
         .map_err(|e| ArchiveError::Invalid(format!("wrapping the key: {e}")))?;
-    super::write_atomic(&root.join(KEYS_DIR), &slot_file_name(id), &rec.encode())
+    meta.put(&slot_name(id), &rec.encode()).map_err(store_err)
 }
 
 /// A new slot id not in use.
-pub(super) fn new_slot_id(root: &Path) -> Result<u64, ArchiveError> {
+pub(super) fn new_slot_id(meta: &dyn MetaStore) -> Result<u64, ArchiveError> {
     loop {
         let mut b = [0u8; 8];
         random_bytes(&mut b).map_err(|e| ArchiveError::Invalid(e.to_string()))?;
         let id = u64::from_le_bytes(b);
-        if !root.join(KEYS_DIR).join(slot_file_name(id)).exists() {
+        if !exists(meta, id)? {
             return Ok(id);
         }
     }
 }
 
 /// Every slot, by id.
-pub(super) fn list(root: &Path) -> Result<Vec<KeySlot>, ArchiveError> {
-    Ok(read_slots(root)?
+pub(super) fn list(meta: &dyn MetaStore) -> Result<Vec<KeySlot>, ArchiveError> {
+    Ok(read_slots(meta)?
         .into_iter()
         .map(|(id, _, rec)| KeySlot {
             id,
@@ -196,31 +196,31 @@ pub(super) fn list(root: &Path) -> Result<Vec<KeySlot>, ArchiveError> {
         .collect())
 }
 
-/// Removes slot `id`, refusing the last intact one. Called under [`lock`].
-pub(super) fn remove(root: &Path, id: u64) -> Result<(), ArchiveError> {
-    let slots = read_slots(root)?;
-    let Some((_, path, _)) = slots.iter().find(|(i, _, _)| *i == id) else {
+/// Removes slot `id`, refusing the last intact one. Called under the key lock.
+pub(super) fn remove(meta: &dyn MetaStore, id: u64) -> Result<(), ArchiveError> {
+    let slots = read_slots(meta)?;
+    if !slots.iter().any(|(i, _, _)| *i == id) {
         return Err(ArchiveError::KeyNotFound {
             id: format!("{id:016x}"),
         });
-    };
+    }
     let others_intact = slots
         .iter()
         .filter(|(i, _, r)| *i != id && r.is_ok())
         .count();
     if others_intact == 0 {
         return Err(ArchiveError::LastKey {
-            path: root.to_path_buf(),
+            path: PathBuf::from(meta.location("")),
         });
     }
-    fs::remove_file(path).map_err(io(path))?;
-    let dir = root.join(KEYS_DIR);
-    fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(&dir))
+    meta.delete(&slot_name(id)).map_err(store_err)
 }
 
 /// True when slot `id` exists.
-pub(super) fn exists(root: &Path, id: u64) -> bool {
-    root.join(KEYS_DIR).join(slot_file_name(id)).exists()
+pub(super) fn exists(meta: &dyn MetaStore, id: u64) -> Result<bool, ArchiveError> {
+    Ok(meta
+        .list(&slot_name(id))
+        .map_err(store_err)?
+        .iter()
+        .any(|o| o.name == slot_name(id)))
 }

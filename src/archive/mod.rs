@@ -23,12 +23,17 @@ pub mod config;
 mod error;
 pub mod keys;
 mod lock;
+mod place;
 pub mod rebuild;
 mod session;
 
 pub use config::Config;
 pub use error::ArchiveError;
 pub use keys::{KeySlot, Password};
+#[cfg(test)]
+pub(crate) use place::local_store;
+pub use place::{CacheOptions, cache_base, set_cache_options};
+pub(crate) use place::{PACKS_DIR, Place, QUARANTINE_DIR};
 pub use session::{Claims, WriteSession};
 
 use crate::format::pack::BlobKind;
@@ -40,11 +45,10 @@ pub use crate::index::SnapshotRow;
 pub use crate::packs::{Codec, Location, StoredBlob};
 use crate::packs::{PackError, PackReader, PackWriter};
 use crate::store::local::LocalStore;
-use crate::store::{ObjectMeta, Store, Stray};
+use crate::store::{MetaStore, ObjectMeta, Store, Stray};
 use lock::{LockError, WriterLock};
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,8 +56,6 @@ use std::sync::Arc;
 pub const CONFIG_FILE: &str = "config";
 pub const INDEX_FILE: &str = "index.sqlite";
 pub const LOCK_FILE: &str = "lock";
-const PACKS_DIR: &str = "packs";
-const QUARANTINE_DIR: &str = "quarantine";
 
 /// The pid of the process that holds the writer lock (an ingest, forget, prune or
 /// repair is running), read without taking the lock: the pid the holder wrote into
@@ -72,30 +74,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
     }
 }
 
-/// Writes `dir/name` atomically (0600): a synced temporary file renamed over it, then the
-/// directory synced, so a crash leaves the old file or the new one whole. The config and
-/// the key slots are written this way.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io(&path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
-}
-
-/// Writes `ARCHIVE/config` atomically.
-fn write_config(path: &Path, config: &Config) -> Result<(), ArchiveError> {
-    write_atomic(path, CONFIG_FILE, config.encode().as_bytes())
+/// Writes the archive's config whole (a reader sees the old one or the new one).
+fn write_config(meta: &dyn MetaStore, config: &Config) -> Result<(), ArchiveError> {
+    meta.put(CONFIG_FILE, config.encode().as_bytes())
+        .map_err(|e| ArchiveError::Pack(e.into()))
 }
 
 /// Takes the single-writer lock of the archive at `root` (no wait: a held lock is
@@ -112,7 +94,7 @@ pub(crate) fn lock_writer(root: &Path) -> Result<WriterLock, ArchiveError> {
 }
 
 pub struct Archive {
-    root: PathBuf,
+    place: Place,
     config: Config,
     index: Index,
     store: Arc<dyn Store>,
@@ -144,10 +126,10 @@ fn open_index(path: &Path, codec: &Codec) -> Result<Index, ArchiveError> {
     Ok(index)
 }
 
-/// The codec of the archive at `root`: plain for version 1; for an encrypted archive
+/// The codec of the archive at `place`: plain for version 1; for an encrypted archive
 /// the master key from the first key slot `unlock` opens (and that slot's id).
 fn codec_for(
-    root: &Path,
+    place: &Place,
     config: &Config,
     unlock: Option<&Password>,
 ) -> Result<(Codec, Option<u64>), ArchiveError> {
@@ -155,21 +137,58 @@ fn codec_for(
         return Ok((Codec::new(config.compression_level), None));
     }
     let password = unlock.ok_or_else(|| ArchiveError::PasswordNeeded {
-        path: root.to_path_buf(),
+        path: place.display_path(),
     })?;
-    let (master, slot) = keys::unlock(root, password)?;
+    let (master, slot) = keys::unlock(place.meta.as_ref(), password)?;
     Ok((
         Codec::encrypted(config.compression_level, &master),
         Some(slot),
     ))
 }
 
-/// The store of a local archive directory.
-fn local_store(root: &Path) -> Arc<dyn Store> {
-    Arc::new(LocalStore::new(
-        &root.join(PACKS_DIR),
-        &root.join(QUARANTINE_DIR),
-    ))
+/// Reads the config of the archive at `place`.
+fn read_config_in(place: &Place) -> Result<Config, ArchiveError> {
+    let path = place.display_path();
+    let text = match place.meta.get(CONFIG_FILE) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            let why = match &place.url {
+                crate::store::url::ArchiveUrl::Bucket(_) => {
+                    "no config object: check the bucket and prefix".to_string()
+                }
+                _ if path.is_dir() => "no config file".to_string(),
+                _ if path.exists() => "not a directory".to_string(),
+                _ => "does not exist".to_string(),
+            };
+            return Err(ArchiveError::NotAnArchive { path, why });
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(ArchiveError::NotAnArchive {
+                path,
+                why: "not a directory".into(),
+            });
+        }
+        Err(e) => return Err(ArchiveError::Pack(e.into())),
+    };
+    let text = String::from_utf8_lossy(&text);
+    // Check the version before anything else, so a newer archive gets the right error.
+    for line in text.lines() {
+        if let Some(v) = line.trim().strip_prefix("format")
+            && let Some(v) = v.trim().strip_prefix('=')
+            && let Ok(found) = v.trim().parse::<u32>()
+            && found > config::ARCHIVE_VERSION
+        {
+            return Err(ArchiveError::NewerFormat {
+                path: path.clone(),
+                found,
+                supported: config::ARCHIVE_VERSION,
+            });
+        }
+    }
+    Config::decode(&text).map_err(|why| ArchiveError::NotAnArchive {
+        path: path.clone(),
+        why: format!("config: {why}"),
+    })
 }
 
 impl Archive {
@@ -236,11 +255,12 @@ impl Archive {
                 .map_err(io(&idx_path))?;
             Index::create(&idx_path)?;
         }
+        let meta = crate::store::local::LocalMeta::new(path);
         if let (Some(master), Some(password)) = (&master, password) {
             keys::create_dir(path)?;
-            let id = keys::new_slot_id(path)?;
+            let id = keys::new_slot_id(&meta)?;
             keys::write_slot(
-                path,
+                &meta,
                 id,
                 master,
                 password,
@@ -248,7 +268,7 @@ impl Archive {
             )?;
         }
         // The config is written last: a directory without it is not an archive yet.
-        write_config(path, config)?;
+        write_config(&meta, config)?;
         Ok(())
     }
 
@@ -261,56 +281,21 @@ impl Archive {
     /// Switches the archive to append-only (one way: there is no switch back). Returns
     /// whether it already was.
     pub fn set_append_only(path: &Path) -> Result<bool, ArchiveError> {
+        let place = Place::of(path)?;
         // Under the writer lock, so no forget or prune is half way through.
-        let _lock = lock_writer(path)?;
-        let mut config = Self::read_config(path)?;
+        let _lock = lock_writer(&place.root)?;
+        let mut config = read_config_in(&place)?;
         if config.append_only {
             return Ok(true);
         }
         config.append_only = true;
-        write_config(path, &config)?;
+        write_config(place.meta.as_ref(), &config)?;
         Ok(false)
     }
 
     /// Reads only the config: tells whether `path` is an archive, and of which version.
     pub fn read_config(path: &Path) -> Result<Config, ArchiveError> {
-        let cfg_path = path.join(CONFIG_FILE);
-        let text = match fs::read(&cfg_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let why = if path.is_dir() {
-                    "no config file".to_string()
-                } else if path.exists() {
-                    "not a directory".to_string()
-                } else {
-                    "does not exist".to_string()
-                };
-                return Err(ArchiveError::NotAnArchive {
-                    path: path.to_path_buf(),
-                    why,
-                });
-            }
-            Err(e) => return Err(io(&cfg_path)(e)),
-        };
-        let text = String::from_utf8_lossy(&text);
-        // Check the version before anything else, so a newer archive gets the right error.
-        for line in text.lines() {
-            if let Some(v) = line.trim().strip_prefix("format")
-                && let Some(v) = v.trim().strip_prefix('=')
-                && let Ok(found) = v.trim().parse::<u32>()
-                && found > config::ARCHIVE_VERSION
-            {
-                return Err(ArchiveError::NewerFormat {
-                    path: path.to_path_buf(),
-                    found,
-                    supported: config::ARCHIVE_VERSION,
-                });
-            }
-        }
-        Config::decode(&text).map_err(|why| ArchiveError::NotAnArchive {
-            path: path.to_path_buf(),
-            why: format!("config: {why}"),
-        })
+        read_config_in(&Place::of(path)?)
     }
 
     /// Opens an unencrypted archive ([`ArchiveError::PasswordNeeded`] for an encrypted
@@ -324,7 +309,7 @@ impl Archive {
     /// [`ArchiveError::PasswordNeeded`] without one). A password given for an
     /// unencrypted archive is not used. Nothing is written.
     pub fn open_with(path: &Path, unlock: Option<&Password>) -> Result<Archive, ArchiveError> {
-        Self::open_with_store(path, local_store(path), unlock)
+        Self::open_place(Place::of(path)?, unlock)
     }
 
     /// Opens the archive at `path` with its packs in `store` (tests pass a store that
@@ -334,19 +319,23 @@ impl Archive {
         store: Arc<dyn Store>,
         unlock: Option<&Password>,
     ) -> Result<Archive, ArchiveError> {
-        let config = Self::read_config(path)?;
-        let idx_path = path.join(INDEX_FILE);
+        Self::open_place(Place::with_store(path, store), unlock)
+    }
+
+    fn open_place(place: Place, unlock: Option<&Password>) -> Result<Archive, ArchiveError> {
+        let config = read_config_in(&place)?;
+        let idx_path = place.root.join(INDEX_FILE);
         if !idx_path.exists() {
             return Err(ArchiveError::IndexMissing { path: idx_path });
         }
-        let (codec, unlocked_slot) = codec_for(path, &config, unlock)?;
+        let (codec, unlocked_slot) = codec_for(&place, &config, unlock)?;
         let index = open_index(&idx_path, &codec)?;
         Ok(Archive {
-            root: path.to_path_buf(),
             config,
             index,
-            packs: PackReader::new(store.clone(), codec),
-            store,
+            packs: PackReader::new(place.store.clone(), codec),
+            store: place.store.clone(),
+            place,
             unlocked_slot,
         })
     }
@@ -354,15 +343,15 @@ impl Archive {
     /// Opens the same archive again (a fresh config and index) with the keys this one
     /// holds: a mount reopens after `strata repair` without asking for the password.
     pub fn reopen(&self) -> Result<Archive, ArchiveError> {
-        let config = Self::read_config(&self.root)?;
-        let idx_path = self.root.join(INDEX_FILE);
+        let config = read_config_in(&self.place)?;
+        let idx_path = self.place.root.join(INDEX_FILE);
         if !idx_path.exists() {
             return Err(ArchiveError::IndexMissing { path: idx_path });
         }
         let codec = self.codec().clone();
         let index = open_index(&idx_path, &codec)?;
         Ok(Archive {
-            root: self.root.clone(),
+            place: self.place.clone(),
             config,
             index,
             packs: PackReader::new(self.store.clone(), codec),
@@ -385,23 +374,23 @@ impl Archive {
         self.codec()
             .master_key()
             .ok_or_else(|| ArchiveError::NotEncrypted {
-                path: self.root.clone(),
+                path: self.place.display_path(),
             })
     }
 
     /// The key slots of an encrypted archive, by id.
     pub fn list_keys(&self) -> Result<Vec<KeySlot>, ArchiveError> {
         self.master_key()?;
-        keys::list(&self.root)
+        keys::list(self.meta())
     }
 
     /// Adds a key slot for `password` (the default KDF cost); returns its id.
     pub fn add_key(&self, password: &Password) -> Result<u64, ArchiveError> {
         let master = self.master_key()?;
-        let _lock = keys::lock(&self.root)?;
-        let id = keys::new_slot_id(&self.root)?;
+        let _lock = keys::lock(&self.place.root)?;
+        let id = keys::new_slot_id(self.meta())?;
         keys::write_slot(
-            &self.root,
+            self.meta(),
             id,
             master,
             password,
@@ -413,22 +402,22 @@ impl Archive {
     /// Removes key slot `id`; the last one is refused ([`ArchiveError::LastKey`]).
     pub fn remove_key(&self, id: u64) -> Result<(), ArchiveError> {
         self.master_key()?;
-        let _lock = keys::lock(&self.root)?;
-        keys::remove(&self.root, id)
+        let _lock = keys::lock(&self.place.root)?;
+        keys::remove(self.meta(), id)
     }
 
     /// Re-wraps key slot `id` under `password` (a fresh salt and nonce, the default KDF
     /// cost), replacing the slot whole.
     pub fn change_password(&self, id: u64, password: &Password) -> Result<(), ArchiveError> {
         let master = self.master_key()?;
-        let _lock = keys::lock(&self.root)?;
-        if !keys::exists(&self.root, id) {
+        let _lock = keys::lock(&self.place.root)?;
+        if !keys::exists(self.meta(), id)? {
             return Err(ArchiveError::KeyNotFound {
                 id: format!("{id:016x}"),
             });
         }
         keys::write_slot(
-            &self.root,
+            self.meta(),
             id,
             master,
             password,
@@ -436,8 +425,24 @@ impl Archive {
         )
     }
 
+    /// The directory holding the index and the local lock: the archive directory, or a
+    /// bucket archive's cache directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.place.root
+    }
+
+    /// The archive as named to the user: its directory or its URL.
+    pub fn display_path(&self) -> PathBuf {
+        self.place.display_path()
+    }
+
+    /// True for an archive in a bucket.
+    pub fn is_bucket(&self) -> bool {
+        self.place.is_bucket()
+    }
+
+    fn meta(&self) -> &dyn MetaStore {
+        self.place.meta.as_ref()
     }
     pub fn config(&self) -> &Config {
         &self.config
@@ -686,7 +691,7 @@ impl Archive {
 
     /// Takes the writer lock and starts a write session.
     pub fn begin_write(&self) -> Result<WriteSession<'_>, ArchiveError> {
-        let lock = lock_writer(&self.root)?;
+        let lock = lock_writer(&self.place.root)?;
         // Packs left by a crashed writer keep their numbers; start after all of them.
         let mut next = self.index.max_pack_id()? + 1;
         for o in self.store.list().map_err(PackError::from)?.0 {
@@ -700,7 +705,7 @@ impl Archive {
             archive: self,
             _lock: lock,
             // Read again under the lock: `strata append-only` may have run since open.
-            append_only: Self::read_config(&self.root)?.append_only,
+            append_only: read_config_in(&self.place)?.append_only,
             writer: PackWriter::new(self.store.clone(), next.clone(), size),
             meta: PackWriter::new(self.store.clone(), next, size),
             added: Vec::new(),

@@ -13,8 +13,7 @@
 
 use super::lock::WriterLock;
 use super::{
-    Archive, ArchiveError, INDEX_FILE, Password, QUARANTINE_DIR, RowCodec, codec_for, io,
-    local_store, open_index,
+    ArchiveError, INDEX_FILE, Password, Place, QUARANTINE_DIR, RowCodec, codec_for, io, open_index,
 };
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
@@ -138,10 +137,12 @@ pub fn survey_packs(
     root: &Path,
     unlock: Option<&Password>,
 ) -> Result<(Rebuild, Survey), ArchiveError> {
-    let config = Archive::read_config(root)?;
-    let (codec, _) = codec_for(root, &config, unlock)?;
+    let place = Place::of(root)?;
+    let config = super::read_config_in(&place)?;
+    let (codec, _) = codec_for(&place, &config, unlock)?;
+    let root = place.root.as_path();
     let lock = super::lock_writer(root)?;
-    let store = local_store(root);
+    let store = place.store.clone();
     let store_err = |e| ArchiveError::Pack(PackError::Store(e));
     let mut report = Survey::default();
 

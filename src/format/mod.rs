@@ -8,6 +8,7 @@ pub mod forget;
 pub mod ids;
 pub mod key;
 pub mod pack;
+pub mod packidx;
 pub mod snapshot;
 pub mod tree;
 

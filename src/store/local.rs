@@ -113,6 +113,124 @@ fn io(location: &str) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// An archive directory's small files (`config`, `keys/…`, `locks/…`, `index/…`):
+/// written whole through a synced temporary file renamed into place, subdirectories
+/// created 0700 when first needed, files 0600.
+pub struct LocalMeta {
+    root: PathBuf,
+}
+
+/// The most a small file may hold: a larger one is damage, not a record.
+const META_MAX: u64 = 64 << 20;
+
+impl LocalMeta {
+    pub fn new(root: &Path) -> LocalMeta {
+        LocalMeta {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+impl super::MetaStore for LocalMeta {
+    fn location(&self, name: &str) -> String {
+        if name.is_empty() {
+            return self.root.display().to_string();
+        }
+        self.path(name).display().to_string()
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(name);
+        let loc = path.display().to_string();
+        match File::open(&path) {
+            Ok(f) => {
+                let mut b = Vec::new();
+                io::Read::read_to_end(&mut io::Read::take(f, META_MAX), &mut b)
+                    .map_err(io(&loc))?;
+                Ok(Some(b))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&loc)(e)),
+        }
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if dir != self.root {
+            match DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(&dir.display().to_string())(e)),
+            }
+        }
+        let tmp = dir.join(format!("{file}.tmp"));
+        let tloc = tmp.display().to_string();
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tloc))?;
+        f.write_all(bytes).map_err(io(&tloc))?;
+        f.sync_all().map_err(io(&tloc))?;
+        fs::rename(&tmp, &path).map_err(io(&path.display().to_string()))?;
+        LocalStore::sync_dir(&dir)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<super::ObjectMeta>, StoreError> {
+        let (sub, start) = match prefix.rsplit_once('/') {
+            Some((d, s)) => (self.root.join(d), s),
+            None => (self.root.clone(), prefix),
+        };
+        let base = &prefix[..prefix.len() - start.len()];
+        let entries = match fs::read_dir(&sub) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&sub.display().to_string())(e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(io(&sub.display().to_string()))?;
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !name.starts_with(start) || name.ends_with(".tmp") {
+                continue;
+            }
+            let Ok(md) = e.metadata() else { continue };
+            if !md.is_file() {
+                continue;
+            }
+            out.push(super::ObjectMeta {
+                name: format!("{base}{name}"),
+                size: md.len(),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&path.display().to_string())(e)),
+        }
+        LocalStore::sync_dir(path.parent().unwrap_or(&self.root))
+    }
+}
+
 impl Store for LocalStore {
     fn location(&self, name: &str) -> String {
         self.path(name).display().to_string()
