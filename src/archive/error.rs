@@ -24,6 +24,8 @@ pub enum ArchiveError {
     },
     #[error("archive is locked by {}", match .pid { Some(p) => format!("pid {p}"), None => "another process".to_string() })]
     Locked { pid: Option<u32> },
+    #[error("archive is locked: {holder}")]
+    LockedBy { holder: String, stale: bool },
     #[error("{path}: index is missing")]
     IndexMissing { path: PathBuf },
     #[error("{path}: {source}")]

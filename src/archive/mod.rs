@@ -24,8 +24,10 @@ mod error;
 pub mod keys;
 mod lock;
 mod place;
+pub mod remote_lock;
 pub mod rebuild;
 mod session;
+mod sync;
 
 pub use config::Config;
 pub use error::ArchiveError;
@@ -34,7 +36,9 @@ pub use keys::{KeySlot, Password};
 pub(crate) use place::local_store;
 pub use place::{CacheOptions, cache_base, set_cache_options};
 pub(crate) use place::{PACKS_DIR, Place, QUARANTINE_DIR};
+pub use remote_lock::LockKind;
 pub use session::{Claims, WriteSession};
+pub use sync::SyncReport;
 
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
@@ -47,6 +51,7 @@ use crate::packs::{PackError, PackReader, PackWriter};
 use crate::store::local::LocalStore;
 use crate::store::{MetaStore, ObjectMeta, Store, Stray};
 use lock::{LockError, WriterLock};
+use remote_lock::RemoteLock;
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -91,6 +96,35 @@ pub(crate) fn lock_writer(root: &Path) -> Result<WriterLock, ArchiveError> {
             source,
         },
     })
+}
+
+/// What a writer holds: the kernel lock on the local directory (the archive's, or a
+/// bucket's cache directory) and, for a bucket, a lock object in the bucket.
+pub struct ArchiveLock {
+    _local: WriterLock,
+    _remote: Option<RemoteLock>,
+}
+
+/// A pack id for a bucket archive, where writers on several hosts create packs at once
+/// and cannot number them from a shared counter: the creation time in milliseconds in
+/// the high 44 bits, 20 random bits below. Unique with overwhelming odds (two hosts
+/// would have to start a pack in the same millisecond and draw the same 20 bits), in
+/// creation order across hosts as far as their clocks agree, and it tells prune how old
+/// an unreferenced pack is.
+pub fn time_pack_id() -> u64 {
+    let (sec, nsec) = crate::sys::now();
+    let ms = (sec.max(0) as u64) * 1000 + u64::from(nsec / 1_000_000);
+    let mut r = [0u8; 4];
+    let _ = crate::packs::random_bytes(&mut r);
+    ((ms & ((1 << 43) - 1)) << 20) | u64::from(u32::from_le_bytes(r) & 0xf_ffff)
+}
+
+/// The creation time (Unix seconds) a bucket pack id records; `None` for a directory
+/// archive's counted ids.
+pub fn pack_id_time(id: PackId) -> Option<i64> {
+    let ms = id.0 >> 20;
+    // Counted ids are far below 2^20 × (ms of 2020).
+    (ms > 1_577_836_800_000).then(|| (ms / 1000) as i64)
 }
 
 pub struct Archive {
@@ -278,21 +312,6 @@ impl Archive {
         Ok(Self::read_config(path)?.is_encrypted())
     }
 
-    /// Switches the archive to append-only (one way: there is no switch back). Returns
-    /// whether it already was.
-    pub fn set_append_only(path: &Path) -> Result<bool, ArchiveError> {
-        let place = Place::of(path)?;
-        // Under the writer lock, so no forget or prune is half way through.
-        let _lock = lock_writer(&place.root)?;
-        let mut config = read_config_in(&place)?;
-        if config.append_only {
-            return Ok(true);
-        }
-        config.append_only = true;
-        write_config(place.meta.as_ref(), &config)?;
-        Ok(false)
-    }
-
     /// Reads only the config: tells whether `path` is an archive, and of which version.
     pub fn read_config(path: &Path) -> Result<Config, ArchiveError> {
         read_config_in(&Place::of(path)?)
@@ -330,14 +349,59 @@ impl Archive {
         }
         let (codec, unlocked_slot) = codec_for(&place, &config, unlock)?;
         let index = open_index(&idx_path, &codec)?;
-        Ok(Archive {
+        let archive = Archive {
             config,
             index,
             packs: PackReader::new(place.store.clone(), codec),
             store: place.store.clone(),
             place,
             unlocked_slot,
+        };
+        archive.sync()?;
+        Ok(archive)
+    }
+
+    /// Brings a bucket archive's local index up to date with the bucket (nothing for a
+    /// directory archive, whose index is the truth).
+    pub fn sync(&self) -> Result<SyncReport, ArchiveError> {
+        if !self.place.is_bucket() {
+            return Ok(SyncReport::default());
+        }
+        sync::sync(&self.place, &self.index, &self.packs)
+    }
+
+    /// Takes the writer lock: the kernel lock on the local directory, and for a bucket a
+    /// lock object of `kind` naming `command`.
+    pub fn lock(&self, kind: LockKind, command: &str) -> Result<ArchiveLock, ArchiveError> {
+        let local = lock_writer(&self.place.root)?;
+        let remote = if self.place.is_bucket() {
+            Some(RemoteLock::acquire(
+                self.place.meta.clone(),
+                self.codec(),
+                kind,
+                command,
+            )?)
+        } else {
+            None
+        };
+        Ok(ArchiveLock {
+            _local: local,
+            _remote: remote,
         })
+    }
+
+    /// Switches the archive to append-only (one way: there is no switch back). Returns
+    /// whether it already was.
+    pub fn make_append_only(&self) -> Result<bool, ArchiveError> {
+        // Under the writer lock, so no forget or prune is half way through.
+        let _lock = self.lock(LockKind::Exclusive, "append-only")?;
+        let mut config = read_config_in(&self.place)?;
+        if config.append_only {
+            return Ok(true);
+        }
+        config.append_only = true;
+        write_config(self.meta(), &config)?;
+        Ok(false)
     }
 
     /// Opens the same archive again (a fresh config and index) with the keys this one
@@ -387,7 +451,7 @@ impl Archive {
     /// Adds a key slot for `password` (the default KDF cost); returns its id.
     pub fn add_key(&self, password: &Password) -> Result<u64, ArchiveError> {
         let master = self.master_key()?;
-        let _lock = keys::lock(&self.place.root)?;
+        let _lock = self.key_lock()?;
         let id = keys::new_slot_id(self.meta())?;
         keys::write_slot(
             self.meta(),
@@ -402,7 +466,7 @@ impl Archive {
     /// Removes key slot `id`; the last one is refused ([`ArchiveError::LastKey`]).
     pub fn remove_key(&self, id: u64) -> Result<(), ArchiveError> {
         self.master_key()?;
-        let _lock = keys::lock(&self.place.root)?;
+        let _lock = self.key_lock()?;
         keys::remove(self.meta(), id)
     }
 
@@ -410,7 +474,7 @@ impl Archive {
     /// cost), replacing the slot whole.
     pub fn change_password(&self, id: u64, password: &Password) -> Result<(), ArchiveError> {
         let master = self.master_key()?;
-        let _lock = keys::lock(&self.place.root)?;
+        let _lock = self.key_lock()?;
         if !keys::exists(self.meta(), id)? {
             return Err(ArchiveError::KeyNotFound {
                 id: format!("{id:016x}"),
@@ -439,6 +503,18 @@ impl Archive {
     /// True for an archive in a bucket.
     pub fn is_bucket(&self) -> bool {
         self.place.is_bucket()
+    }
+
+    /// The lock for changing key slots: the key directory's own kernel lock for a
+    /// directory archive (readers and writers go on), an exclusive lock for a bucket.
+    fn key_lock(&self) -> Result<ArchiveLock, ArchiveError> {
+        if self.place.is_bucket() {
+            return self.lock(LockKind::Exclusive, "key change");
+        }
+        Ok(ArchiveLock {
+            _local: keys::lock(&self.place.root)?,
+            _remote: None,
+        })
     }
 
     fn meta(&self) -> &dyn MetaStore {
@@ -689,25 +765,50 @@ impl Archive {
             .cloned())
     }
 
-    /// Takes the writer lock and starts a write session.
+    /// Takes the writer lock (shared, for an ingest) and starts a write session.
     pub fn begin_write(&self) -> Result<WriteSession<'_>, ArchiveError> {
-        let lock = lock_writer(&self.place.root)?;
-        // Packs left by a crashed writer keep their numbers; start after all of them.
-        let mut next = self.index.max_pack_id()? + 1;
-        for o in self.store.list().map_err(PackError::from)?.0 {
-            if let Some(p) = PackId::from_file_name(&o.name) {
-                next = next.max(p.0 + 1);
+        self.begin_write_as(LockKind::Shared, "ingest")
+    }
+
+    /// Takes the writer lock of `kind` for `command` and starts a write session. On a
+    /// directory archive every writer excludes every other; on a bucket, shared writers
+    /// (ingest, forget, copy) run together on several hosts and an exclusive one (prune)
+    /// runs alone.
+    pub fn begin_write_as(
+        &self,
+        kind: LockKind,
+        command: &str,
+    ) -> Result<WriteSession<'_>, ArchiveError> {
+        let lock = self.lock(kind, command)?;
+        let first = if self.place.is_bucket() {
+            // What other hosts wrote since this archive was opened, under the lock.
+            self.sync()?;
+            time_pack_id()
+        } else {
+            // Packs left by a crashed writer keep their numbers; start after all of them.
+            let mut next = self.index.max_pack_id()? + 1;
+            for o in self.store.list().map_err(PackError::from)?.0 {
+                if let Some(p) = PackId::from_file_name(&o.name) {
+                    next = next.max(p.0 + 1);
+                }
             }
-        }
-        let next = Arc::new(std::sync::atomic::AtomicU64::new(next));
+            next
+        };
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(first));
         let size = self.config.pack_size;
+        let mut writer = PackWriter::new(self.store.clone(), next.clone(), size);
+        let mut meta = PackWriter::new(self.store.clone(), next, size);
+        if self.place.is_bucket() {
+            writer = writer.with_pack_index(self.place.meta.clone());
+            meta = meta.with_pack_index(self.place.meta.clone());
+        }
         Ok(WriteSession {
             archive: self,
             _lock: lock,
             // Read again under the lock: `strata append-only` may have run since open.
             append_only: read_config_in(&self.place)?.append_only,
-            writer: PackWriter::new(self.store.clone(), next.clone(), size),
-            meta: PackWriter::new(self.store.clone(), next, size),
+            writer,
+            meta,
             added: Vec::new(),
             seen: Claims {
                 archive: self,

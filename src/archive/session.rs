@@ -41,7 +41,7 @@ impl Claims<'_> {
 /// unreferenced pack bytes, which repair or prune clean up.
 pub struct WriteSession<'a> {
     pub(super) archive: &'a Archive,
-    pub(super) _lock: WriterLock,
+    pub(super) _lock: ArchiveLock,
     /// File chunks.
     pub(super) writer: PackWriter,
     /// Trees, snapshot and forget records: kept in packs of their own, so everything a
@@ -213,6 +213,13 @@ impl<'a> WriteSession<'a> {
         // it up again (see `read_verified`).
         for p in removed_packs {
             let _ = self.archive.store.delete(&p.file_name());
+            if self.archive.place.is_bucket() {
+                let _ = self
+                    .archive
+                    .place
+                    .meta
+                    .delete(&crate::format::packidx::packidx_name(*p));
+            }
         }
         let _ = self.archive.store.sync();
         Ok(())

@@ -24,6 +24,12 @@ impl Hint for ArchiveError {
             ArchiveError::Locked { .. } => Some(
                 "wait for the other ingest to finish; the lock is released when it exits".into(),
             ),
+            ArchiveError::LockedBy { stale: true, .. } => Some(
+                "the holder has not refreshed its lock for over 10 minutes: if that host or process is gone, `strata unlock ARCHIVE` removes the stale lock".into(),
+            ),
+            ArchiveError::LockedBy { .. } => Some(
+                "wait for it to finish and retry; a lock is released when its holder exits".into(),
+            ),
             ArchiveError::Index(e) if e.is_out_of_space() => Some(
                 "the archive's filesystem is full or failing (see `df ARCHIVE`); free space and retry: the index is not necessarily damaged".into(),
             ),

@@ -204,7 +204,9 @@ fn run_with_progress(
     result.map_err(|e| {
         let signal = strata::ingest::SIGNAL.load(Ordering::SeqCst);
         let code = match &e {
-            IngestError::Archive(ArchiveError::Locked { .. }) => EXIT_LOCKED,
+            IngestError::Archive(ArchiveError::Locked { .. } | ArchiveError::LockedBy { .. }) => {
+                EXIT_LOCKED
+            }
             // As a shell reports a process killed by signal n, which cron wrappers expect.
             _ if (1..32).contains(&signal) => 128 + signal as u8,
             _ => super::EXIT_ERROR,

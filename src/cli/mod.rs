@@ -98,7 +98,7 @@ impl Failure {
 impl From<ArchiveError> for Failure {
     fn from(e: ArchiveError) -> Failure {
         let code = match e {
-            ArchiveError::Locked { .. } => EXIT_LOCKED,
+            ArchiveError::Locked { .. } | ArchiveError::LockedBy { .. } => EXIT_LOCKED,
             ArchiveError::WrongPassword { .. } | ArchiveError::PasswordNeeded { .. } => {
                 EXIT_PASSWORD
             }

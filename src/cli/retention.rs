@@ -271,7 +271,7 @@ pub fn run_prune(a: PruneArgs) -> CmdResult {
 }
 
 pub fn run_append_only(a: AppendOnlyArgs) -> CmdResult {
-    let was = strata::archive::Archive::set_append_only(&a.archive)?;
+    let was = super::open(&a.archive)?.make_append_only()?;
     if was {
         eprintln!("{} was already append-only", a.archive.display());
     } else {

@@ -461,6 +461,40 @@ impl Index {
         })
     }
 
+    /// Forgets packs that are gone from the store (another host's prune deleted them),
+    /// in one transaction: their pack rows, the rows of blobs located in them, and the
+    /// catalogue rows of snapshots whose records went with them. Returns the blob ids
+    /// removed, so the caller can find them again in packs that still hold a copy.
+    pub fn drop_packs(&self, gone: &[PackId]) -> Result<Vec<BlobId>, IndexError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let mut removed = Vec::new();
+            {
+                let mut sel = tx.prepare_cached("SELECT id FROM blobs WHERE pack = ?1")?;
+                let mut del_snap = tx.prepare_cached("DELETE FROM snapshots WHERE id = ?1")?;
+                for p in gone {
+                    let ids = sel
+                        .query_map(params![p.0 as i64], |r| r.get::<_, Vec<u8>>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    for id in ids {
+                        if let Ok(a) = <[u8; 32]>::try_from(id.as_slice()) {
+                            removed.push(BlobId(a));
+                        }
+                        del_snap.execute(params![&id[..]])?;
+                    }
+                }
+                let mut del_blobs = tx.prepare_cached("DELETE FROM blobs WHERE pack = ?1")?;
+                let mut del_pack = tx.prepare_cached("DELETE FROM packs WHERE id = ?1")?;
+                for p in gone {
+                    del_blobs.execute(params![p.0 as i64])?;
+                    del_pack.execute(params![p.0 as i64])?;
+                }
+            }
+            tx.commit()?;
+            Ok(removed)
+        })
+    }
+
     /// Whether the catalogue still lists this snapshot (a fresh read: a forget committed
     /// by another process since is seen).
     pub fn has_snapshot(&self, id: &BlobId) -> Result<bool, IndexError> {

@@ -55,12 +55,6 @@ pub struct IngestResult {
     pub warnings: Vec<String>,
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// Runs one ingest and commits its snapshot. The parent (for change detection) is
 /// chosen as `opts.parent` says: by default the latest snapshot with the same label.
 pub fn ingest(
@@ -108,7 +102,7 @@ pub fn ingest(
     stats.duration_ms = started.elapsed().as_millis() as u64;
     let mut snapshot = Snapshot {
         time,
-        host: hostname(),
+        host: crate::sys::hostname(),
         label: opts.label.clone(),
         tags: opts.tags.clone(),
         parent,

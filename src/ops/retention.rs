@@ -286,7 +286,7 @@ pub fn forget(
         return Ok(None);
     }
     // The commit checks append-only again under the lock.
-    let session = archive.begin_write()?;
+    let session = archive.begin_write_as(crate::archive::LockKind::Shared, "forget")?;
     let record = ForgetRecord {
         time: crate::sys::now(),
         reason: reason.to_string(),
@@ -373,8 +373,9 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
     if archive.config().append_only {
         return Err(ArchiveError::AppendOnly("prune"));
     }
-    // The writer lock first: no ingest may add references while we decide.
-    let mut session = archive.begin_write()?;
+    // The writer lock first (exclusive, on a bucket too): no ingest may add references
+    // while we decide.
+    let mut session = archive.begin_write_as(crate::archive::LockKind::Exclusive, "prune")?;
     session.refuse_if_append_only("prune")?;
     let used = used_blobs(archive)?;
     let blobs = archive.blobs()?;

@@ -5,7 +5,9 @@
 use super::{Location, PackError, StoredBlob};
 use crate::format::PackId;
 use crate::format::pack::{BLOB_HEADER_LEN, BlobHeader, PACK_HEADER_LEN, encode_pack_header};
-use crate::store::{NewObject, Store};
+use crate::format::BlobId;
+use crate::format::packidx::{encode_packidx, packidx_name};
+use crate::store::{MetaStore, NewObject, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,12 +22,15 @@ pub struct PackWriter {
     /// Every pack this writer sealed, for `discard`.
     created: Vec<PackId>,
     bytes_written: u64,
+    /// Where to write each sealed pack's index record (a bucket archive), if anywhere.
+    pack_index: Option<Arc<dyn MetaStore>>,
 }
 
 struct Open {
     id: PackId,
     object: Box<dyn NewObject>,
     len: u64,
+    records: Vec<(BlobId, Location)>,
 }
 
 impl PackWriter {
@@ -40,7 +45,15 @@ impl PackWriter {
             sealed: Vec::new(),
             created: Vec::new(),
             bytes_written: 0,
+            pack_index: None,
         }
+    }
+
+    /// Writes an index record of each pack sealed (`index/<pack>.idx`) into `meta`,
+    /// right after the pack: a bucket archive's other hosts learn the pack from it.
+    pub fn with_pack_index(mut self, meta: Arc<dyn MetaStore>) -> PackWriter {
+        self.pack_index = Some(meta);
+        self
     }
 
     pub fn bytes_written(&self) -> u64 {
@@ -60,6 +73,7 @@ impl PackWriter {
                 id,
                 object,
                 len: PACK_HEADER_LEN as u64,
+                records: Vec::new(),
             });
         }
         Ok(self.current.as_mut().expect("just opened"))
@@ -75,6 +89,7 @@ impl PackWriter {
             stored_len: blob.data.len() as u64,
             data_crc: crc32fast::hash(&blob.data),
         };
+        let indexed = self.pack_index.is_some();
         let open = self.open_next()?;
         let offset = open.len;
         open.object.write_all(&header.encode())?;
@@ -88,6 +103,9 @@ impl PackWriter {
             raw_len: blob.raw_len,
             stored_len: header.stored_len,
         };
+        if indexed {
+            open.records.push((blob.id, loc));
+        }
         let full = open.len >= self.target_size;
         self.bytes_written += added;
         if full {
@@ -98,10 +116,19 @@ impl PackWriter {
 
     /// Makes the current pack durable, if any. After this the pack never changes.
     pub fn seal(&mut self) -> Result<(), PackError> {
-        if let Some(Open { id, object, .. }) = self.current.take() {
+        if let Some(Open {
+            id,
+            object,
+            records,
+            ..
+        }) = self.current.take()
+        {
             let size = object.seal()?;
             self.created.push(id);
             self.sealed.push((id, size));
+            if let Some(meta) = &self.pack_index {
+                meta.put(&packidx_name(id), &encode_packidx(id, &records))?;
+            }
         }
         Ok(())
     }
@@ -114,6 +141,9 @@ impl PackWriter {
         }
         for p in self.created.drain(..) {
             let _ = self.store.delete(&p.file_name());
+            if let Some(meta) = &self.pack_index {
+                let _ = meta.delete(&packidx_name(p));
+            }
         }
     }
 

@@ -406,6 +406,13 @@ impl<K: std::hash::Hash + Eq + Copy, V: Clone> Lru<K, V> {
 }
 
 /// The wall-clock time now, as (seconds, nanoseconds) since the Unix epoch.
+/// This machine's host name (empty when the kernel does not say).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 pub fn now() -> (i64, u32) {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
