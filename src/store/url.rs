@@ -54,7 +54,9 @@ impl BucketUrl {
         }
         let prefix = prefix.trim_matches('/');
         if prefix.split('/').any(|c| c == "." || c == "..") {
-            return Err(format!("{s}: the prefix may not contain . or .. components"));
+            return Err(format!(
+                "{s}: the prefix may not contain . or .. components"
+            ));
         }
         Ok(BucketUrl {
             endpoint: format!("{scheme}://{host}"),
