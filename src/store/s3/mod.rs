@@ -399,4 +399,17 @@ mod tests {
         drop(other);
         drop(b);
     }
+
+    #[test]
+    fn an_https_endpoint_gets_a_tls_client_and_a_closed_port_is_unreachable() {
+        // Builds the rustls client (the ring provider must be in place) and connects.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let u = BucketUrl::parse(&format!("s3:https://127.0.0.1:{port}/bkt")).unwrap();
+        let r = Bucket::connect_with(&u, config(&KEYS).unwrap());
+        assert!(matches!(r, Err(StoreError::Unreachable { .. })), "{r:?}");
+    }
 }
