@@ -11,12 +11,15 @@
 //! - a read never returns fewer bytes than asked: it fails with [`StoreError::Short`].
 //!
 //! Implementations: [`local::LocalStore`] (a directory, O_DIRECT writes, a descriptor
-//! cache, read-ahead hints) and, in tests, [`faulty::FaultyStore`], which wraps another
-//! store and injects failed or short reads, failed seals and vanished objects.
+//! cache, read-ahead hints), [`s3::Bucket`] (an S3-compatible bucket: ranged GETs,
+//! multipart uploads, timeouts and retries) and, in tests, [`faulty::FaultyStore`], which
+//! wraps another store and injects failed or short reads, failed seals and vanished
+//! objects.
 
 #[cfg(test)]
 pub mod faulty;
 pub mod local;
+pub mod s3;
 pub mod url;
 
 use std::io;
@@ -56,6 +59,46 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The object store's endpoint did not take the connection (wrong host or port, the
+    /// store is down, DNS or TLS failure).
+    #[error(
+        "{location}: cannot reach the object store ({detail}): check the host and port in the URL and that the store is running"
+    )]
+    Unreachable { location: String, detail: String },
+    /// The object store took the connection but did not answer in time, retries included.
+    #[error(
+        "{location}: the object store did not answer within {secs} s, retries included: check that it is healthy, or allow more time with STRATA_S3_TIMEOUT=SECONDS"
+    )]
+    TimedOut { location: String, secs: f64 },
+    /// The bucket named in the URL does not exist.
+    #[error(
+        "{location}: no such bucket: check the bucket name in the URL, or create it (Garage: `garage bucket create NAME`)"
+    )]
+    NoSuchBucket { location: String },
+    /// The store refused the key: unknown key id, wrong secret, or no permission on the
+    /// bucket.
+    #[error(
+        "{location}: access denied ({detail}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may read and write the bucket"
+    )]
+    AccessDenied { location: String, detail: String },
+    /// The requests were signed for another region than the store's.
+    #[error(
+        "{location}: the object store expects region {expected:?}, not {region:?}: set AWS_DEFAULT_REGION={expected}"
+    )]
+    WrongRegion {
+        location: String,
+        region: String,
+        expected: String,
+    },
+    /// Missing or malformed settings (credentials, timeouts).
+    #[error("{location}: {what}")]
+    Config { location: String, what: String },
+    /// Any other failure the object store reported (after retries).
+    #[error("{location}: object store error: {detail}")]
+    Remote { location: String, detail: String },
+    /// An operation this kind of store cannot do.
+    #[error("{location}: not supported by this store: {what}")]
+    Unsupported { location: String, what: String },
 }
 
 impl StoreError {
@@ -76,7 +119,15 @@ impl StoreError {
         match self {
             StoreError::NotFound { location }
             | StoreError::Short { location, .. }
-            | StoreError::Io { location, .. } => location,
+            | StoreError::Io { location, .. }
+            | StoreError::Unreachable { location, .. }
+            | StoreError::TimedOut { location, .. }
+            | StoreError::NoSuchBucket { location }
+            | StoreError::AccessDenied { location, .. }
+            | StoreError::WrongRegion { location, .. }
+            | StoreError::Config { location, .. }
+            | StoreError::Remote { location, .. }
+            | StoreError::Unsupported { location, .. } => location,
         }
     }
 }
