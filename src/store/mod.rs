@@ -11,9 +11,12 @@
 //! - a read never returns fewer bytes than asked: it fails with [`StoreError::Short`].
 //!
 //! Implementations: [`local::LocalStore`] (a directory, O_DIRECT writes, a descriptor
-//! cache, read-ahead hints) and, in tests, [`faulty::FaultyStore`], which wraps another
-//! store and injects failed or short reads, failed seals and vanished objects.
+//! cache, read-ahead hints); [`cache::CachedStore`], which wraps another (remote) store
+//! with a bounded on-disk cache of whole objects and byte ranges; and, in tests,
+//! [`faulty::FaultyStore`], which wraps another store and injects failed or short reads,
+//! failed seals and vanished objects.
 
+pub mod cache;
 #[cfg(test)]
 pub mod faulty;
 pub mod local;
