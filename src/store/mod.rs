@@ -12,10 +12,12 @@
 //!
 //! Implementations: [`local::LocalStore`] (a directory, O_DIRECT writes, a descriptor
 //! cache, read-ahead hints), [`s3::Bucket`] (an S3-compatible bucket: ranged GETs,
-//! multipart uploads, timeouts and retries) and, in tests, [`faulty::FaultyStore`], which
-//! wraps another store and injects failed or short reads, failed seals and vanished
-//! objects.
+//! multipart uploads, timeouts and retries), [`cache::CachedStore`], which wraps another
+//! (remote) store with a bounded on-disk cache of whole objects and byte ranges, and, in
+//! tests, [`faulty::FaultyStore`], which wraps another store and injects failed or short
+//! reads, failed seals and vanished objects.
 
+pub mod cache;
 #[cfg(test)]
 pub mod faulty;
 pub mod local;
