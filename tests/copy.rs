@@ -394,6 +394,44 @@ fn a_copy_killed_with_kill_9_resumes_when_run_again_and_dst_checks_clean() {
 }
 
 #[test]
+fn a_copy_stopped_by_sigterm_exits_143_and_leaves_no_pack_behind() {
+    let wd = Workdir::new();
+    let src_archive = Archive::init(wd.join("src.strata"), &[]);
+    let data = wd.join("data");
+    for i in 0..4u64 {
+        write_random_file(&data.join(format!("f{i}.bin")), 200 + i, 12 * 1024 * 1024);
+        stamp_mtimes(&data);
+        src_archive.ingest([&data]);
+    }
+    let dst = Archive::init(wd.join("dst.strata"), &[]);
+    let mut running = copy(&src_archive, &dst, &[]).spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while running.is_running() && dst.pack_files().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        running.is_running(),
+        "the copy ended before the signal\n{}",
+        running.wait()
+    );
+    Cmd::new("kill")
+        .args(["-TERM", &running.pid().to_string()])
+        .ok();
+    let out = running.wait();
+    assert_eq!(out.code(), Some(143), "128 + SIGTERM\n{out}");
+    out.assert_one_line_error("interrupted");
+    let (check, report) = dst.check_json(&[]);
+    assert_eq!(
+        (report["errors"].as_u64(), report["warnings"].as_u64()),
+        (0, 0),
+        "the snapshot in flight left no unreferenced pack\n{check}"
+    );
+    let out = copy(&src_archive, &dst, &[]).ok();
+    let j = out.json();
+    assert_eq!(j["copied"].as_u64() + j["skipped"].as_u64(), 4, "{out}");
+}
+
+#[test]
 fn a_wrong_dst_password_exits_6_and_writes_nothing() {
     let wd = Workdir::new();
     let (src_archive, _) = full_source(&wd, &[]);
@@ -524,4 +562,32 @@ fn the_offsite_recipe_copies_out_and_back_and_restores_exactly() {
     let restored = wd.join("restored");
     fresh.restore("latest", &restored);
     assert_rsync_clean(&export, &restored.join("export"));
+}
+
+#[test]
+fn copy_help_names_its_arguments_passwords_verification_and_an_example() {
+    let out = strata().args(["copy", "--help"]).ok();
+    let text = out.stdout_str();
+    for w in [
+        "<SRC>",
+        "<DST>",
+        "[SNAP]...",
+        "--label",
+        "--verify",
+        "--dry-run",
+        "--json",
+        "--dst-password-file",
+        "--dst-password-command",
+        "STRATA_DST_PASSWORD_FILE",
+        "STRATA_DST_PASSWORD",
+        "The same snapshot",
+        "Verification",
+        "Examples:",
+        "strata copy /backups/jira.strata",
+    ] {
+        assert!(
+            text.contains(w),
+            "`strata copy --help` does not mention {w}\n{out}"
+        );
+    }
 }

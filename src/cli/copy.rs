@@ -21,7 +21,7 @@ use strata::sys::{Json, human_bytes, rfc3339, short_time};
 /// is read from SRC, named by DST's id and sent only when DST does not have it. Without
 /// SNAP every snapshot of SRC (of --label L, with it) is copied, in SRC's commit order.
 ///
-/// A snapshot DST already has is skipped. "The same snapshot" is one whose record is equal
+/// A snapshot DST already has is skipped. The same snapshot is one whose record is equal
 /// in every field but its root tree, its parent and its bytes_added (ids in each archive's
 /// own key space, and what the commit added). So a second copy sends nothing, and a copy
 /// cut short (a crash, kill -9, a full disk) resumes where it stopped when run again.
@@ -53,6 +53,7 @@ pub struct Args {
     /// The archive to copy into (it must exist)
     dst: PathBuf,
     /// Snapshots to copy (id, prefix, `latest`, `latest~N`); default: all (of --label)
+    #[arg(value_name = "SNAP")]
     snapshots: Vec<String>,
     /// Only snapshots with this label; with SNAP, `latest` is the newest of this label
     #[arg(long)]
@@ -231,7 +232,7 @@ fn print_one(s: &SnapshotCopy, dst: &Path) {
     let st = &s.record.stats;
     match s.action {
         Action::Copied => eprintln!(
-            "copied   {} -> {}  {when}  {label}: {} files, {}; sent {} blobs, {}",
+            "copied   {} -> {}  {when}  {label}: {} file(s), {}; sent {} blobs, {}",
             s.source.short(),
             s.destination.map(|d| d.short()).unwrap_or_default(),
             st.files,
@@ -246,7 +247,7 @@ fn print_one(s: &SnapshotCopy, dst: &Path) {
             s.destination.map(|d| d.short()).unwrap_or_default()
         ),
         Action::WouldCopy => eprintln!(
-            "would copy {}  {when}  {label}: {} files, {}; would send {} blobs, {} before compression",
+            "would copy {}  {when}  {label}: {} file(s), {}; would send {} blobs, {} before compression",
             s.source.short(),
             st.files,
             human_bytes(st.total_size),

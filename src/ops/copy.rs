@@ -250,6 +250,9 @@ pub fn copy(
         .store(opts.snapshots.len() as u64, Ordering::Relaxed);
     let mut done = Vec::new();
     for (i, id) in opts.snapshots.iter().enumerate() {
+        if progress.stop.load(Ordering::Relaxed) {
+            return Err(CopyError::Interrupted);
+        }
         progress.snapshot.store(i as u64 + 1, Ordering::Relaxed);
         let one = run.one(id)?;
         each(&one);
