@@ -223,7 +223,17 @@ pub fn select(
 
 /// The id of DST's twin of `record` ([`same_snapshot`]), if DST has one.
 pub fn find_twin(dst: &Archive, record: &Snapshot) -> Result<Option<BlobId>, ArchiveError> {
-    for row in dst.snapshots()? {
+    twin_among(dst, &dst.snapshots()?, record)
+}
+
+/// The twin of `record` among DST's catalogue rows `rows`: only rows with its time, label
+/// and host are read.
+fn twin_among(
+    dst: &Archive,
+    rows: &[SnapshotRow],
+    record: &Snapshot,
+) -> Result<Option<BlobId>, ArchiveError> {
+    for row in rows {
         if row.time != record.time || row.label != record.label || row.host != record.host {
             continue;
         }
@@ -245,6 +255,7 @@ pub fn copy(
 ) -> Result<CopyReport, CopyError> {
     let started = Instant::now();
     let mut run = Run::new(src, dst, opts, progress);
+    run.listed = dst.snapshots().map_err(run.dst_err())?;
     progress
         .total
         .store(opts.snapshots.len() as u64, Ordering::Relaxed);
@@ -277,6 +288,9 @@ struct Run<'a> {
     chunks: HashMap<BlobId, BlobId>,
     /// SRC snapshot → its copy (or twin) in DST.
     snapshots: HashMap<BlobId, BlobId>,
+    /// DST's catalogue when the run started: a snapshot with a twin there is skipped
+    /// without taking the lock (a second copy costs one listing).
+    listed: Vec<SnapshotRow>,
     /// DST trees and chunks verified after a commit.
     verified_trees: HashSet<BlobId>,
     verified_chunks: HashSet<BlobId>,
@@ -303,6 +317,7 @@ impl<'a> Run<'a> {
             trees: HashMap::new(),
             chunks: HashMap::new(),
             snapshots: HashMap::new(),
+            listed: Vec::new(),
             verified_trees: HashSet::new(),
             verified_chunks: HashSet::new(),
             dry_claims: Arc::new(Mutex::new(HashSet::new())),
@@ -338,18 +353,21 @@ impl<'a> Run<'a> {
             bytes_read: 0,
             seconds: 0.0,
         };
-        if self.opts.dry_run {
-            if let Some(twin) = find_twin(self.dst, &out.record).map_err(self.dst_err())? {
-                out.action = Action::Skipped;
-                out.destination = Some(twin);
-            } else {
-                let built = self.rebuild(&out.record, None)?;
-                built.count(&mut out);
-            }
+        let known = twin_among(self.dst, &self.listed, &out.record).map_err(self.dst_err())?;
+        if let Some(twin) = known {
+            self.snapshots.insert(*id, twin);
+            out.action = Action::Skipped;
+            out.destination = Some(twin);
             out.seconds = started.elapsed().as_secs_f64();
             return Ok(out);
         }
-        // The writer lock first, then the look for a twin: two copies into one DST
+        if self.opts.dry_run {
+            let built = self.rebuild(&out.record, None)?;
+            built.count(&mut out);
+            out.seconds = started.elapsed().as_secs_f64();
+            return Ok(out);
+        }
+        // The writer lock first, then a fresh look for a twin: two copies into one DST
         // cannot both take the same snapshot.
         let session = self.dst.begin_write().map_err(self.dst_err())?;
         if let Some(twin) = find_twin(self.dst, &out.record).map_err(self.dst_err())? {
@@ -387,7 +405,7 @@ impl<'a> Run<'a> {
             return Ok(None);
         }
         let parent = self.src.load_snapshot(&parent).map_err(self.src_err())?;
-        find_twin(self.dst, &parent).map_err(self.dst_err())
+        twin_among(self.dst, &self.listed, &parent).map_err(self.dst_err())
     }
 
     /// Rebuilds the snapshot's trees in DST (into `session`; a dry run without one).
