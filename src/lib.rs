@@ -5,7 +5,7 @@
 //! cli      clap front end: parsing, rendering, hints, exit codes; no domain decisions
 //! fuse     the fuser adapter (forwarding only) and mounting
 //! vfs      filesystem semantics without the kernel: inodes, namespace, handles, reads
-//! ops      check, diff, restore, retention (forget, prune), repair
+//! ops      check, diff, restore, retention (forget, prune), repair, copy
 //! ingest   sources → walk → chunks → the write session → trees → snapshot
 //! content  a file's bytes at any offset, a bounded chunk cache, streaming reads
 //! tree     snapshot trees: path lookup, the one iterative walker, refs, the tree cache

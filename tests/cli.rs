@@ -658,3 +658,149 @@ fn odd_snapshot_specs_are_answered_without_a_panic() {
         .code(1)
         .assert_one_line_error("a-file");
 }
+
+// STRATA_ARCHIVE: ARCHIVE may be left out where the variable names it.
+
+/// An archive with one snapshot of a small tree, and that tree.
+fn env_archive(wd: &Workdir, name: &str) -> (Archive, std::path::PathBuf) {
+    let archive = Archive::init(wd.join(name), &[]);
+    let src = wd.join(format!("{name}-src"));
+    generate_plain_tree(&src, 3);
+    archive.ingest([&src]);
+    (archive, src)
+}
+
+#[test]
+fn with_strata_archive_set_archive_may_be_left_out_of_every_command_that_takes_one() {
+    let wd = Workdir::new();
+    let (archive, src) = env_archive(&wd, "env.strata");
+    let env = |sub: &str| strata().arg(sub).env("STRATA_ARCHIVE", &archive.path);
+    let id = archive.snapshot_ids()[0].clone();
+    let listed = env("snapshots").arg("--json").ok().json();
+    assert_eq!(listed[0]["id"].as_str(), id);
+    let shown = env("show").arg("latest").arg("--json").ok().json();
+    assert_eq!(shown["id"].as_str(), id, "{shown}");
+    let ls = env("ls").arg("latest:env.strata-src").ok();
+    assert!(ls.stdout_str().contains("a.txt"), "{ls}");
+    assert_eq!(
+        env("cat").arg("latest:env.strata-src/a.txt").ok().stdout,
+        fs::read(src.join("a.txt")).unwrap()
+    );
+    let target = wd.join("restored");
+    env("restore").arg("latest").arg(&target).ok();
+    assert_rsync_clean(&src, &target.join("env.strata-src"));
+    env("diff").args(["latest", "latest"]).ok();
+    env("check").ok();
+    env("forget").args(["--keep-last", "3", "--dry-run"]).ok();
+    env("prune").arg("--dry-run").ok();
+    strata()
+        .args(["key", "list"])
+        .env("STRATA_ARCHIVE", &archive.path)
+        .ok();
+    let fresh = wd.join("fresh.strata");
+    strata().arg("init").env("STRATA_ARCHIVE", &fresh).ok();
+    assert!(fresh.join("config").is_file(), "init made STRATA_ARCHIVE");
+}
+
+#[test]
+fn with_strata_archive_set_ingest_and_forget_take_every_positional_as_a_source_or_snapshot() {
+    let wd = Workdir::new();
+    let (archive, _) = env_archive(&wd, "env.strata");
+    let one = wd.join("one");
+    let two = wd.join("two");
+    generate_plain_tree(&one, 1);
+    generate_plain_tree(&two, 2);
+    let out = strata()
+        .arg("ingest")
+        .arg(&one)
+        .arg(&two)
+        .args(["--label", "both", "--json"])
+        .env("STRATA_ARCHIVE", &archive.path)
+        .ok();
+    let id = out.json()["snapshot"].as_str().to_string();
+    let rows = archive.snapshots();
+    assert_eq!(rows.len(), 2, "the snapshot went into STRATA_ARCHIVE");
+    let sources: Vec<&str> = rows[1]["sources"]
+        .as_array()
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(sources, ["one", "two"], "both positionals are sources");
+    strata()
+        .arg("forget")
+        .arg(&id[..8])
+        .env("STRATA_ARCHIVE", &archive.path)
+        .ok();
+    assert!(
+        !archive.snapshot_ids().contains(&id),
+        "forget took the positional as a snapshot of STRATA_ARCHIVE"
+    );
+}
+
+#[test]
+fn with_strata_archive_set_an_archive_given_first_is_still_the_archive() {
+    let wd = Workdir::new();
+    let (env_arch, _) = env_archive(&wd, "env.strata");
+    let (other, _) = env_archive(&wd, "other.strata");
+    let env = |sub: &str| {
+        strata()
+            .arg(sub)
+            .env("STRATA_ARCHIVE", &env_arch.path)
+            .arg(&other.path)
+    };
+    let other_id = other.snapshot_ids()[0].clone();
+    let listed = env("snapshots").arg("--json").ok().json();
+    assert_eq!(listed.as_array().len(), 1);
+    assert_eq!(listed[0]["id"].as_str(), other_id);
+    let shown = env("show").arg("latest").arg("--json").ok().json();
+    assert_eq!(shown["id"].as_str(), other_id);
+    let src = wd.join("more");
+    generate_plain_tree(&src, 9);
+    env("ingest").arg(&src).ok();
+    assert_eq!(
+        other.snapshot_ids().len(),
+        2,
+        "ingest ARCHIVE SOURCE wrote ARCHIVE"
+    );
+    assert_eq!(env_arch.snapshot_ids().len(), 1, "and not STRATA_ARCHIVE");
+    env("forget").arg(&other_id[..8]).ok();
+    assert!(!other.snapshot_ids().contains(&other_id));
+    // The variable's own value given first is the archive too (`ingest "$STRATA_ARCHIVE" SRC`).
+    strata()
+        .arg("ingest")
+        .arg(&env_arch.path)
+        .arg(&src)
+        .env("STRATA_ARCHIVE", &env_arch.path)
+        .ok();
+    let rows = env_arch.snapshots();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["sources"].as_array().len(), 1, "{}", rows[1]);
+}
+
+#[test]
+fn without_strata_archive_a_missing_archive_is_a_usage_error_naming_the_variable() {
+    let out = strata()
+        .arg("snapshots")
+        .env_remove("STRATA_ARCHIVE")
+        .code(2);
+    let err = out.stderr_str();
+    assert!(
+        err.contains("<ARCHIVE>") && err.contains("STRATA_ARCHIVE"),
+        "{out}"
+    );
+}
+
+#[test]
+fn with_strata_archive_set_wrong_argument_counts_are_still_usage_errors() {
+    let wd = Workdir::new();
+    let (archive, _) = env_archive(&wd, "env.strata");
+    let env = |sub: &str| strata().arg(sub).env("STRATA_ARCHIVE", &archive.path);
+    let out = env("show").args(["a", "b", "c"]).code(2);
+    assert!(out.stderr_str().contains("'c'"), "{out}");
+    let out = env("restore").code(2);
+    assert!(out.stderr_str().contains("<SPEC>"), "{out}");
+    // copy names both archives and ignores the variable; umount takes no archive.
+    let out = env("copy").arg(&archive.path).code(2);
+    assert!(out.stderr_str().contains("<DST>"), "{out}");
+    env("umount").code(2);
+}

@@ -21,7 +21,7 @@ pub const EXIT_DAMAGE: u8 = 5;
 /// Exit 0 when clean (warnings allowed), 5 when errors were found, 1 if check could not run.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// Read and verify every stored byte (crc32 and BLAKE3)
     #[arg(long)]
@@ -42,7 +42,7 @@ pub struct Args {
 /// ARCHIVE/quarantine/ (nothing is deleted). Takes the writer lock.
 #[derive(clap::Args)]
 pub struct RepairArgs {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
 }
 

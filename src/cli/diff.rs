@@ -23,7 +23,7 @@ use strata::sys::Json;
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// The older snapshot (id, prefix or `latest`)
     old: String,

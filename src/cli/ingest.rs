@@ -36,7 +36,7 @@ use strata::sys::{Json, human_bytes};
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// Directories or files to store; `SRC:NAME` stores SRC as NAME (may contain '/')
     sources: Vec<std::ffi::OsString>,

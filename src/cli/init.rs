@@ -14,7 +14,7 @@ use strata::archive::{Archive, Config};
 /// Exit codes: 0 created, 1 error, 2 usage, 6 no password could be had.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive directory to create
+    /// Archive directory to create; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// zstd level for stored chunks: 1 (fastest) to 19 (smallest); zstd's ultra levels 20-22 are not supported
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]

@@ -29,13 +29,13 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct ArchiveArg {
-    /// The archive
+    /// The archive; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
 }
 
 #[derive(clap::Args)]
 pub struct NewArgs {
-    /// The archive
+    /// The archive; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// Read the new password from FILE (one trailing newline is ignored). Also
     /// STRATA_NEW_PASSWORD_FILE
@@ -45,7 +45,7 @@ pub struct NewArgs {
 
 #[derive(clap::Args)]
 pub struct RemoveArgs {
-    /// The archive
+    /// The archive; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// The slot's id, as `strata key list` shows it (16 hex digits, or a unique prefix)
     id: String,

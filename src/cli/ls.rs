@@ -23,7 +23,7 @@ use strata::sys::{Json, rfc3339};
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct LsArgs {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// SNAP[:PATH]: snapshot id, id prefix or `latest`, and a path inside it
     spec: String,
@@ -48,7 +48,7 @@ pub struct LsArgs {
 /// for dumps of any size. A closed pipe (`| head`) is not an error.
 #[derive(clap::Args)]
 pub struct CatArgs {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// SNAP:PATH of a file
     spec: String,

@@ -2,7 +2,9 @@
 //! results, and maps typed errors to one line, a hint and a documented exit code.
 //! No archive logic lives here.
 
+mod archive_env;
 mod check;
+mod copy;
 mod diff;
 mod escape;
 mod hints;
@@ -44,7 +46,9 @@ files, indexed in SQLite), and restores any snapshot exactly.\n\n\
 Typical night:  strata ingest /backups/jira.strata /var/jira/export --label jira\n\
 Typical restore: strata cat /backups/jira.strata latest:export/2026-11-21--0200.zip > /var/jira/import/x.zip",
     after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked, 5 check found errors, 6 wrong or missing password.\n\
-SNAP is a snapshot id, a unique id prefix, `latest`, or `latest~N` (the Nth before the newest)."
+SNAP is a snapshot id, a unique id prefix, `latest`, or `latest~N` (the Nth before the newest).\n\
+ARCHIVE may be left out when the variable STRATA_ARCHIVE names the archive: `strata snapshots`, \
+`strata ingest /var/jira/export --label jira`. A first argument that is a strata archive is still taken as ARCHIVE."
 )]
 struct Cli {
     #[command(flatten)]
@@ -65,6 +69,7 @@ enum Command {
     Diff(diff::Args),
     Check(check::Args),
     Repair(check::RepairArgs),
+    Copy(copy::Args),
     Forget(retention::ForgetArgs),
     Prune(retention::PruneArgs),
     AppendOnly(retention::AppendOnlyArgs),
@@ -116,7 +121,7 @@ pub type CmdResult = Result<u8, Failure>;
 
 pub fn run() -> ExitCode {
     raise_fd_limit();
-    let cli = Cli::parse();
+    let cli = archive_env::parse();
     password::set_args(cli.password.clone());
     let result = match cli.command {
         Command::Init(a) => init::run(a),
@@ -129,6 +134,7 @@ pub fn run() -> ExitCode {
         Command::Diff(a) => diff::run(a),
         Command::Check(a) => check::run(a),
         Command::Repair(a) => check::run_repair(a),
+        Command::Copy(a) => copy::run(a),
         Command::Forget(a) => retention::run_forget(a),
         Command::Prune(a) => retention::run_prune(a),
         Command::AppendOnly(a) => retention::run_append_only(a),

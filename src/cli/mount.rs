@@ -24,7 +24,7 @@ use strata::vfs::{Options, Vfs};
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// Empty directory to mount on
     mountpoint: PathBuf,

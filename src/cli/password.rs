@@ -4,6 +4,12 @@
 //! (`/dev/tty`, echo off; asked twice for a new password). Never from a command-line
 //! argument, which other local users can read in `/proc`.
 //!
+//! `strata copy` opens a second archive, DST, which may have a password of its own:
+//! `--dst-password-file`, `--dst-password-command`, `STRATA_DST_PASSWORD_FILE`,
+//! `STRATA_DST_PASSWORD_COMMAND`, `STRATA_DST_PASSWORD` ([`obtain_dst`]). Without any of
+//! them DST takes SRC's password (the sources above), as most copies are between two
+//! archives of one owner.
+//!
 //! A file's or a command's output loses one trailing newline (`echo secret > FILE` and
 //! `pass show strata` work as expected); an empty password is refused. Passwords are held
 //! in the archive's `Password`, which zeroes its bytes when dropped and never prints them.
@@ -115,6 +121,62 @@ pub fn obtain_from(
         ));
     }
     Ok(pw)
+}
+
+/// The destination's password options of `strata copy`: DST may have a password of its
+/// own. When none of these (nor their variables) is set, DST is opened with SRC's
+/// password, or, when SRC is not encrypted, from the usual sources.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DstPasswordArgs {
+    /// Read DST's password from FILE (one trailing newline is ignored). Also
+    /// STRATA_DST_PASSWORD_FILE
+    #[arg(long, value_name = "FILE", conflicts_with = "dst_password_command")]
+    pub dst_password_file: Option<PathBuf>,
+    /// Run CMD with `sh -c` and take its standard output as DST's password. Also
+    /// STRATA_DST_PASSWORD_COMMAND
+    #[arg(long, value_name = "CMD")]
+    pub dst_password_command: Option<String>,
+}
+
+/// The variables that give `strata copy`'s DST a password of its own, in order (after
+/// `--dst-password-file` and `--dst-password-command`).
+pub const DST_VARIABLES: [&str; 3] = [
+    "STRATA_DST_PASSWORD_FILE",
+    "STRATA_DST_PASSWORD_COMMAND",
+    "STRATA_DST_PASSWORD",
+];
+
+/// DST's own password, from the first of `--dst-password-file`, `--dst-password-command`,
+/// `STRATA_DST_PASSWORD_FILE`, `STRATA_DST_PASSWORD_COMMAND`, `STRATA_DST_PASSWORD`;
+/// `None` when none is set.
+pub fn obtain_dst(args: &DstPasswordArgs) -> Result<Option<Password>, PasswordError> {
+    obtain_dst_from(args, &ProcessEnv)
+}
+
+pub fn obtain_dst_from(
+    args: &DstPasswordArgs,
+    env: &dyn Env,
+) -> Result<Option<Password>, PasswordError> {
+    let pw = if let Some(f) = &args.dst_password_file {
+        from_file(f)?
+    } else if let Some(c) = &args.dst_password_command {
+        from_command(c)?
+    } else if let Some(f) = env.var(DST_VARIABLES[0]) {
+        from_file(Path::new(&f))?
+    } else if let Some(c) = env.var(DST_VARIABLES[1]) {
+        from_command(&c)?
+    } else if let Some(p) = env.var(DST_VARIABLES[2]) {
+        Password::new(p.into_bytes())
+    } else {
+        return Ok(None);
+    };
+    if pw.as_bytes().is_empty() {
+        return Err(PasswordError::new(
+            "the destination's password is empty",
+            Some("an archive's password cannot be empty"),
+        ));
+    }
+    Ok(Some(pw))
 }
 
 fn strip_newline(mut v: Vec<u8>) -> Vec<u8> {
@@ -323,6 +385,49 @@ mod tests {
             get(&none, &vars(&[("STRATA_PASSWORD", "from-env")])).unwrap(),
             b"from-env"
         );
+    }
+
+    #[test]
+    fn dst_sources_are_taken_in_their_documented_order_and_none_means_none() {
+        let d = tempfile::tempdir().unwrap();
+        let f1 = d.path().join("one");
+        std::fs::write(&f1, "dst-flag-file\n").unwrap();
+        let f2 = d.path().join("two");
+        std::fs::write(&f2, "dst-env-file\n").unwrap();
+        let all = vars(&[
+            ("STRATA_DST_PASSWORD_FILE", f2.to_str().unwrap()),
+            ("STRATA_DST_PASSWORD_COMMAND", "printf dst-env-command"),
+            ("STRATA_DST_PASSWORD", "dst-env"),
+            ("STRATA_PASSWORD", "src-env"),
+        ]);
+        let get = |args: &DstPasswordArgs, env: &Vars| {
+            obtain_dst_from(args, env)
+                .unwrap()
+                .map(|p| p.as_bytes().to_vec())
+        };
+        let flag_file = DstPasswordArgs {
+            dst_password_file: Some(f1.clone()),
+            dst_password_command: None,
+        };
+        let flag_cmd = DstPasswordArgs {
+            dst_password_file: None,
+            dst_password_command: Some("echo dst-flag-command".into()),
+        };
+        let none = DstPasswordArgs::default();
+        assert_eq!(get(&flag_file, &all).unwrap(), b"dst-flag-file");
+        assert_eq!(get(&flag_cmd, &all).unwrap(), b"dst-flag-command");
+        assert_eq!(get(&none, &all).unwrap(), b"dst-env-file");
+        let no_file = vars(&[
+            ("STRATA_DST_PASSWORD_COMMAND", "printf dst-env-command"),
+            ("STRATA_DST_PASSWORD", "dst-env"),
+        ]);
+        assert_eq!(get(&none, &no_file).unwrap(), b"dst-env-command");
+        assert_eq!(
+            get(&none, &vars(&[("STRATA_DST_PASSWORD", "dst-env")])).unwrap(),
+            b"dst-env"
+        );
+        // SRC's sources are not DST's: without a DST source there is no DST password.
+        assert!(get(&none, &vars(&[("STRATA_PASSWORD", "src-env")])).is_none());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use strata::sys::human_bytes;
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// SNAP[:PATH]: snapshot id, id prefix or `latest`, and optionally a path inside it
     spec: String,

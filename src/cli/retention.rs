@@ -19,7 +19,7 @@ use strata::sys::{Json, human_bytes, short_time};
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct ForgetArgs {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// Snapshots to forget by id or prefix (instead of a policy)
     snapshots: Vec<String>,
@@ -61,7 +61,7 @@ pub struct ForgetArgs {
 /// moved). Takes the writer lock.
 #[derive(clap::Args)]
 pub struct PruneArgs {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// Show what would be reclaimed, change nothing
     #[arg(long)]
@@ -77,7 +77,7 @@ pub struct PruneArgs {
 /// destroy history. There is no way back.
 #[derive(clap::Args)]
 pub struct AppendOnlyArgs {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
 }
 

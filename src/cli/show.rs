@@ -11,7 +11,7 @@ use strata::sys::{Json, human_bytes, rfc3339};
 /// Names, paths and the command line are escaped as in `strata ls` (one line each).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// Snapshot id, prefix, `latest` or `latest~N`
     snapshot: String,

@@ -8,7 +8,7 @@ use strata::sys::{Json, human_bytes, rfc3339, short_time};
 /// List snapshots in the order they were committed (the last one is `latest`)
 #[derive(clap::Args)]
 pub struct Args {
-    /// Archive directory
+    /// Archive directory; may be left out when STRATA_ARCHIVE names it
     archive: PathBuf,
     /// Only snapshots with this label
     #[arg(long)]

@@ -44,6 +44,8 @@ pub struct Cmd {
     stdout_to: Option<PathBuf>,
     is_strata: bool,
     timeout: Duration,
+    /// Variables set (`Some`) or removed (`None`) for this command only.
+    envs: Vec<(OsString, Option<OsString>)>,
 }
 
 /// `strata` itself.
@@ -79,7 +81,21 @@ impl Cmd {
             stdout_to: None,
             is_strata: false,
             timeout: DEFAULT_TIMEOUT,
+            envs: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for this command only.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
+        self.envs
+            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Removes an environment variable for this command only.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Cmd {
+        self.envs.push((key.as_ref().to_owned(), None));
+        self
     }
 
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
@@ -123,6 +139,12 @@ impl Cmd {
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_default();
         let mut s = format!("(cd {} && ", shell_quote(cwd.as_os_str()));
+        for (k, v) in &self.envs {
+            match v {
+                Some(v) => s.push_str(&format!("{}={} ", k.to_string_lossy(), shell_quote(v))),
+                None => s.push_str(&format!("env -u {} ", k.to_string_lossy())),
+            }
+        }
         s.push_str(&shell_quote(&self.program));
         for a in &self.args {
             s.push(' ');
@@ -135,6 +157,12 @@ impl Cmd {
     fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.args);
+        for (k, v) in &self.envs {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
         if let Some(d) = &self.dir {
             c.current_dir(d);
         }
