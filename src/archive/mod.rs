@@ -24,8 +24,8 @@ mod error;
 pub mod keys;
 mod lock;
 mod place;
-pub mod remote_lock;
 pub mod rebuild;
+pub mod remote_lock;
 mod session;
 mod sync;
 
@@ -124,7 +124,7 @@ pub fn time_pack_id() -> u64 {
 pub fn pack_id_time(id: PackId) -> Option<i64> {
     let ms = id.0 >> 20;
     // Counted ids are far below 2^20 × (ms of 2020).
-    (ms > 1_577_836_800_000).then(|| (ms / 1000) as i64)
+    (ms > 1_577_836_800_000).then_some((ms / 1000) as i64)
 }
 
 pub struct Archive {
@@ -225,6 +225,46 @@ fn read_config_in(place: &Place) -> Result<Config, ArchiveError> {
     })
 }
 
+/// Makes a bucket archive's cache directory ready: an index (empty, for the sync to
+/// fill) when there is none, and none of another archive's state: when the bucket's
+/// config is not the one the cache was filled from (the archive was made anew under the
+/// same URL), the cached index and pack indexes are dropped.
+fn prepare_cache(place: &Place, config: &Config) -> Result<(), ArchiveError> {
+    let root = &place.root;
+    let _lock = sync::cache_lock(root)?;
+    let idx_path = root.join(INDEX_FILE);
+    let seen = root.join(CONFIG_FILE);
+    let now = config.encode();
+    // The append-only switch changes the config; the archive stays the same one.
+    let same = |old: &str| {
+        Config::decode(old).is_ok_and(|mut c| {
+            c.append_only = config.append_only;
+            c.encode() == now
+        })
+    };
+    let known = fs::read_to_string(&seen).ok();
+    if known.as_deref().is_some_and(|k| !same(k)) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = fs::remove_file(format!("{}{suffix}", idx_path.display()));
+        }
+        let _ = fs::remove_dir_all(root.join("packidx"));
+    }
+    if known.as_deref() != Some(now.as_str()) {
+        fs::write(&seen, &now).map_err(io(&seen))?;
+    }
+    if !idx_path.exists() {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&idx_path)
+            .map_err(io(&idx_path))?;
+        Index::create(&idx_path)?;
+    }
+    Ok(())
+}
+
 impl Archive {
     /// Creates a new, unencrypted (format 1) archive at `path`: an empty or missing
     /// directory becomes one.
@@ -253,6 +293,24 @@ impl Archive {
             ),
             None => None,
         };
+        if let crate::store::url::ArchiveUrl::Bucket(url) =
+            crate::store::url::ArchiveUrl::parse(path).map_err(ArchiveError::Invalid)?
+        {
+            // A bucket: key slots, then the config last, as in a directory. The local
+            // cache is made by the first open.
+            let bucket = Place::new_bucket(&url)?;
+            if let (Some(master), Some(password)) = (&master, password) {
+                let id = keys::new_slot_id(bucket.as_ref())?;
+                keys::write_slot(
+                    bucket.as_ref(),
+                    id,
+                    master,
+                    password,
+                    crate::format::key::KdfParams::DEFAULT,
+                )?;
+            }
+            return write_config(bucket.as_ref(), config);
+        }
         match fs::read_dir(path) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -344,6 +402,9 @@ impl Archive {
     fn open_place(place: Place, unlock: Option<&Password>) -> Result<Archive, ArchiveError> {
         let config = read_config_in(&place)?;
         let idx_path = place.root.join(INDEX_FILE);
+        if place.is_bucket() {
+            prepare_cache(&place, &config)?;
+        }
         if !idx_path.exists() {
             return Err(ArchiveError::IndexMissing { path: idx_path });
         }
@@ -388,6 +449,22 @@ impl Archive {
             _local: local,
             _remote: remote,
         })
+    }
+
+    /// The lock objects of a bucket archive (none for a directory archive, whose lock is
+    /// the kernel's).
+    pub fn locks(&self) -> Result<Vec<remote_lock::LockInfo>, ArchiveError> {
+        if !self.place.is_bucket() {
+            return Ok(Vec::new());
+        }
+        remote_lock::list_locks(self.meta(), self.codec())
+    }
+
+    /// Removes one lock object (`strata unlock`).
+    pub fn remove_lock(&self, name: &str) -> Result<(), ArchiveError> {
+        self.meta()
+            .delete(name)
+            .map_err(|e| ArchiveError::Pack(e.into()))
     }
 
     /// Switches the archive to append-only (one way: there is no switch back). Returns

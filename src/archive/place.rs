@@ -6,8 +6,10 @@
 //! `~/.cache/strata`, then one subdirectory per archive, named by a hash of its URL.
 
 use super::ArchiveError;
+use crate::store::cache::CachedStore;
 use crate::store::local::{LocalMeta, LocalStore};
-use crate::store::url::ArchiveUrl;
+use crate::store::s3::Bucket;
+use crate::store::url::{ArchiveUrl, BucketUrl};
 use crate::store::{MetaStore, Store};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -87,10 +89,43 @@ impl Place {
                 store: local_store(root),
                 url,
             }),
-            ArchiveUrl::Bucket(_) => Err(ArchiveError::Invalid(format!(
-                "{url}: bucket archives are not supported by this build"
-            ))),
+            ArchiveUrl::Bucket(ref b) => {
+                let bucket = Bucket::connect(b).map_err(store_err)?;
+                let options = CACHE_OPTIONS.get().cloned().unwrap_or_default();
+                let root = cache_base()?.join(cache_name(b));
+                create_private_dir(&root)?;
+                let store: Arc<dyn Store> = Arc::new(
+                    CachedStore::new(bucket.packs(), &root.join("chunks"), options.max_bytes)
+                        .map_err(store_err)?,
+                );
+                Ok(Place {
+                    root,
+                    meta: bucket,
+                    store,
+                    url,
+                })
+            }
         }
+    }
+
+    /// For a new bucket archive: the bucket, checked to exist and to hold nothing under
+    /// the prefix. Nothing local is created.
+    pub fn new_bucket(url: &BucketUrl) -> Result<Arc<Bucket>, ArchiveError> {
+        let bucket = Bucket::connect(url).map_err(store_err)?;
+        if bucket.get(super::CONFIG_FILE).map_err(store_err)?.is_some() {
+            return Err(ArchiveError::Invalid(format!(
+                "{url}: already a strata archive"
+            )));
+        }
+        if !MetaStore::list(bucket.as_ref(), "")
+            .map_err(store_err)?
+            .is_empty()
+        {
+            return Err(ArchiveError::NotEmpty {
+                path: PathBuf::from(url.to_string()),
+            });
+        }
+        Ok(bucket)
     }
 
     /// A directory archive with its packs in `store` (tests inject faults this way).
@@ -122,4 +157,27 @@ pub(crate) fn local_store(root: &Path) -> Arc<dyn Store> {
         &root.join(PACKS_DIR),
         &root.join(QUARANTINE_DIR),
     ))
+}
+
+fn store_err(e: crate::store::StoreError) -> ArchiveError {
+    ArchiveError::Pack(e.into())
+}
+
+/// The cache subdirectory of a bucket archive: a hash of its URL, so two archives never
+/// share one and the name says nothing about the bucket.
+fn cache_name(url: &BucketUrl) -> String {
+    blake3::hash(url.to_string().as_bytes()).to_hex()[..32].to_string()
+}
+
+/// Creates `dir` and its parents, `dir` itself 0700.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ArchiveError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
 }

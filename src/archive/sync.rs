@@ -44,7 +44,8 @@ pub struct SyncReport {
 const LOCAL_PACKIDX: &str = "packidx";
 
 fn local_packidx(root: &Path, pack: PackId) -> PathBuf {
-    root.join(LOCAL_PACKIDX).join(format!("{:016x}.idx", pack.0))
+    root.join(LOCAL_PACKIDX)
+        .join(format!("{:016x}.idx", pack.0))
 }
 
 fn store_err(e: crate::store::StoreError) -> ArchiveError {
@@ -106,16 +107,13 @@ pub(crate) fn save_local(root: &Path, pack: PackId, records: &[(BlobId, Location
     }
 }
 
-/// Brings `index` up to date with the bucket at `place`.
-pub(crate) fn sync(
-    place: &Place,
-    index: &Index,
-    reader: &PackReader,
-) -> Result<SyncReport, ArchiveError> {
-    let lock_path = place.root.join("sync.lock");
-    let _lock = loop {
+/// The cache directory's own short lock (`sync.lock`), held while its index is created or
+/// brought up to date; waits for another process's.
+pub(crate) fn cache_lock(root: &Path) -> Result<WriterLock, ArchiveError> {
+    let lock_path = root.join("sync.lock");
+    loop {
         match WriterLock::acquire(&lock_path) {
-            Ok(l) => break l,
+            Ok(l) => return Ok(l),
             Err(super::lock::LockError::Held { .. }) => {
                 std::thread::sleep(std::time::Duration::from_millis(20))
             }
@@ -126,7 +124,16 @@ pub(crate) fn sync(
                 });
             }
         }
-    };
+    }
+}
+
+/// Brings `index` up to date with the bucket at `place`.
+pub(crate) fn sync(
+    place: &Place,
+    index: &Index,
+    reader: &PackReader,
+) -> Result<SyncReport, ArchiveError> {
+    let _lock = cache_lock(&place.root)?;
     let mut report = SyncReport::default();
     let (objects, _) = place.store.list().map_err(store_err)?;
     let listed: HashMap<PackId, u64> = objects
@@ -180,7 +187,9 @@ pub(crate) fn sync(
                 continue; // deleted since the listing
             }
             Err(e) => {
-                report.skipped.push((place.store.location(&pack.file_name()), e.to_string()));
+                report
+                    .skipped
+                    .push((place.store.location(&pack.file_name()), e.to_string()));
                 continue;
             }
         };

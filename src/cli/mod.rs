@@ -18,6 +18,7 @@ mod restore;
 mod retention;
 mod show;
 mod snapshots;
+mod unlock;
 
 use clap::{Parser, Subcommand};
 use hints::Hint;
@@ -53,6 +54,16 @@ ARCHIVE may be left out when the variable STRATA_ARCHIVE names the archive: `str
 struct Cli {
     #[command(flatten)]
     password: password::PasswordArgs,
+    /// Where bucket archives keep their local cache (the index, pack indexes, a chunk
+    /// cache): DIR/<one directory per archive>. Also STRATA_CACHE_DIR; default
+    /// $XDG_CACHE_HOME/strata, else ~/.cache/strata
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<std::path::PathBuf>,
+    /// The most the on-disk chunk cache of a bucket archive may hold, e.g. 512M, 4G
+    /// (`mount --cache-size` is the mount's memory cache). Also STRATA_CACHE_SIZE;
+    /// default 2G
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    disk_cache: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +88,7 @@ enum Command {
     Key(key::Command),
     Mount(mount::Args),
     Umount(mount::UmountArgs),
+    Unlock(unlock::Args),
 }
 
 /// A command's failure: the error, an optional hint, and the exit code.
@@ -123,6 +135,27 @@ pub fn run() -> ExitCode {
     raise_fd_limit();
     let cli = archive_env::parse();
     password::set_args(cli.password.clone());
+    let cache_size = match cli.disk_cache {
+        Some(n) => Some(n),
+        None => match std::env::var("STRATA_CACHE_SIZE") {
+            Ok(v) if !v.is_empty() => match parse_size(&v) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    eprintln!("strata: error: STRATA_CACHE_SIZE: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            },
+            _ => None,
+        },
+    };
+    let mut cache = strata::archive::CacheOptions {
+        dir: cli.cache_dir.clone(),
+        ..Default::default()
+    };
+    if let Some(n) = cache_size {
+        cache.max_bytes = n;
+    }
+    strata::archive::set_cache_options(cache);
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Ingest(a) => ingest::run(a),
@@ -141,6 +174,7 @@ pub fn run() -> ExitCode {
         Command::Key(c) => key::run(c),
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => mount::run_umount(a),
+        Command::Unlock(a) => unlock::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -208,6 +242,12 @@ pub fn password_for(path: &std::path::Path) -> Result<Option<password::Password>
 pub fn open(path: &std::path::Path) -> Result<Archive, Failure> {
     let pw = password_for(path)?;
     Ok(Archive::open_with(path, pw.as_ref())?)
+}
+
+/// A size with an optional K/M/G/T suffix (powers of 1024), for clap: `512M`, `4G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    strata::sys::parse_size(s)
+        .ok_or_else(|| format!("{s:?} is not a size (for example 512M or 4G)"))
 }
 
 /// Splits `SNAP[:PATH]`.

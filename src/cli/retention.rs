@@ -260,6 +260,12 @@ pub fn run_prune(a: PruneArgs) -> CmdResult {
         human_bytes(r.unused_kept),
         started.elapsed().as_secs_f64()
     );
+    if r.young_orphans > 0 {
+        eprintln!(
+            "{} unreferenced pack(s) younger than an hour left alone (a writer on another host may still commit them); a later prune removes them",
+            r.young_orphans
+        );
+    }
     if !r.unknown_packs.is_empty() {
         eprintln!(
             "{} pack file(s) are not in the index (left by an interrupted ingest); `strata repair` indexes them: {}",

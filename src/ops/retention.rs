@@ -316,7 +316,13 @@ pub struct PruneReport {
     pub unused_kept: u64,
     /// Pack files on disk the index does not know (left by crashes): not touched.
     pub unknown_packs: Vec<String>,
+    /// Bucket packs that nothing references, younger than [`ORPHAN_GRACE`]: left alone
+    /// (a writer that lost its lock may still commit a snapshot naming them).
+    pub young_orphans: u64,
 }
+
+/// How old an unreferenced pack of a bucket archive must be before prune deletes it.
+pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// Every blob a remaining snapshot needs: its record, its trees and their chunks. A
 /// tree shared by several snapshots (or directories) is walked once.
@@ -420,7 +426,13 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Archi
             .map(|(_, l)| record(l))
             .sum();
         let unused = size.saturating_sub(used_bytes + PACK_HEADER_LEN as u64);
-        if used_bytes == 0 {
+        let young = crate::archive::pack_id_time(*pack)
+            .is_some_and(|t| crate::sys::now().0 - t < ORPHAN_GRACE.as_secs() as i64);
+        if used_bytes == 0 && young && archive.is_bucket() {
+            report.young_orphans += 1;
+            report.unused_kept += unused;
+            report.bytes_after += size;
+        } else if used_bytes == 0 {
             report.packs_deleted += 1;
             removed_packs.push(*pack);
             removed_blobs.extend(list.iter().map(|(i, _)| *i));

@@ -3,9 +3,9 @@
 //! index.
 
 use super::{Location, PackError, StoredBlob};
+use crate::format::BlobId;
 use crate::format::PackId;
 use crate::format::pack::{BLOB_HEADER_LEN, BlobHeader, PACK_HEADER_LEN, encode_pack_header};
-use crate::format::BlobId;
 use crate::format::packidx::{encode_packidx, packidx_name};
 use crate::store::{MetaStore, NewObject, Store};
 use std::sync::Arc;
