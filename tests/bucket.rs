@@ -73,10 +73,10 @@ impl Host {
             .collect()
     }
 
-    /// Restores `spec` into `target` and compares the source (named `src`) with rsync.
+    /// Restores `spec` into `target` and compares the source with rsync.
     fn restore_and_compare(&self, spec: &str, expected: &Path, target: &Path) {
         self.cmd("restore").arg(spec).arg(target).ok();
-        assert_rsync_clean(expected, &target.join("src"));
+        assert_rsync_clean(expected, &target.join(expected.file_name().unwrap()));
     }
 }
 
@@ -129,4 +129,314 @@ fn a_generated_export_tree_and_dump_round_trip_exactly_through_a_bucket_archive(
     // check reads every byte back from the bucket.
     let out = host.cmd("check").arg("--read-data").ok();
     assert!(out.stderr_str().contains("no errors"), "{out}");
+}
+
+/// `files` files of `mib` MiB of random bytes under `dir`, plus a small text file.
+fn random_tree(dir: &Path, files: u32, mib: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..files {
+        sh(&format!(
+            "head -c {}M /dev/urandom > '{}/f{i}.bin'",
+            mib,
+            dir.display()
+        ))
+        .ok();
+    }
+    std::fs::write(dir.join("note.txt"), "a small file\n").unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn a_second_host_with_an_empty_cache_sees_every_snapshot_and_restores_exactly() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, "hosts", "a");
+    a.cmd("init").ok();
+    let src = wd.join("src");
+    generate(&src, "structr", "0.02");
+    a.ingest(&src, "structr");
+    next_day(&src);
+    a.ingest(&src, "structr");
+    let ids = a.snapshot_ids();
+    assert_eq!(ids.len(), 2);
+
+    let b = Host::new(&g, &wd, "hosts", "b");
+    assert_eq!(b.snapshot_ids(), ids, "host b lists what host a committed");
+    b.restore_and_compare("latest", &src, &wd.join("restored"));
+    // b learned the packs from their pack indexes, not by downloading them.
+    let chunks = b.cache.read_dir().unwrap().next().unwrap().unwrap().path();
+    assert!(chunks.join("index.sqlite").exists(), "{}", chunks.display());
+
+    // A snapshot b commits is seen by a at its next command.
+    b.ingest(&src, "from-b");
+    assert_eq!(a.snapshot_ids().len(), 3);
+    // a forgets on its side; b sees the forget.
+    a.cmd("forget").arg(&ids[0]).ok();
+    assert_eq!(b.snapshot_ids().len(), 2);
+}
+
+#[test]
+fn two_hosts_ingest_at_once_both_commit_and_dedup_across_hosts() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, "multi", "a");
+    let b = Host::new(&g, &wd, "multi", "b");
+    a.cmd("init").ok();
+    let shared = random_tree(&wd.join("shared"), 3, 8);
+    let src_a = wd.join("jira");
+    let src_b = wd.join("confluence");
+    for (src, uniq) in [(&src_a, "a"), (&src_b, "b")] {
+        sh(&format!("cp -a '{}' '{}'", shared.display(), src.display())).ok();
+        std::fs::write(src.join(format!("only-{uniq}.txt")), uniq.repeat(1000)).unwrap();
+    }
+    let ra = a
+        .cmd("ingest")
+        .arg(&src_a)
+        .args(["--label", "jira", "--json"])
+        .spawn();
+    let rb = b
+        .cmd("ingest")
+        .arg(&src_b)
+        .args(["--label", "confluence", "--json"])
+        .spawn();
+    let (oa, ob) = (ra.wait(), rb.wait());
+    assert_eq!(oa.code(), Some(0), "{oa}");
+    assert_eq!(ob.code(), Some(0), "{ob}");
+    assert_eq!(a.snapshot_ids().len(), 2, "both snapshots are listed");
+    // The next night each host dedups against what the other wrote.
+    let again = a.ingest(&src_b, "jira-sees-confluence");
+    assert!(
+        again["bytes_added"].as_u64() < 1 << 20,
+        "host a stores nothing of host b's data again: {again:?}"
+    );
+    a.restore_and_compare("latest", &src_b, &wd.join("ra"));
+    b.cmd("check").arg("--read-data").ok();
+}
+
+#[test]
+fn prune_waits_for_no_ingest_and_loses_nothing_and_stale_locks_need_unlock() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, "locks", "a");
+    let b = Host::new(&g, &wd, "locks", "b");
+    a.cmd("init").ok();
+    let src = random_tree(&wd.join("src"), 2, 4);
+    a.ingest(&src, "files");
+    a.ingest(&src, "files");
+    let first = a.snapshot_ids()[0].clone();
+    b.cmd("forget").arg(&first).ok();
+
+    // A slow ingest on host a holds a shared lock; prune on host b is refused, exit 4,
+    // naming it.
+    let slow = a
+        .cmd("ingest")
+        .args([
+            "--cmd",
+            "sleep 4; head -c 3M /dev/urandom",
+            "--as",
+            "dump.bin",
+        ])
+        .args(["--label", "db"])
+        .spawn();
+    let started = std::time::Instant::now();
+    let locked = loop {
+        let out = b.cmd("prune").run();
+        if out.code() == Some(4) || started.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    locked.assert_one_line_error("locked");
+    assert!(locked.stderr_str().contains("ingest (shared)"), "{locked}");
+    let out = slow.wait();
+    assert_eq!(out.code(), Some(0), "{out}");
+    b.cmd("prune").ok();
+    a.restore_and_compare("latest~1", &src, &wd.join("r1"));
+    assert_eq!(a.snapshot_ids().len(), 2);
+
+    // An ingest killed with kill -9 leaves its lock object: not stale yet, it still
+    // blocks prune, and unlock leaves it; 11 minutes later unlock removes it.
+    let killed = a
+        .cmd("ingest")
+        .args(["--cmd", "sleep 30", "--as", "never.bin"])
+        .spawn();
+    wait_for("the ingest's lock", Duration::from_secs(20), || {
+        b.cmd("prune").run().code() == Some(4)
+    });
+    killed.kill9();
+    let out = b.cmd("unlock").ok();
+    assert!(out.stderr_str().contains("no stale lock"), "{out}");
+    assert!(out.stderr_str().contains("left active lock"), "{out}");
+    let out = b.cmd("unlock").env("FAKETIME", "+11m").env(
+        "LD_PRELOAD",
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    );
+    let out = out.ok();
+    assert!(
+        out.stdout_str()
+            .contains("removed stale lock: ingest (shared)"),
+        "{out}"
+    );
+    b.cmd("prune").ok();
+    assert_eq!(b.snapshot_ids().len(), 2);
+    b.cmd("check").arg("--read-data").ok();
+}
+
+#[test]
+fn one_node_killed_during_an_ingest_and_a_mount_copy_changes_nothing() {
+    let mut g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, "quorum", "a");
+    a.cmd("init").ok();
+    let src = random_tree(&wd.join("src"), 6, 16);
+    let running = a.cmd("ingest").arg(&src).arg("--json").spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    g.kill_node(2);
+    let out = running.wait();
+    assert_eq!(out.code(), Some(0), "{out}");
+    a.restore_and_compare("latest", &src, &wd.join("restored"));
+
+    // A mount reading with an empty cache while a second node goes is refused by
+    // quorum (2 of 3 needed): bring node 2 back first, then kill node 1 during the copy.
+    g.start_node(2);
+    export_env(&a);
+    let cold = wd.mkdir("cold-cache");
+    // SAFETY: as in export_env.
+    unsafe { std::env::set_var("STRATA_CACHE_DIR", &cold) };
+    let mnt = wd.mkdir("mnt");
+    let m = Mount::new(Path::new(&a.url), &mnt);
+    let file = mnt.join("latest/src/f5.bin");
+    wait_for("the mount", Duration::from_secs(30), || file.exists());
+    let copy = sh(&format!(
+        "cp '{}' '{}'",
+        file.display(),
+        wd.join("f5.copy").display()
+    ))
+    .spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    g.kill_node(1);
+    let out = copy.wait();
+    assert_eq!(out.code(), Some(0), "{out}");
+    drop(m);
+    sh(&format!(
+        "cmp '{}' '{}'",
+        src.join("f5.bin").display(),
+        wd.join("f5.copy").display()
+    ))
+    .ok();
+}
+
+#[test]
+fn all_nodes_stopped_during_an_ingest_is_a_clear_error_and_nothing_is_committed() {
+    let mut g = Garage::start();
+    let wd = Workdir::new();
+    let mut a = Host::new(&g, &wd, "outage", "a");
+    a.env.push(("STRATA_S3_TIMEOUT", "3".into()));
+    a.env.push(("STRATA_S3_RETRIES", "2".into()));
+    a.cmd("init").ok();
+    let src = random_tree(&wd.join("src"), 4, 16);
+    let running = a.cmd("ingest").arg(&src).spawn();
+    std::thread::sleep(Duration::from_millis(1000));
+    g.stop_all();
+    let started = std::time::Instant::now();
+    let out = running.wait();
+    assert_eq!(out.code(), Some(7), "the store is unusable: exit 7\n{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "gave up in bounded time"
+    );
+    out.assert_one_line_error("strata-test");
+    g.start_all();
+    assert!(a.snapshot_ids().is_empty(), "nothing was committed");
+    a.ingest(&src, "after");
+    a.restore_and_compare("latest", &src, &wd.join("restored"));
+}
+
+#[test]
+fn a_paused_node_makes_requests_time_out_instead_of_hanging() {
+    let mut g = Garage::start();
+    let wd = Workdir::new();
+    let mut a = Host::new(&g, &wd, "paused", "a");
+    a.cmd("init").ok();
+    a.env.push(("STRATA_S3_TIMEOUT", "2".into()));
+    a.env.push(("STRATA_S3_RETRIES", "1".into()));
+    g.pause_node(0);
+    let started = std::time::Instant::now();
+    let out = a.cmd("snapshots").run();
+    g.resume_node(0);
+    assert_eq!(out.code(), Some(7), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{out}");
+    out.assert_one_line_error("did not answer");
+    a.cmd("snapshots").ok();
+}
+
+#[test]
+fn a_wrong_key_a_missing_bucket_and_a_bad_endpoint_are_one_line_each_exit_7() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, "errors", "a");
+    a.cmd("init").ok();
+
+    let wrong = a
+        .cmd("snapshots")
+        .env("AWS_SECRET_ACCESS_KEY", "0".repeat(64))
+        .run();
+    assert_eq!(wrong.code(), Some(7), "{wrong}");
+    wrong.assert_one_line_error("access denied");
+    assert!(
+        !wrong.stderr_str().contains(&g.secret),
+        "the secret is never printed"
+    );
+
+    let missing = a
+        .raw("snapshots")
+        .arg(format!("s3:{}/no-such-bucket", g.endpoint()))
+        .run();
+    assert_eq!(missing.code(), Some(7), "{missing}");
+    missing.assert_one_line_error("no such bucket");
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let bad = a
+        .raw("snapshots")
+        .arg(format!("s3:http://127.0.0.1:{port}/strata-test"))
+        .run();
+    assert_eq!(bad.code(), Some(7), "{bad}");
+    bad.assert_one_line_error("cannot reach");
+
+    let empty = a.raw("snapshots").arg(g.url("nothing-here")).run();
+    assert_eq!(empty.code(), Some(1), "{empty}");
+    empty.assert_one_line_error("not a strata archive");
+
+    let again = a.cmd("init").run();
+    again.assert_one_line_error("already a strata archive");
+}
+
+#[test]
+fn copy_local_to_bucket_to_local_restores_exactly_and_a_second_copy_sends_nothing() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let h = Host::new(&g, &wd, "offsite", "a");
+    let local = wd.archive(&[]);
+    let src = services(&wd, "src");
+    local.ingest([src.as_os_str(), "--label".as_ref(), "nightly".as_ref()]);
+    h.cmd("init").ok();
+    h.raw("copy").arg(&local.path).arg(&h.url).ok();
+    let second = h
+        .raw("copy")
+        .arg(&local.path)
+        .arg(&h.url)
+        .arg("--json")
+        .ok()
+        .json();
+    assert_eq!(second["blobs_sent"].as_u64(), 0, "{second:?}");
+    let back = wd.join("back.strata");
+    h.raw("init").arg(&back).ok();
+    h.raw("copy").arg(&h.url).arg(&back).ok();
+    let back = Archive { path: back };
+    back.restore("latest", wd.join("restored"));
+    assert_rsync_clean(&src, &wd.join("restored/src"));
+    h.restore_and_compare("latest", &src, &wd.join("from-bucket"));
 }

@@ -207,6 +207,7 @@ fn run_with_progress(
             IngestError::Archive(ArchiveError::Locked { .. } | ArchiveError::LockedBy { .. }) => {
                 EXIT_LOCKED
             }
+            e if e.store_unusable() => super::EXIT_STORE,
             // As a shell reports a process killed by signal n, which cron wrappers expect.
             _ if (1..32).contains(&signal) => 128 + signal as u8,
             _ => super::EXIT_ERROR,

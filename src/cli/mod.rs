@@ -35,6 +35,9 @@ pub const EXIT_PARTIAL: u8 = 3;
 pub const EXIT_LOCKED: u8 = 4;
 /// Wrong password, or no password for an encrypted archive.
 pub const EXIT_PASSWORD: u8 = 6;
+/// The object store of a bucket archive cannot be used: unreachable, timed out, no such
+/// bucket, credentials or region refused.
+pub const EXIT_STORE: u8 = 7;
 
 #[derive(Parser)]
 #[command(
@@ -46,7 +49,7 @@ dumps in an append-only, deduplicated archive (zstd-compressed chunks in crc32-c
 files, indexed in SQLite), and restores any snapshot exactly.\n\n\
 Typical night:  strata ingest /backups/jira.strata /var/jira/export --label jira\n\
 Typical restore: strata cat /backups/jira.strata latest:export/2026-11-21--0200.zip > /var/jira/import/x.zip",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked, 5 check found errors, 6 wrong or missing password.\n\
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 partial (some paths unreadable or damaged), 4 archive locked, 5 check found errors, 6 wrong or missing password, 7 object store unreachable or refusing (bucket archives).\n\
 SNAP is a snapshot id, a unique id prefix, `latest`, or `latest~N` (the Nth before the newest).\n\
 ARCHIVE may be left out when the variable STRATA_ARCHIVE names the archive: `strata snapshots`, \
 `strata ingest /var/jira/export --label jira`. A first argument that is a strata archive is still taken as ARCHIVE."
@@ -118,6 +121,9 @@ impl From<ArchiveError> for Failure {
             ArchiveError::Locked { .. } | ArchiveError::LockedBy { .. } => EXIT_LOCKED,
             ArchiveError::WrongPassword { .. } | ArchiveError::PasswordNeeded { .. } => {
                 EXIT_PASSWORD
+            }
+            ArchiveError::Pack(strata::packs::PackError::Store(ref s)) if s.is_store_unusable() => {
+                EXIT_STORE
             }
             _ => EXIT_ERROR,
         };

@@ -80,6 +80,19 @@ fn first_error(e: &[PathError]) -> String {
 }
 
 impl IngestError {
+    /// The archive's object store could not be used (unreachable, timed out, no such
+    /// bucket, credentials refused), wherever in the ingest that surfaced.
+    pub fn store_unusable(&self) -> bool {
+        match self {
+            IngestError::Archive(ArchiveError::Pack(crate::packs::PackError::Store(s)))
+            | IngestError::Write(ArchiveError::Pack(crate::packs::PackError::Store(s))) => {
+                s.is_store_unusable()
+            }
+            IngestError::WithAfter { error, .. } => error.store_unusable(),
+            _ => false,
+        }
+    }
+
     /// "The pack writer stopped": what the walker sees when the writer thread is gone
     /// (the writer's own error is reported instead when there is one).
     pub(crate) fn writer_stopped() -> IngestError {

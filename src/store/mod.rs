@@ -104,6 +104,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The object store could not be used at all: unreachable, too slow, no such bucket,
+    /// refused credentials or region, missing settings (the CLI's exit code 7).
+    pub fn is_store_unusable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unreachable { .. }
+                | StoreError::TimedOut { .. }
+                | StoreError::NoSuchBucket { .. }
+                | StoreError::AccessDenied { .. }
+                | StoreError::WrongRegion { .. }
+                | StoreError::Config { .. }
+        )
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
     }
