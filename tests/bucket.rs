@@ -227,25 +227,26 @@ fn prune_waits_for_no_ingest_and_loses_nothing_and_stale_locks_need_unlock() {
     b.cmd("forget").arg(&first).ok();
 
     // A slow ingest on host a holds a shared lock; prune on host b is refused, exit 4,
-    // naming it.
+    // naming it. (Wait for its lock object first: a prune that ran before it would make
+    // the ingest the one refused.)
     let slow = a
         .cmd("ingest")
         .args([
             "--cmd",
-            "sleep 4; head -c 3M /dev/urandom",
+            "sleep 6; head -c 3M /dev/urandom",
             "--as",
             "dump.bin",
         ])
         .args(["--label", "db"])
         .spawn();
-    let started = std::time::Instant::now();
-    let locked = loop {
-        let out = b.cmd("prune").run();
-        if out.code() == Some(4) || started.elapsed() > Duration::from_secs(20) {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    wait_for("the ingest's lock object", Duration::from_secs(30), || {
+        b.cmd("unlock")
+            .run()
+            .stderr_str()
+            .contains("left active lock")
+    });
+    let locked = b.cmd("prune").run();
+    assert_eq!(locked.code(), Some(4), "{locked}");
     locked.assert_one_line_error("locked");
     assert!(locked.stderr_str().contains("ingest (shared)"), "{locked}");
     let out = slow.wait();
@@ -260,9 +261,13 @@ fn prune_waits_for_no_ingest_and_loses_nothing_and_stale_locks_need_unlock() {
         .cmd("ingest")
         .args(["--cmd", "sleep 30", "--as", "never.bin"])
         .spawn();
-    wait_for("the ingest's lock", Duration::from_secs(20), || {
-        b.cmd("prune").run().code() == Some(4)
+    wait_for("the ingest's lock object", Duration::from_secs(30), || {
+        b.cmd("unlock")
+            .run()
+            .stderr_str()
+            .contains("left active lock")
     });
+    assert_eq!(b.cmd("prune").run().code(), Some(4));
     killed.kill9();
     let out = b.cmd("unlock").ok();
     assert!(out.stderr_str().contains("no stale lock"), "{out}");
@@ -439,4 +444,59 @@ fn copy_local_to_bucket_to_local_restores_exactly_and_a_second_copy_sends_nothin
     back.restore("latest", wd.join("restored"));
     assert_rsync_clean(&src, &wd.join("restored/src"));
     h.restore_and_compare("latest", &src, &wd.join("from-bucket"));
+}
+
+#[test]
+fn every_command_works_on_a_bucket_archive() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let h = Host::new(&g, &wd, "all/commands", "a");
+    h.cmd("init").ok();
+    let src = random_tree(&wd.join("src"), 2, 2);
+    h.ingest(&src, "one");
+    std::fs::write(src.join("note.txt"), "changed\n").unwrap();
+    h.ingest(&src, "one");
+    let ids = h.snapshot_ids();
+    h.cmd("show").arg("latest").ok();
+    let ls = h.cmd("ls").arg("latest:src").ok().stdout_str();
+    assert!(ls.contains("f1.bin"), "{ls}");
+    assert_eq!(
+        h.cmd("cat").arg("latest:src/note.txt").ok().stdout,
+        b"changed\n"
+    );
+    let diff = h.cmd("diff").arg(&ids[0]).arg(&ids[1]).ok().stdout_str();
+    assert!(diff.contains("note.txt"), "{diff}");
+
+    // Keys: a second password opens the archive; the first can then be removed.
+    let pw2 = wd.write("pw2", "second password\n");
+    h.raw("key")
+        .arg("add")
+        .arg(&h.url)
+        .arg("--new-password-file")
+        .arg(&pw2)
+        .ok();
+    let list = h.raw("key").arg("list").arg(&h.url).ok().stdout_str();
+    assert_eq!(
+        list.lines().filter(|l| l.contains("argon2")).count(),
+        2,
+        "{list}"
+    );
+    h.cmd("snapshots")
+        .env("STRATA_PASSWORD", "second password")
+        .ok();
+    let wrong = h.cmd("snapshots").env("STRATA_PASSWORD", "nope").run();
+    assert_eq!(wrong.code(), Some(6), "{wrong}");
+
+    // repair rebuilds this host's cached index from the bucket.
+    h.cmd("repair").ok();
+    assert_eq!(h.snapshot_ids(), ids);
+    h.cmd("forget").arg(&ids[0]).ok();
+    h.cmd("prune").ok();
+    h.restore_and_compare("latest", &src, &wd.join("restored"));
+    let out = h.cmd("unlock").ok();
+    assert!(out.stderr_str().contains("no stale lock"), "{out}");
+    h.cmd("append-only").ok();
+    let refused = h.cmd("prune").run();
+    refused.assert_one_line_error("append-only");
+    h.cmd("check").arg("--read-data").ok();
 }

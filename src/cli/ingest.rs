@@ -348,7 +348,18 @@ fn draw_progress(p: &Progress, done: &AtomicBool) {
     bar.finish_and_clear();
 }
 
-extern "C" fn on_signal(n: libc::c_int) {
+extern "C" fn on_signal(n: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // A SIGPIPE the kernel raised for our own write to a closed socket (an object store
+    // that went away mid-upload) is not a request to stop: that write fails with EPIPE
+    // and the error is reported as such. Only one sent by another process stops us.
+    // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO; getpid is
+    // async-signal-safe.
+    if n == libc::SIGPIPE
+        && !info.is_null()
+        && unsafe { (*info).si_pid() == libc::getpid() || (*info).si_code == libc::SI_KERNEL }
+    {
+        return;
+    }
     strata::ingest::interrupt(n);
 }
 
@@ -383,7 +394,7 @@ fn install_interrupt_handler() {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;
             libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = 0;
+            sa.sa_flags = libc::SA_SIGINFO;
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
