@@ -352,13 +352,14 @@ extern "C" fn on_signal(n: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     // A SIGPIPE the kernel raised for our own write to a closed socket (an object store
     // that went away mid-upload) is not a request to stop: that write fails with EPIPE
     // and the error is reported as such. Only one sent by another process stops us.
-    // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO; getpid is
-    // async-signal-safe.
-    if n == libc::SIGPIPE
-        && !info.is_null()
-        && unsafe { (*info).si_pid() == libc::getpid() || (*info).si_code == libc::SI_KERNEL }
-    {
-        return;
+    if n == libc::SIGPIPE && !info.is_null() {
+        // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO; getpid is
+        // async-signal-safe.
+        let own =
+            unsafe { (*info).si_pid() == libc::getpid() || (*info).si_code == libc::SI_KERNEL };
+        if own {
+            return;
+        }
     }
     strata::ingest::interrupt(n);
 }
