@@ -500,3 +500,48 @@ fn every_command_works_on_a_bucket_archive() {
     refused.assert_one_line_error("append-only");
     h.cmd("check").arg("--read-data").ok();
 }
+
+#[test]
+fn packs_of_a_killed_ingest_are_named_by_check_and_left_by_prune_for_an_hour() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, "orphans", "a");
+    let b = Host::new(&g, &wd, "orphans", "b");
+    a.cmd("init").ok();
+    // 80 MiB, then a pause: the first 64 MiB pack is sealed and uploaded meanwhile.
+    let running = a
+        .cmd("ingest")
+        .args([
+            "--cmd",
+            "head -c 80M /dev/urandom; sleep 120",
+            "--as",
+            "dump.bin",
+        ])
+        .spawn();
+    // Host b sees the first sealed pack (64 MiB) of host a's ingest, then a dies.
+    wait_for(
+        "a sealed pack of the running ingest",
+        Duration::from_secs(120),
+        || b.cmd("check").arg("--json").ok().json()["packs"].as_u64() > 0,
+    );
+    let killed = running.kill9();
+    let out = b.cmd("unlock").arg("--remove-all").ok();
+    assert!(
+        out.stdout_str().contains("removed active lock"),
+        "{out}\nthe ingest: {killed}"
+    );
+    let out = b.cmd("check").ok();
+    assert!(
+        out.stderr_str()
+            .contains("holds nothing any snapshot needs"),
+        "{out}"
+    );
+    let out = b.cmd("prune").ok();
+    assert!(out.stderr_str().contains("younger than an hour"), "{out}");
+    assert!(b.snapshot_ids().is_empty());
+    // The next ingest commits beside the orphans.
+    let src = random_tree(&wd.join("src"), 1, 1);
+    b.ingest(&src, "again");
+    b.restore_and_compare("latest", &src, &wd.join("restored"));
+    b.cmd("check").arg("--read-data").ok();
+}

@@ -113,6 +113,26 @@ pub fn check(
         ));
     }
     damage_findings(&bad, &walker.damages, &walker.tree_errors, &mut report);
+    if archive.is_bucket() && report.errors() == 0 {
+        // Every pack of a bucket is indexed once it is read; one that nothing needs was
+        // left by a writer that died (its upload finished, its snapshot never came).
+        for (pack, size) in crate::ops::retention::unreferenced_packs(archive)? {
+            let age = crate::archive::pack_id_time(pack)
+                .map(|t| {
+                    format!(
+                        ", written {} min ago",
+                        (crate::sys::now().0 - t).max(0) / 60
+                    )
+                })
+                .unwrap_or_default();
+            report.notes.push(format!(
+                "{} ({}{age}) holds nothing any snapshot needs: left by an interrupted writer; \
+                 `strata prune` removes it once it is an hour old",
+                archive.pack_location(pack),
+                crate::sys::human_bytes(size)
+            ));
+        }
+    }
     report.findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

@@ -324,6 +324,25 @@ pub struct PruneReport {
 /// How old an unreferenced pack of a bucket archive must be before prune deletes it.
 pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
+/// The packs of which no remaining snapshot needs anything (an interrupted writer's
+/// packs in a bucket archive, where every pack is indexed once the bucket is read):
+/// (pack, size), for `check` to name. Forget records count as needed, as in prune.
+pub fn unreferenced_packs(archive: &Archive) -> Result<Vec<(PackId, u64)>, ArchiveError> {
+    let used = used_blobs(archive)?;
+    let mut needed: HashSet<PackId> = HashSet::new();
+    for (id, l) in archive.blobs()? {
+        if used.contains(&id) || l.kind == BlobKind::Forget {
+            needed.insert(l.pack);
+        }
+    }
+    Ok(archive
+        .pack_rows()?
+        .into_iter()
+        .filter(|(p, _, _)| !needed.contains(p))
+        .map(|(p, size, _)| (p, size))
+        .collect())
+}
+
 /// Every blob a remaining snapshot needs: its record, its trees and their chunks. A
 /// tree shared by several snapshots (or directories) is walked once.
 fn used_blobs(archive: &Archive) -> Result<HashSet<BlobId>, ArchiveError> {
