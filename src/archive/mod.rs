@@ -372,7 +372,7 @@ impl Archive {
 
     /// Reads only the config: tells whether `path` is an archive, and of which version.
     pub fn read_config(path: &Path) -> Result<Config, ArchiveError> {
-        read_config_in(&Place::of(path)?)
+        read_config_in(&Place::config_only(path)?)
     }
 
     /// Opens an unencrypted archive ([`ArchiveError::PasswordNeeded`] for an encrypted

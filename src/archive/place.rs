@@ -108,6 +108,25 @@ impl Place {
         }
     }
 
+    /// Only what reading the config needs: for a bucket, the connection without the
+    /// cache directory and its chunk cache (whether to ask for a password is decided
+    /// before the archive is opened).
+    pub fn config_only(arg: &Path) -> Result<Place, ArchiveError> {
+        let url = ArchiveUrl::parse(arg).map_err(ArchiveError::Invalid)?;
+        match url {
+            ArchiveUrl::Dir(_) => Self::of(arg),
+            ArchiveUrl::Bucket(ref b) => {
+                let bucket = Bucket::connect(b).map_err(store_err)?;
+                Ok(Place {
+                    root: PathBuf::new(),
+                    store: bucket.packs(),
+                    meta: bucket,
+                    url,
+                })
+            }
+        }
+    }
+
     /// For a new bucket archive: the bucket, checked to exist and to hold nothing under
     /// the prefix. Nothing local is created.
     pub fn new_bucket(url: &BucketUrl) -> Result<Arc<Bucket>, ArchiveError> {
