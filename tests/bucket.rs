@@ -545,3 +545,37 @@ fn packs_of_a_killed_ingest_are_named_by_check_and_left_by_prune_for_an_hour() {
     b.restore_and_compare("latest", &src, &wd.join("restored"));
     b.cmd("check").arg("--read-data").ok();
 }
+
+#[test]
+fn a_failed_ingest_keeps_the_packs_another_host_deduplicated_against() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, "dedup-race", "a");
+    let b = Host::new(&g, &wd, "dedup-race", "b");
+    a.cmd("init").ok();
+    let src = random_tree(&wd.join("src"), 1, 80);
+    let big = src.join("f0.bin");
+    // Host a streams the same 80 MiB, then its command fails: no snapshot. Its first
+    // pack (64 MiB) is in the bucket meanwhile, and host b deduplicates against it.
+    let failing = a
+        .cmd("ingest")
+        .args([
+            "--cmd",
+            &format!("cat '{}'; sleep 6; exit 1", big.display()),
+            "--as",
+            "f0.bin",
+        ])
+        .spawn();
+    wait_for("host a's first pack", Duration::from_secs(60), || {
+        b.cmd("check").arg("--json").ok().json()["packs"].as_u64() > 0
+    });
+    let j = b.ingest(&src, "b");
+    assert!(
+        j["bytes_added"].as_u64() < 40 << 20,
+        "host b stored only what host a's sealed pack lacks: {j:?}"
+    );
+    let out = failing.wait();
+    assert_ne!(out.code(), Some(0), "{out}");
+    b.cmd("check").arg("--read-data").ok();
+    b.restore_and_compare("latest", &src, &wd.join("restored"));
+}

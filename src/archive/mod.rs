@@ -107,7 +107,7 @@ pub struct ArchiveLock {
 
 /// A pack id for a bucket archive, where writers on several hosts create packs at once
 /// and cannot number them from a shared counter: the creation time in milliseconds in
-/// the high 44 bits, 20 random bits below. Unique with overwhelming odds (two hosts
+/// the high 44 bits (43 used), 20 random bits below. Unique with overwhelming odds (two hosts
 /// would have to start a pack in the same millisecond and draw the same 20 bits), in
 /// creation order across hosts as far as their clocks agree, and it tells prune how old
 /// an unreferenced pack is.
@@ -429,6 +429,18 @@ impl Archive {
             return Ok(SyncReport::default());
         }
         sync::sync(&self.place, &self.index, &self.packs)
+    }
+
+    /// `repair` of a bucket archive: under an exclusive lock, forgets everything this
+    /// host's cache knows (the index rows, the copies of pack indexes) and learns it again
+    /// from the bucket. The bucket itself is not changed: its objects are never torn, and
+    /// damage in them is `check`'s to name.
+    pub fn rebuild_from_bucket(&self) -> Result<SyncReport, ArchiveError> {
+        let _lock = self.lock(LockKind::Exclusive, "repair")?;
+        let known: Vec<PackId> = self.index.packs()?.into_iter().map(|p| p.0).collect();
+        self.index.drop_packs(&known)?;
+        let _ = fs::remove_dir_all(self.place.root.join("packidx"));
+        self.sync()
     }
 
     /// Takes the writer lock: the kernel lock on the local directory, and for a bucket a

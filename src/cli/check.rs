@@ -192,9 +192,15 @@ pub fn run_repair(a: RepairArgs) -> CmdResult {
     let started = std::time::Instant::now();
     let pw = super::password_for(&a.archive)?;
     let r = strata::ops::repair::repair(&a.archive, pw.as_ref())?;
+    let index = match strata::store::url::ArchiveUrl::parse(&a.archive) {
+        Ok(strata::store::url::ArchiveUrl::Bucket(_)) => {
+            format!("this host's cached index of {}", a.archive.display())
+        }
+        _ => a.archive.join("index.sqlite").display().to_string(),
+    };
     eprintln!(
         "rebuilt {} from {} pack(s): {} blobs, {} snapshot(s) recovered in {:.1} s",
-        a.archive.join("index.sqlite").display(),
+        index,
         r.survey.packs,
         r.survey.blobs,
         r.recovered.len(),

@@ -18,7 +18,7 @@ A directory archive's lock is a kernel lock that is released when its holder exi
 is nothing to remove, and unlock says so.",
     after_help = "Examples:\n  strata unlock s3:https://s3.example.org/backups/jira\n  \
 strata unlock --remove-all s3:http://127.0.0.1:3900/backups   # only when no strata runs anywhere\n\n\
-Exit codes: 0 ok (whether or not anything was removed), 1 error, 6 wrong or missing password."
+Exit codes: 0 ok (whether or not anything was removed), 1 error, 6 wrong or missing password, 7 object store unreachable or refusing."
 )]
 pub struct Args {
     /// The archive (also STRATA_ARCHIVE)

@@ -37,12 +37,42 @@ impl RepairReport {
     }
 }
 
+/// A bucket archive's repair: this host's cached index is learned again from the bucket
+/// (its pack indexes, or packs read whole); every snapshot the bucket holds is listed as
+/// recovered, a pack that cannot be read as unreadable.
+fn repair_bucket(
+    root: &Path,
+    unlock: Option<&crate::archive::Password>,
+) -> Result<RepairReport, ArchiveError> {
+    let archive = crate::archive::Archive::open_with(root, unlock)?;
+    let sync = archive.rebuild_from_bucket()?;
+    let mut report = RepairReport::default();
+    report.survey.packs = sync.new_packs;
+    report.survey.blobs = archive.blobs()?.len() as u64;
+    report.survey.unreadable = sync.skipped;
+    for row in archive.snapshots()? {
+        let what = format!(
+            "{} {}",
+            crate::sys::rfc3339(row.time.0, 0, false),
+            row.label
+        );
+        report.recovered.push((row.id, what));
+    }
+    Ok(report)
+}
+
 /// Rebuilds the index of the archive at `root` from its packs; an encrypted archive
 /// needs `unlock`.
 pub fn repair(
     root: &Path,
     unlock: Option<&crate::archive::Password>,
 ) -> Result<RepairReport, ArchiveError> {
+    if matches!(
+        crate::store::url::ArchiveUrl::parse(root),
+        Ok(crate::store::url::ArchiveUrl::Bucket(_))
+    ) {
+        return repair_bucket(root, unlock);
+    }
     let (rebuild, survey) = survey_packs(root, unlock)?;
     let mut report = RepairReport {
         survey,

@@ -134,10 +134,17 @@ impl PackWriter {
     }
 
     /// Deletes every pack this writer created. Only for a session that will never
-    /// commit: nothing in the index points into these packs.
+    /// commit: nothing in the index points into these packs. A bucket archive's sealed
+    /// packs are kept: other hosts may already have deduplicated against them (they see
+    /// a pack as soon as its upload completes); prune removes them once nothing needs
+    /// them and they are an hour old. Only the upload under way is aborted.
     pub fn discard(&mut self) {
         if let Some(open) = self.current.take() {
             open.object.abort();
+        }
+        if self.pack_index.is_some() {
+            self.created.clear();
+            return;
         }
         for p in self.created.drain(..) {
             let _ = self.store.delete(&p.file_name());
