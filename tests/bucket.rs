@@ -579,3 +579,29 @@ fn a_failed_ingest_keeps_the_packs_another_host_deduplicated_against() {
     b.cmd("check").arg("--read-data").ok();
     b.restore_and_compare("latest", &src, &wd.join("restored"));
 }
+
+#[test]
+fn a_running_mount_shows_a_snapshot_another_host_commits() {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, "live", "a");
+    let b = Host::new(&g, &wd, "live", "b");
+    a.cmd("init").ok();
+    let src = random_tree(&wd.join("src"), 1, 1);
+    a.ingest(&src, "first");
+    export_env(&a);
+    let mnt = wd.mkdir("mnt");
+    let m = Mount::new(Path::new(&a.url), &mnt);
+    wait_for("the mount", Duration::from_secs(30), || {
+        mnt.join("latest-first").exists()
+    });
+    b.ingest(&src, "from-b");
+    // The mount reads the bucket every 30 s.
+    wait_for(
+        "host b's snapshot in host a's mount",
+        Duration::from_secs(75),
+        || mnt.join("latest-from-b/src/note.txt").exists(),
+    );
+    assert_rsync_clean(&src, &mnt.join("latest-from-b/src"));
+    drop(m);
+}

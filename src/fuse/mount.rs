@@ -235,7 +235,26 @@ impl Mounted {
         } = self;
         let mut ticks = 0u32;
         let mut stopping = false;
+        // A bucket archive: every 30 s, what other hosts wrote (on its own thread: a
+        // slow store must not hold up unmounting).
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel::<String>();
+        if vfs.is_bucket() {
+            let vfs = vfs.clone();
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(30));
+                    if let Some(msg) = vfs.sync_bucket()
+                        && sync_tx.send(msg).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
         while !guard.is_finished() {
+            while let Ok(msg) = sync_rx.try_recv() {
+                report(Event::Index(msg));
+            }
             ticks = ticks.wrapping_add(1);
             if ticks.is_multiple_of(20) {
                 // Every second: a `strata repair` swaps index.sqlite; serve the new one.

@@ -272,6 +272,37 @@ impl Vfs {
         Some(msg)
     }
 
+    /// True when the archive is in a bucket.
+    pub fn is_bucket(&self) -> bool {
+        self.archive().is_bucket()
+    }
+
+    /// A bucket archive: learns what other hosts wrote since (their snapshots, forgets and
+    /// prunes), into the index the mount reads. Nothing for a directory archive, whose
+    /// index every writer updates. Returns a line for the mount's log when a pack could
+    /// not be read.
+    pub fn sync_bucket(&self) -> Option<String> {
+        let archive = self.archive();
+        if !archive.is_bucket() {
+            return None;
+        }
+        match archive.sync() {
+            Ok(r) if r.skipped.is_empty() => None,
+            Ok(r) => Some(format!(
+                "strata mount: reading the bucket, left out {} pack(s) for now: {}",
+                r.skipped.len(),
+                r.skipped
+                    .iter()
+                    .map(|(n, why)| format!("{n}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            Err(e) => Some(format!(
+                "strata mount: reading the bucket failed ({e}); retrying in 30 s"
+            )),
+        }
+    }
+
     /// (total bytes stored in packs, number of snapshots)
     pub fn statfs(&self) -> Result<(u64, u64), VfsError> {
         let total = self.archive().stored_bytes().unwrap_or(0);
