@@ -89,6 +89,24 @@ fn export_env(h: &Host) {
     }
 }
 
+/// A cluster, a work directory and two hosts (separate caches) on one archive under
+/// `prefix`, initialised by the first.
+fn two_hosts(prefix: &str) -> (Garage, Workdir, Host, Host) {
+    let g = Garage::start();
+    let wd = Workdir::new();
+    let a = Host::new(&g, &wd, prefix, "a");
+    let b = Host::new(&g, &wd, prefix, "b");
+    a.cmd("init").ok();
+    (g, wd, a, b)
+}
+
+/// Waits until `h` sees a pack in the bucket (another host's running ingest sealed one).
+fn wait_for_a_pack(h: &Host, what: &str) {
+    wait_for(what, Duration::from_secs(120), || {
+        h.cmd("check").arg("--json").ok().json()["packs"].as_u64() > 0
+    });
+}
+
 fn services(wd: &Workdir, name: &str) -> PathBuf {
     let dir = wd.join(name);
     generate(&dir, "jira,structr,dump", "0.02");
@@ -177,11 +195,7 @@ fn a_second_host_with_an_empty_cache_sees_every_snapshot_and_restores_exactly() 
 
 #[test]
 fn two_hosts_ingest_at_once_both_commit_and_dedup_across_hosts() {
-    let g = Garage::start();
-    let wd = Workdir::new();
-    let a = Host::new(&g, &wd, "multi", "a");
-    let b = Host::new(&g, &wd, "multi", "b");
-    a.cmd("init").ok();
+    let (_g, wd, a, b) = two_hosts("multi");
     let shared = random_tree(&wd.join("shared"), 3, 8);
     let src_a = wd.join("jira");
     let src_b = wd.join("confluence");
@@ -215,11 +229,7 @@ fn two_hosts_ingest_at_once_both_commit_and_dedup_across_hosts() {
 
 #[test]
 fn prune_waits_for_no_ingest_and_loses_nothing_and_stale_locks_need_unlock() {
-    let g = Garage::start();
-    let wd = Workdir::new();
-    let a = Host::new(&g, &wd, "locks", "a");
-    let b = Host::new(&g, &wd, "locks", "b");
-    a.cmd("init").ok();
+    let (_g, wd, a, b) = two_hosts("locks");
     let src = random_tree(&wd.join("src"), 2, 4);
     a.ingest(&src, "files");
     a.ingest(&src, "files");
@@ -503,11 +513,7 @@ fn every_command_works_on_a_bucket_archive() {
 
 #[test]
 fn packs_of_a_killed_ingest_are_named_by_check_and_left_by_prune_for_an_hour() {
-    let g = Garage::start();
-    let wd = Workdir::new();
-    let a = Host::new(&g, &wd, "orphans", "a");
-    let b = Host::new(&g, &wd, "orphans", "b");
-    a.cmd("init").ok();
+    let (_g, wd, a, b) = two_hosts("orphans");
     // 80 MiB, then a pause: the first 64 MiB pack is sealed and uploaded meanwhile.
     let running = a
         .cmd("ingest")
@@ -548,11 +554,7 @@ fn packs_of_a_killed_ingest_are_named_by_check_and_left_by_prune_for_an_hour() {
 
 #[test]
 fn a_failed_ingest_keeps_the_packs_another_host_deduplicated_against() {
-    let g = Garage::start();
-    let wd = Workdir::new();
-    let a = Host::new(&g, &wd, "dedup-race", "a");
-    let b = Host::new(&g, &wd, "dedup-race", "b");
-    a.cmd("init").ok();
+    let (_g, wd, a, b) = two_hosts("dedup-race");
     let src = random_tree(&wd.join("src"), 1, 80);
     let big = src.join("f0.bin");
     // Host a streams the same 80 MiB, then its command fails: no snapshot. Its first
@@ -566,9 +568,7 @@ fn a_failed_ingest_keeps_the_packs_another_host_deduplicated_against() {
             "f0.bin",
         ])
         .spawn();
-    wait_for("host a's first pack", Duration::from_secs(60), || {
-        b.cmd("check").arg("--json").ok().json()["packs"].as_u64() > 0
-    });
+    wait_for_a_pack(&b, "host a's first pack");
     let j = b.ingest(&src, "b");
     assert!(
         j["bytes_added"].as_u64() < 40 << 20,
@@ -582,11 +582,7 @@ fn a_failed_ingest_keeps_the_packs_another_host_deduplicated_against() {
 
 #[test]
 fn a_running_mount_shows_a_snapshot_another_host_commits() {
-    let g = Garage::start();
-    let wd = Workdir::new();
-    let a = Host::new(&g, &wd, "live", "a");
-    let b = Host::new(&g, &wd, "live", "b");
-    a.cmd("init").ok();
+    let (_g, wd, a, b) = two_hosts("live");
     let src = random_tree(&wd.join("src"), 1, 1);
     a.ingest(&src, "first");
     export_env(&a);
