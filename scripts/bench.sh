@@ -31,6 +31,9 @@
 set -euo pipefail
 shopt -s inherit_errexit
 export LC_ALL=C
+BENCH_PROG=bench.sh
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 usage() {
     sed -n '/^# *scripts\/bench\.sh \[/ { s/^# *//; p; q; }' "$0"
@@ -99,21 +102,11 @@ RR_COUNT=2000
 RR_SIZE=4096
 RR_SEED=42
 
-BENCH_T0=$EPOCHREALTIME
-log() { printf '==> [%6.1fs] %s\n' "$(awk -v a="$BENCH_T0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" "$*" >&2; }
-die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
-
 # ---------------------------------------------------------------------------------------------
 # Cleanup: every mount we start is recorded here and undone on exit, whatever the exit.
 MOUNTS=()
 BGPIDS=()
 WORK_OURS=0
-
-is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/self/mounts; }
-
-unmount_quietly() {
-    fusermount3 -u "$1" 2>/dev/null || fusermount -u "$1" 2>/dev/null || umount -l "$1" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$? m p i
@@ -154,59 +147,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
-# Helpers.
-
-# Seconds between two $EPOCHREALTIME stamps.
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }'; }
-# calc 'expr' [var=value ...]: awk arithmetic, printed with %.6g unless the expr formats itself.
-calc() { local e=$1; shift; awk "$@" "BEGIN { printf \"%.6g\", $e }"; }
-
-CACHES_DROPPED=yes
-drop_caches() {
-    sync
-    if ! { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
-        if [[ $CACHES_DROPPED == yes ]]; then
-            echo "bench.sh: cannot drop page caches (not root?); cold numbers will be warm" >&2
-        fi
-        CACHES_DROPPED=no
-    fi
-}
-
-# tree_stats DIR -> "entries files dirs symlinks bytes" (bytes of regular files), DIR included.
-tree_stats() {
-    find "$1" -printf '%y %s\n' | awk '
-        { n++ } $1 == "f" { f++; b += $2 } $1 == "d" { d++ } $1 == "l" { l++ }
-        END { printf "%d %d %d %d %.0f\n", n, f, d, l, b }'
-}
-
-LOGS="" # set once WORK exists
-# measure NAME CMD...: run CMD with output to $LOGS/NAME.log; sets M_S (wall seconds) and
-# M_RSS (peak RSS in MB, of the process CMD execs). A failure prints the log tail and exits.
-M_S=0
-M_RSS=0
-measure() {
-    local name=$1
-    shift
-    local lf="$LOGS/$name.log" tf="$LOGS/$name.time" t0=$EPOCHREALTIME
-    if ! /usr/bin/time -f '%M' -o "$tf" "$@" >"$lf" 2>&1; then
-        echo "bench.sh: step '$name' failed: $*" >&2
-        tail -n 20 "$lf" >&2
-        exit 1
-    fi
-    M_S=$(since "$t0")
-    M_RSS=$(tail -n 1 "$tf" | awk '{ printf "%.1f", $1 / 1024 }')
-}
+# Helpers (the rest are in scripts/bench-lib.sh).
 
 # R[tool.key] = value: every number the table shows.
 declare -A R=()
-# Failed checks go to a file, as they are often found inside $(...).
-WARNINGS=/dev/null # set once WORK exists
-warn() {
-    echo "bench.sh: WARNING: $*" >&2
-    echo "**Check failed:** $*" >>"$WARNINGS"
-}
-
-dir_bytes() { du -sb "$1" | cut -f1; }
 
 # ---------------------------------------------------------------------------------------------
 # Tools.
@@ -382,39 +326,6 @@ done
 # ---------------------------------------------------------------------------------------------
 # Native reads from disk.
 
-copy_mbps() { # copy_mbps SRC -> MB/s of cp SRC to OUTDIR, after checking the copy
-    local t0 s
-    rm -f "$OUTDIR/zip"
-    t0=$EPOCHREALTIME
-    cp "$1" "$OUTDIR/zip"
-    s=$(since "$t0")
-    cmp -s "$1" "$OUTDIR/zip" || cmp -s "$DATA/$ZIP_REL" "$OUTDIR/zip" || warn "cp of $1 differs from the original"
-    rm -f "$OUTDIR/zip"
-    calc 'b / 1e6 / s' -v b="$ZIP_SIZE" -v s="$s"
-}
-
-find_s() { # find_s DIR TOOL -> seconds of `find DIR | wc -l`, checking the count
-    local t0 n s
-    t0=$EPOCHREALTIME
-    n=$(find "$1" | wc -l)
-    s=$(since "$t0")
-    [[ $n == "$ST_ENTRIES" ]] || warn "$2: find over the Structr tree counted $n entries, not $ST_ENTRIES"
-    echo "$s"
-}
-
-rsync_s() { # rsync_s DIR TOOL -> seconds of `rsync -a DIR/ OUTDIR/structr/`, checking the copy
-    local t0 s got
-    rm -rf "$OUTDIR/structr"
-    t0=$EPOCHREALTIME
-    rsync -a "$1/" "$OUTDIR/structr/" >"$LOGS/$2-rsync.log" 2>&1 ||
-        { tail -n 20 "$LOGS/$2-rsync.log" >&2; die "$2: rsync -a out of $1 failed"; }
-    s=$(since "$t0")
-    got=$(tree_stats "$OUTDIR/structr")
-    [[ $got == "$(tree_stats "$DATA/structr")" ]] || warn "$2: rsync copy of the Structr tree differs (entries files dirs links bytes: $got)"
-    rm -rf "$OUTDIR/structr"
-    echo "$s"
-}
-
 randread() { # randread FILE TOOL KIND [--compare ORIG] -> sets R[TOOL.rrKIND.p50/p99]
     local file=$1 tool=$2 kind=$3 line
     shift 3
@@ -585,20 +496,6 @@ done
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 TOTAL_MIN=$(awk -v s="$(since "$START_T")" 'BEGIN { printf "%.1f", s / 60 }')
 
-# fmt VALUE DECIMALS: a number, or an en dash when there is none.
-fmt() {
-    if [[ -z $1 ]]; then printf '–'; else awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; fi
-}
-ratio() {
-    if [[ -z $1 || -z $2 ]]; then
-        printf '–'
-    else
-        awk -v a="$1" -v b="$2" 'BEGIN {
-            if (b == 0) { printf "–"; exit }
-            r = a / b
-            if (r < 0.1) printf "%.3f×", r; else if (r < 10) printf "%.2f×", r; else printf "%.0f×", r }'
-    fi
-}
 # base_ratio BETTER STRATA BASE: strata against the baseline, above 1 when strata is better now
 # (base ÷ strata in "lower" rows, strata ÷ base in "higher" rows).
 base_ratio() {
