@@ -697,6 +697,14 @@ fn with_strata_archive_set_archive_may_be_left_out_of_every_command_that_takes_o
         .args(["key", "list"])
         .env("STRATA_ARCHIVE", &archive.path)
         .ok();
+    // Global options with a value, before the command, do not take ARCHIVE's place.
+    let cache = wd.mkdir("cache");
+    strata()
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["--disk-cache", "64M", "snapshots"])
+        .env("STRATA_ARCHIVE", &archive.path)
+        .ok();
     let fresh = wd.join("fresh.strata");
     strata().arg("init").env("STRATA_ARCHIVE", &fresh).ok();
     assert!(fresh.join("config").is_file(), "init made STRATA_ARCHIVE");

@@ -117,7 +117,12 @@ fn archive_position(args: &[OsString]) -> Option<usize> {
             if !a.starts_with('-') {
                 break;
             }
-            i += if a == "--password-file" || a == "--password-command" {
+            // Global options that take their value as the next argument (`--opt=value`
+            // is one argument).
+            i += if matches!(
+                a,
+                "--password-file" | "--password-command" | "--cache-dir" | "--disk-cache"
+            ) {
                 2
             } else {
                 1
