@@ -1,6 +1,9 @@
-//! The archive: one directory tying packs and index together. Owns init, open, the
-//! single-writer lock and the commit protocol (blobs → pack fsync → dir fsync → one
-//! SQLite transaction), and is the one API the layers above use to read and write blobs.
+//! The archive: packs and index tied together, in a directory or a bucket ([`Place`]).
+//! Owns init, open, the writer locks and the commit protocol (blobs → pack fsync → dir
+//! fsync → one SQLite transaction), and is the one API the layers above use to read and
+//! write blobs. A directory archive looks like this; a bucket archive keeps `config`,
+//! `keys/`, `packs/`, `index/<pack>.idx` and `locks/` under its prefix and the index in a
+//! local cache directory (`place.rs`, `sync.rs`, `remote_lock.rs`, docs/FORMAT.md §10):
 //!
 //! ```text
 //! ARCHIVE/            mode 0700
