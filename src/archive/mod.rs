@@ -1,4 +1,4 @@
-//! The archive: packs and index tied together, in a directory or a bucket ([`Place`]).
+//! The archive: packs and index tied together, in a directory or a bucket (`Place`).
 //! Owns init, open, the writer locks and the commit protocol (blobs → pack fsync → dir
 //! fsync → one SQLite transaction), and is the one API the layers above use to read and
 //! write blobs. A directory archive looks like this; a bucket archive keeps `config`,
