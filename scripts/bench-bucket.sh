@@ -176,6 +176,10 @@ GEN=$ROOT/target/release/strata-gen
 # ---------------------------------------------------------------------------------------------
 # Work directory and cluster.
 
+# One run per work directory: a second one would stop this one's cluster and delete its files.
+mkdir -p "$(dirname "$WORK")"
+exec 9>>"$WORK.lock"
+flock -n 9 || die "another $BENCH_PROG run is using $WORK (it holds $WORK.lock); wait for it, or set BENCH_DIR"
 if [[ -e $WORK ]]; then
     [[ -e $WORK/.strata-bench-bucket ]] || die "$WORK exists and is not a $BENCH_PROG work directory; remove it or set BENCH_DIR"
     awk -v w="$WORK/" 'index($2, w) == 1 { f = 1 } END { exit !f }' /proc/self/mounts &&
